@@ -1,0 +1,206 @@
+"""Trained networks on disk: atomic writes, safe loading (ours and the paper's
+published checkpoints), readable run folders and finding runs by their config.
+
+A run folder `out_dir/<name>/` holds `config.json`, `net.pth` and `metrics.json`
+(SPEC §4). `net.pth` loads with `torch.load(..., weights_only=True)`."""
+import glob
+import json
+import os
+import re
+import tempfile
+
+import numpy as np
+import torch
+
+import ensemble
+import util
+
+CHECKPOINT = 'net.pth'
+CONFIG = 'config.json'
+METRICS = 'metrics.json'
+
+
+# ---------------------------------------------------------------------------------
+# Atomic writes: a crash mid-write never leaves a truncated file behind
+
+def _atomic(path, write):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path), suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_torch(obj, path):
+    """torch.save through a temporary file and a rename."""
+    _atomic(path, lambda f: torch.save(obj, f))
+
+
+def save_json(obj, path):
+    """JSON through a temporary file and a rename."""
+    _atomic(path, lambda f: f.write(json.dumps(obj, indent=2, default=_jsonable).encode()))
+
+
+def _jsonable(x):
+    if isinstance(x, (np.integer, np.floating)):
+        return x.item()
+    if isinstance(x, (np.ndarray, torch.Tensor)):
+        return x.tolist()
+    raise TypeError(f'{type(x).__name__} is not JSON serialisable')
+
+
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f'{path} does not exist') from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f'{path} is corrupt (not valid JSON: {e})') from None
+
+
+# ---------------------------------------------------------------------------------
+# Safe loading
+
+def _numpy_globals():
+    """The numpy pickling helpers the paper's legacy checkpoints reference, under
+    both their numpy 1 and numpy 2 module names. Nothing else may be unpickled."""
+    core = np._core.multiarray
+    allowed = [np.ndarray, np.dtype]
+    allowed += [getattr(np.dtypes, name) for name in np.dtypes.__all__]
+    for mod in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        allowed += [(core._reconstruct, f'{mod}._reconstruct'), (core.scalar, f'{mod}.scalar')]
+    return allowed
+
+
+def load_checkpoint(path):
+    """Load a checkpoint dict with `weights_only=True` (numpy arrays allowed, for the
+    paper's files). Missing or corrupt files give a clear error."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path} does not exist')
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(f'checkpoint {path} is corrupt or not a safe checkpoint: '
+                         f'{str(e).splitlines()[0]}') from None
+    if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
+        raise ValueError(f'checkpoint {path} has no state_dict: not a trained network')
+    return ckpt
+
+
+# ---------------------------------------------------------------------------------
+# Run folders
+
+NAME_SKIP = ('n_task', 'runs', 'run', 'out_dir', 'device', 'resume', 'ckpt_every')
+
+
+def run_name(config, defaults, n_task, run):
+    """Readable folder name: the hyperparameters that differ from the defaults,
+    then nTask<k> and run<r>, e.g. `network-LSTM_nTask24_run0`."""
+    parts = []
+    for key, value in config.items():
+        if key in NAME_SKIP or key not in defaults or value == defaults[key]:
+            continue
+        if isinstance(value, dict):
+            value = '-'.join(str(v) for v in value.values())
+        elif isinstance(value, (list, tuple)):
+            value = '-'.join(str(v) for v in value)
+        parts.append(f'{key}-{value}')
+    parts += [f'nTask{n_task}', f'run{run}']
+    return re.sub(r'[^A-Za-z0-9._+-]', '', '_'.join(parts))
+
+
+def find_runs(root='trained_networks', **criteria):
+    """Folders under `root` whose saved config matches every criterion, sorted by
+    (n_task, run). A criterion's value may be a list of accepted values, e.g.
+    `find_runs('trained_networks', network='RNN', n_task=[2, 24])`."""
+    found = []
+    for path in glob.glob(os.path.join(root, '*', CONFIG)):
+        config = load_json(path)
+        if all(_matches(config.get(k, _MISSING), v) for k, v in criteria.items()):
+            found.append((config['n_task'], config['run'], os.path.dirname(path)))
+    return [folder for _, _, folder in sorted(found)]
+
+
+_MISSING = object()
+
+
+def _matches(value, wanted):
+    if isinstance(wanted, (list, tuple)) and not isinstance(value, (list, tuple)):
+        return value in wanted
+    return value == wanted
+
+
+# ---------------------------------------------------------------------------------
+# One loader for every trained network
+
+def load_network(path, device='cpu'):
+    """Rebuild a trained network (one member), its frozen encoder and its config
+    from a run folder of ours or from one of the paper's published `.pth` files.
+    Returns (net, encoder or None, config), both modules in eval mode."""
+    if os.path.isdir(path):
+        config = load_json(os.path.join(path, CONFIG))
+        ckpt = load_checkpoint(os.path.join(path, CHECKPOINT))
+    else:
+        ckpt = load_checkpoint(path)
+        config = ckpt.get('config') or legacy_config(path, ckpt)
+    env = util.make_env(config, util.task_family(config, _first(config['task'])))
+    n_in = util.n_inputs(env, config['encode'])
+    n_out = ckpt['state_dict']['rec_to_out.weight'].shape[0]
+    net = util.build_network(config, n_in, n_out)
+    ensemble.load_member_state_dict(net, 0, ckpt['state_dict'])
+    encoder = None
+    if config['encode']:
+        encoder = util.build_encoder(config['n_dim'], config['activ_enc'])
+        ensemble.load_member_state_dict(encoder, 0, ckpt['encoder'])
+        encoder = encoder.to(device).eval()
+    return net.to(device).eval(), encoder, config
+
+
+def _first(task):
+    return task[0] if isinstance(task, list) else task
+
+
+def legacy_config(path, ckpt):
+    """Configuration of one of the paper's published checkpoints: sizes come from
+    the weights, the rest from the markers its file name carries (SPEC §9)."""
+    import train  # the defaults live at the top of train.py
+    name = os.path.basename(path)
+    sd = ckpt['state_dict']
+    config = dict(train.DEFAULTS)
+    if any(k.endswith('_l0') for k in sd):
+        config['network'] = 'LSTM'
+        ckpt['state_dict'] = sd = {_legacy_lstm_key(k): v for k, v in sd.items()}
+    elif 'gpt-2' in name:
+        config['network'] = 'gpt-2'
+    config['leaky'] = 'NoLeak' not in name
+    config['encode'] = 'encoder' in ckpt or 'Mix' in name
+    m = re.search(r'nTask(\d+)', name)
+    n_out = sd['rec_to_out.weight'].shape[0]
+    config['n_task'] = int(m.group(1)) if m else n_out
+    m = re.search(r'Noise(\d+(?:\.\d+)?)', name)
+    if m:
+        config['n_sd_in'] = float(m.group(1))
+    if config['network'] == 'RNN':
+        config['n_neu'] = sd['rec_to_rec.weight'].shape[0]
+    elif config['network'] == 'LSTM':
+        config['n_neu'] = sd['lstm.weight_hh_l0'].shape[1]
+    config.update(n_task=config['n_task'], run=0, source=name)
+    return config
+
+
+def _legacy_lstm_key(key):
+    """nn.LSTM weights go under `lstm.`, any other 2-D/1-D weight is the readout."""
+    last = key.split('.')[-1]
+    if last.endswith('_l0'):
+        return 'lstm.' + last
+    return 'rec_to_out.' + last

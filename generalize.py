@@ -1,0 +1,247 @@
+"""Zero-shot out-of-distribution generalization of trained networks (SPEC §5).
+
+A frozen network's hidden state at the last step is decoded linearly into the latents
+x*. The decoder is fit on trials from three quadrants and tested on the fourth (or fit
+on all four with --out_of_distribution=False); r² = 1 − MSE/(1/12).
+
+    python generalize.py                                   # paper protocol, RNN sweep
+    python generalize.py --decoder=lstsq --label=RNN_fast  # exact least squares, ~1 s/network
+    python generalize.py --select="{'network': 'LSTM'}" --label=LSTM
+"""
+# ---- hyperparameters (override with --name=value or a config file) ----
+runs_dir = 'trained_networks'  # where trained networks are found
+select = {'network': 'RNN'}  # config values the networks must match
+n_tasks = [2, 3, 6, 12, 24]  # task counts to evaluate
+n_runs = 5  # runs per task count (the first n_runs found)
+label = 'RNN'  # output name: results/<label>.npz (in-distribution adds '_ID')
+results_dir = 'results'  # where results and plots are written
+out_of_distribution = True  # fit on the other quadrants (True) or on all four (False)
+decoder = 'adam'  # 'adam' (the paper's protocol) or 'lstsq' (exact least squares)
+n_fit = 5  # decoder fits per held-out split, each on fresh trials
+n_batch = {2: 3000, 3: 3000, 6: 2000, 12: 1000, 24: 1000}  # decoder training batches per task count (others: 1000)
+batch_sz = 16  # trials per decoder batch
+lr = 3e-3  # decoder Adam learning rate
+n_test = 40  # test batches per fit
+split = None  # D > 2: hold out every split-th orthant (None: one orthant at a time up to 2^D)
+split_var = False  # D > 2: train on x_q < 0, test on x_q > 0, for each variable q
+timing = None  # evaluation timing (dict of ms); None: the network's training timing
+seed = 0  # seed of the evaluation trials and decoder inits
+device = 'auto'  # 'auto', 'cpu' or 'cuda'
+# ------------------------------------------------------------------------
+import itertools
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+import checkpoints
+import metrics
+import util
+from configurator import configure
+
+
+def splits(n_dim, out_of_distribution, split=None, split_var=False):
+    """(train orthants, test orthants) per split. Orthant k (1-based) is the k-th sign
+    pattern of itertools.product([-.5, .5], repeat=D); for D = 2 these are the
+    paper's quadrants 1:(+,+) 2:(−,+) 3:(−,−) 4:(+,−)."""
+    if n_dim == 2:
+        tests = [[q] for q in (1, 2, 3, 4)]
+        everything = [1, 2, 3, 4]
+    else:
+        signs = list(itertools.product([-1, 1], repeat=n_dim))
+        everything = list(range(1, len(signs) + 1))
+        if split_var:
+            tests = [[k for k, s in zip(everything, signs) if s[q] > 0] for q in range(n_dim)]
+        else:
+            step = split or 1
+            tests = [everything[i::step] for i in range(step)] if split else [[k] for k in everything]
+    pairs = []
+    for test in tests:
+        train = [k for k in everything if k not in test] if out_of_distribution else everything
+        pairs.append((train, test))
+    return pairs
+
+
+def test_env(config, quads, timing=None):
+    """The regression task matching how the network was trained: DenoiseQuads (D=2),
+    DenoiseQuadsHighDim (D>2) or DenoiseQuadsFreeRT (free reaction time)."""
+    cfg = dict(config, task='DenoiseQuads', corr=0, autocorr=0, dist='gauss')
+    if timing is not None:
+        cfg['timing'] = timing
+    if config['task'] == 'LinearClassificationBound':
+        return util.make_env(cfg, 'DenoiseQuadsFreeRT', quad_num=quads)
+    if config['n_dim'] > 2:
+        return util.make_env(cfg, 'DenoiseQuadsHighDim', quad_num=quads)
+    return util.make_env(cfg, 'DenoiseQuads', quad_num=quads)
+
+
+def collect(net, encoder, env, rng, n_trials):
+    """Final hidden states (n, N) and latents (n, D) of n fresh trials."""
+    trials = env.sample(rng, n_trials)
+    return util.hidden_states(net, encoder, env, trials['ob'], last_only=True), \
+        torch.as_tensor(trials['stim'], dtype=torch.float32)
+
+
+def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
+    """The SPEC §5 protocol for one network: every split × n_fit decoders fit together.
+    Returns r² (n_split, n_fit), weights (n_split, n_fit, N, D), train loss history
+    (n_split, n_fit, n_batch) and test MSE (n_split, n_fit)."""
+    pairs = splits(config['n_dim'], hp['out_of_distribution'], hp['split'], hp['split_var'])
+    H_train, X_train, H_test, X_test = [], [], [], []
+    for s, (train_q, test_q) in enumerate(pairs):
+        train_env, test_env_ = test_env(config, train_q, hp['timing']), test_env(config, test_q, hp['timing'])
+        for f in range(hp['n_fit']):
+            rng = np.random.default_rng([hp['seed'], net_seed, s, f])
+            h, x = collect(net, encoder, train_env, rng, n_train_batches * hp['batch_sz'])
+            H_train.append(h), X_train.append(x)
+            h, x = collect(net, encoder, test_env_, rng, hp['n_test'] * hp['batch_sz'])
+            H_test.append(h), X_test.append(x)
+    H_train, X_train = torch.stack(H_train).double(), torch.stack(X_train).double()
+    H_test, X_test = torch.stack(H_test).double(), torch.stack(X_test).double()
+    if hp['decoder'] == 'adam':
+        W, b, hist = metrics.fit_adam(H_train.float(), X_train.float(), lr=hp['lr'],
+                                      batch_size=hp['batch_sz'], n_batch=n_train_batches,
+                                      seed=hp['seed'] + net_seed)
+        W, b, hist = torch.as_tensor(W).double(), torch.as_tensor(b).double(), np.asarray(hist)
+    else:
+        W, b = metrics.fit_lstsq(H_train, X_train)
+        W, b = torch.as_tensor(W).double(), torch.as_tensor(b).double()
+        hist = np.full((len(H_train), 0), np.nan)
+    pred = metrics.predict(H_test, W, b)
+    shape = (len(pairs), hp['n_fit'])
+    r2 = np.asarray(metrics.r_squared(pred, X_test)).reshape(shape)
+    mse = ((torch.as_tensor(pred) - X_test) ** 2).mean((1, 2)).numpy().reshape(shape)
+    W = np.asarray(W).reshape(shape + W.shape[1:])
+    return r2, W, np.asarray(hist).reshape(shape + (-1,)), mse
+
+
+def batches_for(hp, n_task):
+    """Decoder training batches for a task count (SPEC §5; 1000 where not given)."""
+    return hp['n_batch'].get(n_task, 1000)
+
+
+def summarise(values):
+    """Median and interquartile range over everything but the first axis."""
+    flat = values.reshape(len(values), -1)
+    q = np.nanpercentile(flat, [50, 25, 75], axis=1) if np.isfinite(flat).any() else np.full((3, len(values)), np.nan)
+    return {'median': q[0].tolist(), 'p25': q[1].tolist(), 'p75': q[2].tolist()}
+
+
+def generalize(hp):
+    """Evaluate every selected network; write results/<label>.npz, .json and plots."""
+    check(hp)
+    device = util.pick_device(hp['device'])
+    name = hp['label'] + ('' if hp['out_of_distribution'] else '_ID')
+    folders = {k: checkpoints.find_runs(hp['runs_dir'], **{**hp['select'], 'n_task': k})[:hp['n_runs']]
+               for k in hp['n_tasks']}
+    missing = [k for k, f in folders.items() if not f]
+    if missing:
+        raise FileNotFoundError(f"no trained networks in {hp['runs_dir']!r} match {hp['select']} with "
+                                f"n_task in {missing}; train them first (python train.py --n_task={missing})")
+    r_sq = dec = angles = train_hist = test_mse = None
+    t0 = time.time()
+    for i, k in enumerate(hp['n_tasks']):
+        n_train = batches_for(hp, k)
+        for j, folder in enumerate(folders[k]):
+            t1 = time.time()
+            net, encoder, config = checkpoints.load_network(folder, device)
+            r2, W, hist, mse = evaluate_network(net, encoder, config, hp, n_train,
+                                                net_seed=1000 * k + config['run'])
+            if r_sq is None:  # allocate once the split count and sizes are known
+                shape = (len(hp['n_tasks']), hp['n_runs']) + r2.shape
+                r_sq, test_mse = np.full(shape, np.nan), np.full(shape, np.nan)
+                dec = np.full(shape + W.shape[-2:], np.nan)
+                angles = np.full(shape + (W.shape[-1],) * 2, np.nan)
+                train_hist = np.full(shape + (max(batches_for(hp, k) for k in hp['n_tasks']) if hp['decoder'] == 'adam' else 0,), np.nan)
+            r_sq[i, j], dec[i, j], test_mse[i, j] = r2, W, mse
+            angles[i, j] = metrics.decoder_angles(W)
+            train_hist[i, j, ..., :hist.shape[-1]] = hist
+            print(f"n_task={k:>3} {os.path.basename(folder)}: r² median {np.median(r2):.3f} "
+                  f"({time.time() - t1:.1f} s)")
+        if len(folders[k]) < hp['n_runs']:
+            print(f"warning: only {len(folders[k])} of n_runs={hp['n_runs']} networks found for "
+                  f"n_task={k}; the rest stay NaN", file=sys.stderr)
+    os.makedirs(hp['results_dir'], exist_ok=True)
+    path = os.path.join(hp['results_dir'], name)
+    with open(path + '.npz', 'wb') as f:
+        np.savez(f, r_sq=r_sq, n_tasks=np.array(hp['n_tasks']), dec=dec, angles=angles,
+                 train=train_hist, test=test_mse)
+    pair_angles = angles[..., np.triu_indices(angles.shape[-1], 1)[0], np.triu_indices(angles.shape[-1], 1)[1]]
+    summary = {'config': hp, 'networks': {str(k): folders[k] for k in hp['n_tasks']},
+               'n_tasks': hp['n_tasks'], 'r_sq': summarise(r_sq), 'angle': summarise(pair_angles),
+               'seconds': time.time() - t0}
+    checkpoints.save_json(summary, path + '.json')
+    plot(hp['results_dir'], hp['label'])
+    print(f"wrote {path}.npz, .json and plots ({time.time() - t0:.0f} s)")
+    return path
+
+
+def check(hp):
+    """Reject impossible settings before any work is done."""
+    if hp['decoder'] not in ('adam', 'lstsq'):
+        raise ValueError(f"decoder={hp['decoder']!r} is not allowed: 'adam' or 'lstsq'")
+    if not hp['n_tasks'] or any(not isinstance(k, int) or k < 1 for k in hp['n_tasks']):
+        raise ValueError(f"n_tasks={hp['n_tasks']!r} is not allowed: a list of positive integers")
+    for name in ('n_runs', 'n_fit', 'batch_sz', 'n_test'):
+        if not isinstance(hp[name], int) or hp[name] < 1:
+            raise ValueError(f"{name}={hp[name]!r} is not allowed: a positive integer")
+    if any(not isinstance(n, int) or n < 1 for n in hp['n_batch'].values()):
+        raise ValueError(f"n_batch={hp['n_batch']!r} is not allowed: positive integers")
+    if hp['split'] is not None and (not isinstance(hp['split'], int) or hp['split'] < 1):
+        raise ValueError(f"split={hp['split']!r} is not allowed: None or a positive integer")
+    if not os.path.isdir(hp['runs_dir']):
+        raise FileNotFoundError(f"runs_dir {hp['runs_dir']!r} does not exist")
+
+
+def load_results(results_dir, name):
+    """A results file (ours or the paper's), read without unpickling."""
+    with np.load(os.path.join(results_dir, name + '.npz'), allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def plot(results_dir, label):
+    """r² vs number of tasks (OOD and, when present, ID), the angle between the
+    decoded latents, and the decoder loss curves; PNG and PDF in results_dir."""
+    plt = util.plot_style()
+    curves = {kind: load_results(results_dir, label + suffix)
+              for kind, suffix in (('OOD', ''), ('ID', '_ID'))
+              if os.path.exists(os.path.join(results_dir, label + suffix + '.npz'))}
+    fig, ax = plt.subplots(figsize=(3.2, 2.6))
+    for kind, res in curves.items():
+        q = np.nanpercentile(res['r_sq'].reshape(len(res['n_tasks']), -1), [25, 50, 75], axis=1)
+        ax.plot(res['n_tasks'], q[1], 'o-', label=kind)
+        ax.fill_between(res['n_tasks'], q[0], q[2], alpha=0.3)
+    ax.axhline(0.975, ls='--', c='gray', lw=0.8, label='ceiling (SPEC §7)')
+    ax.set(xscale='log', xlabel='number of tasks', ylabel='r²', title=label)
+    ax.set_xticks(curves[next(iter(curves))]['n_tasks'], labels=curves[next(iter(curves))]['n_tasks'])
+    ax.legend()
+    util.save_figure(fig, os.path.join(results_dir, f'{label}_r2.png'))
+
+    for kind, res in curves.items():
+        a = res['angles']
+        iu = np.triu_indices(a.shape[-1], 1)
+        q = np.nanpercentile(a[..., iu[0], iu[1]].reshape(len(res['n_tasks']), -1), [25, 50, 75], axis=1)
+        fig, ax = plt.subplots(figsize=(3.2, 2.6))
+        ax.plot(res['n_tasks'], q[1], 'o-')
+        ax.fill_between(res['n_tasks'], q[0], q[2], alpha=0.3)
+        ax.axhline(90, ls='--', c='gray', lw=0.8)
+        ax.set(xscale='log', xlabel='number of tasks', ylabel='angle between latents (°)', title=f'{label} {kind}')
+        util.save_figure(fig, os.path.join(results_dir, f"{label}{'' if kind == 'OOD' else '_ID'}_angle.png"))
+
+        if res['train'].shape[-1]:
+            fig, ax = plt.subplots(figsize=(3.2, 2.6))
+            for i, k in enumerate(res['n_tasks']):
+                ax.plot(np.nanmean(res['train'][i].reshape(-1, res['train'].shape[-1]), 0), label=f'{k} tasks')
+            ax.set(yscale='log', xlabel='decoder batch', ylabel='train MSE', title=f'{label} {kind}')
+            ax.legend()
+            util.save_figure(fig, os.path.join(results_dir, f"{label}{'' if kind == 'OOD' else '_ID'}_loss.png"))
+
+
+if __name__ == '__main__':
+    _config = configure(globals(), doc=__doc__)
+    try:
+        generalize(_config)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f'error: {e}')

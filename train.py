@@ -1,0 +1,386 @@
+"""Train recurrent networks and transformers on multi-task evidence accumulation
+(Vafidis, Bhargava & Rangel, ICLR 2025; SPEC §4).
+
+    python train.py                                    # the paper's main network
+    python train.py --n_task=[2,3,6,12,24] --runs=5    # the main sweep, one process
+    python train.py --network=LSTM --resume=True       # continue an interrupted run
+
+All networks of one call (every n_task value × runs) train together as one
+vectorised ensemble; each member keeps its own seed, encoder, data and optimiser.
+"""
+# ---- hyperparameters (override with --name=value or a config file) ----
+task = 'LinearClassificationCentOut'  # task family, or a list of families (one rule input each)
+n_task = 24  # tasks per family; a list trains one network per value
+n_dim = 2  # latent dimensionality D
+n_neu = 64  # hidden units (RNN/LSTM) or embedding size (gpt-2)
+network = 'RNN'  # 'RNN', 'LSTM' or 'gpt-2'
+leaky = True  # RNN: leaky (True) or non-leaky integration
+activation = 'relu'  # RNN nonlinearity: 'relu' or 'tanh'
+init = None  # RNN recurrent init: None, 'sparse' or 'ortho'
+tau = 100  # RNN time constant (ms)
+dt = 100  # time step (ms), for the tasks and the RNN
+n_layer = 1  # gpt-2: transformer blocks
+n_head = 8  # gpt-2: attention heads
+n_sd_in = 2  # input noise: the task's sigma (per-step std sigma/sqrt(dt))
+n_sd_net = 0  # RNN: network noise std
+encode = True  # mix the latents through a frozen random MLP encoder
+activ_enc = 'relu'  # encoder nonlinearity: 'relu' or 'Quad' (x²)
+noise_enc = False  # noise after the encoder (std n_sd_in/20) instead of on the input
+corr = 0  # non-zero: correlated latents (LinearClassificationCorr)
+autocorr = 0  # non-zero: AR(1) input noise with this coefficient (LinearClassificationAutocorr)
+dist = 'gauss'  # input noise distribution: 'gauss' or 'gumbel'
+timing = {'fixation': 100, 'stimulus': 2000, 'delay': 0, 'decision': 100}  # period durations (ms)
+trial_num = 1  # trials concatenated per sequence
+CE_loss = True  # True: BCE with sigmoid readout; False: MSE with tanh readout
+bal_err = False  # loss mask: decision and integration steps weigh equally
+pen_end = False  # loss mask: only the last step
+rand_pen = False  # loss mask: one random step per trial
+bound = 5  # DDM bound of the free reaction-time task (LinearClassificationBound)
+batch_sz = 16  # trials per batch
+n_batch = None  # training batches; None: 1e5 (2e4 for gpt-2)
+lr = 1e-3  # Adam learning rate (no weight decay)
+runs = 1  # independently seeded networks per n_task value
+run = 0  # index of the first run (members get run ... run+runs-1)
+seed = 0  # base seed; a network's seed derives from (seed, n_task, run) only
+device = 'auto'  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
+out_dir = 'trained_networks'  # where the run folders are written
+resume = False  # continue from the checkpoints in the run folders
+ckpt_every = 2000  # batches between checkpoints
+# ------------------------------------------------------------------------
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import checkpoints
+import ensemble
+import tasks
+import util
+from configurator import configure, hyperparameters
+
+_N_RECORD = 100  # points of the loss / accuracy / confusion history
+
+
+# ---------------------------------------------------------------------------------
+# Configuration checks: every mistake is reported before any work is done
+
+def check_config(config):
+    """Raise ValueError for impossible hyperparameters; returns the n_task values."""
+    def need(ok, name, allowed):
+        if not ok:
+            raise ValueError(f"{name}={config[name]!r} is not allowed: {allowed}")
+
+    def pos_int(name):
+        v = config[name]
+        need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, 'a positive integer')
+
+    n_tasks = config['n_task'] if isinstance(config['n_task'], list) else [config['n_task']]
+    need(len(n_tasks) > 0 and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
+                                  for k in n_tasks) and len(set(n_tasks)) == len(n_tasks),
+         'n_task', 'a positive integer or a list of distinct positive integers')
+    need(config['network'] in ('RNN', 'LSTM', 'gpt-2'), 'network', "'RNN', 'LSTM' or 'gpt-2'")
+    need(config['activation'] in ('relu', 'tanh'), 'activation', "'relu' or 'tanh'")
+    need(config['init'] in (None, 'sparse', 'ortho'), 'init', "None, 'sparse' or 'ortho'")
+    need(config['activ_enc'] in ('relu', 'Quad'), 'activ_enc', "'relu' or 'Quad'")
+    for name in ('n_dim', 'n_neu', 'n_layer', 'n_head', 'trial_num', 'batch_sz', 'runs', 'ckpt_every'):
+        pos_int(name)
+    if isinstance(config['n_batch'], float) and config['n_batch'].is_integer():
+        config['n_batch'] = int(config['n_batch'])  # --n_batch=1e5 for a None default
+    if config['n_batch'] is not None:
+        pos_int('n_batch')
+    need(isinstance(config['run'], int) and config['run'] >= 0, 'run', 'an integer >= 0')
+    for name in ('tau', 'dt', 'lr', 'bound'):
+        need(config[name] > 0, name, 'a number > 0')
+    for name in ('n_sd_in', 'n_sd_net'):
+        need(config[name] >= 0, name, 'a number >= 0')
+    need(sum(bool(config[k]) for k in ('bal_err', 'pen_end', 'rand_pen')) <= 1,
+         'pen_end', 'at most one of bal_err, pen_end, rand_pen may be True')
+    need(not (config['corr'] and config['autocorr']), 'corr', 'corr and autocorr cannot both be non-zero')
+    if config['network'] == 'gpt-2':
+        need(config['n_neu'] % config['n_head'] == 0, 'n_head', f"a divisor of n_neu={config['n_neu']}")
+    dev = str(config['device'])
+    need(dev in ('auto', 'cpu') or (dev.startswith('cuda') and torch.cuda.is_available()),
+         'device', "'auto', 'cpu' or a cuda device (none is available here)" if dev.startswith('cuda')
+         else "'auto', 'cpu' or 'cuda[:i]'")
+    names = config['task'] if isinstance(config['task'], list) else [config['task']]
+    for name in names:
+        if name not in tasks.TASKS:
+            tasks.make_env(name)  # ValueError with a close-match suggestion
+        if name in util.REGRESSION_TASKS and config['CE_loss']:
+            raise ValueError(f"task {name!r} is a regression task: use --CE_loss=False")
+        if name == 'LinearClassificationBound' and len(names) > 1:
+            raise ValueError('LinearClassificationBound cannot be mixed with other task families')
+    for k in n_tasks:
+        util.make_envs(config, k)  # the task classes check their own keywords
+    return n_tasks
+
+
+def member_seeds(base_seed, n_task, run):
+    """Seeds of one network for (init, data, noise), derived from (seed, n_task, run) only."""
+    children = np.random.SeedSequence([base_seed, n_task, run]).spawn(3)
+    return [int(c.generate_state(1)[0]) for c in children]
+
+
+def provenance():
+    """Versions and git commit saved with every network."""
+    import neurogym
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except OSError:
+        commit = ''
+    return {'python': platform.python_version(), 'torch': torch.__version__,
+            'numpy': np.__version__, 'neurogym': neurogym.__version__, 'git_commit': commit or None}
+
+
+# ---------------------------------------------------------------------------------
+# The ensemble
+
+class Member:
+    """One network of the ensemble: its configuration, folder, data and generators."""
+
+    def __init__(self, config, defaults, n_task, run):
+        self.n_task, self.run = n_task, run
+        self.init_seed, data_seed, noise_seed = member_seeds(config['seed'], n_task, run)
+        self.name = checkpoints.run_name(config, defaults, n_task, run)
+        self.folder = os.path.join(config['out_dir'], self.name)
+        self.config = {**config, 'n_task': n_task, 'run': run, 'member_seed': self.init_seed,
+                       'name': self.name}
+        self.envs = util.make_envs(config, n_task)
+        self.offsets = np.cumsum([0] + [env.n_out for env in self.envs]).tolist()
+        self.n_out = self.offsets[-1]
+        self.source = tasks.BatchSource(self.envs, config['batch_sz'], data_seed,
+                                        trial_num=config['trial_num'])
+        self.noise = torch.Generator().manual_seed(noise_seed)
+        self.history = {'loss': [], 'acc': [], 'conf': []}
+
+    def checkpoint_path(self):
+        return os.path.join(self.folder, checkpoints.CHECKPOINT)
+
+
+def build_ensemble(config, members, n_in, device):
+    """Network and encoder with one member per network. Each member is initialised
+    alone under its own seed and copied in, so its weights do not depend on the
+    other members; readouts of members with fewer outputs are zero-padded."""
+    n_out = max(m.n_out for m in members)
+    net = util.build_network(config, n_in, n_out, n_members=len(members))
+    encoder = util.build_encoder(config['n_dim'], config['activ_enc'], len(members)) \
+        if config['encode'] else None
+    for i, m in enumerate(members):
+        torch.manual_seed(m.init_seed)
+        if encoder is not None:
+            single = util.build_encoder(config['n_dim'], config['activ_enc'])
+            ensemble.load_member_state_dict(encoder, i, ensemble.member_state_dict(single, 0))
+        single = util.build_network(config, n_in, m.n_out)
+        ensemble.load_member_state_dict(net, i, pad_readout(ensemble.member_state_dict(single, 0), n_out))
+    return net.to(device), (encoder.to(device) if encoder is not None else None)
+
+
+def pad_readout(state, n_out):
+    """Zero-pad a member's readout (`rec_to_out`) to the ensemble's output count."""
+    state = dict(state)
+    for key in ('rec_to_out.weight', 'rec_to_out.bias'):
+        v = state[key]
+        pad = torch.zeros((n_out - v.shape[0],) + tuple(v.shape[1:]), dtype=v.dtype)
+        state[key] = torch.cat([v, pad])
+    return state
+
+
+def member_state(net, i, n_out):
+    """A member's own state dict, readout cut back to its own outputs."""
+    state = ensemble.member_state_dict(net, i)
+    for key in ('rec_to_out.weight', 'rec_to_out.bias'):
+        state[key] = state[key][:n_out].clone()
+    return state
+
+
+# ---------------------------------------------------------------------------------
+# Checkpoints
+
+def save_member(i, m, net, encoder, opt, step, n_batch, accum, readout):
+    """Write member i's net.pth (atomically): weights, encoder, histories, config
+    and everything resuming needs."""
+    names = dict(net.named_parameters())
+    adam = {}
+    for name, p in names.items():
+        state = opt.state.get(p)
+        if state:
+            cut = slice(None, m.n_out) if name.startswith('rec_to_out') else slice(None)
+            adam[name] = {'exp_avg': state['exp_avg'][i][cut].cpu().clone(),
+                          'exp_avg_sq': state['exp_avg_sq'][i][cut].cpu().clone()}
+    ckpt = {'state_dict': {k: v.cpu() for k, v in member_state(net, i, m.n_out).items()},
+            'encoder': ({k: v.cpu() for k, v in ensemble.member_state_dict(encoder, i).items()}
+                        if encoder is not None else None),
+            'decoder': readout,
+            'loss_hist': torch.tensor(m.history['loss']),
+            'acc_hist': torch.tensor(m.history['acc']),
+            'conf_matr_hist': torch.tensor(m.history['conf']).reshape(-1, 2, 2),
+            'config': m.config,
+            'resume': {'batch': step, 'n_batch': n_batch, 'adam': adam,
+                       'data': m.source.state_dict(), 'noise_rng': m.noise.get_state(),
+                       'torch_rng': torch.get_rng_state(),
+                       'accum': {k: v[i].cpu().clone() for k, v in accum.items()}}}
+    checkpoints.save_torch(ckpt, m.checkpoint_path())
+
+
+def restore(members, net, encoder, opt, accum):
+    """Load every member's checkpoint into the ensemble; returns the batch to resume at."""
+    ckpts = [checkpoints.load_checkpoint(m.checkpoint_path()) for m in members]
+    steps = {m.name: c['resume']['batch'] for m, c in zip(members, ckpts)}
+    if len(set(steps.values())) > 1:
+        raise ValueError(f'checkpoints are at different batches {steps}: resume them in separate calls')
+    n_out = net.rec_to_out.out_features
+    params = dict(net.named_parameters())
+    for i, (m, c) in enumerate(zip(members, ckpts)):
+        ensemble.load_member_state_dict(net, i, pad_readout(c['state_dict'], n_out))
+        if encoder is not None:
+            ensemble.load_member_state_dict(encoder, i, c['encoder'])
+        m.history = {'loss': c['loss_hist'].tolist(), 'acc': c['acc_hist'].tolist(),
+                     'conf': c['conf_matr_hist'].reshape(-1, 4).tolist()}
+        m.source.load_state_dict(c['resume']['data'])
+        m.noise.set_state(c['resume']['noise_rng'])
+        for k, v in c['resume']['accum'].items():
+            accum[k][i] = v
+        for name, state in c['resume']['adam'].items():
+            p = params[name]
+            if p not in opt.state:
+                opt.state[p] = {'step': torch.tensor(float(steps[m.name])),
+                                'exp_avg': torch.zeros_like(p), 'exp_avg_sq': torch.zeros_like(p)}
+            for key in ('exp_avg', 'exp_avg_sq'):
+                opt.state[p][key][i, :len(state[key])] = state[key]
+    torch.set_rng_state(ckpts[0]['resume']['torch_rng'])
+    return ckpts[0]['resume']['batch']
+
+
+# ---------------------------------------------------------------------------------
+# Training
+
+def train(config, defaults=None):
+    """Train every network the configuration asks for; returns their folders."""
+    defaults = defaults or config
+    config = dict(config)
+    n_tasks = check_config(config)
+    if config['n_batch'] is None:
+        config['n_batch'] = 20_000 if config['network'] == 'gpt-2' else 100_000
+    config.update(provenance())
+    n_batch, device = config['n_batch'], util.pick_device(config['device'])
+    members = [Member(config, defaults, k, r) for k in n_tasks
+               for r in range(config['run'], config['run'] + config['runs'])]
+    for m in members:
+        exists = os.path.exists(m.checkpoint_path())
+        if exists and not config['resume']:
+            raise FileExistsError(f'{m.folder} already holds a trained network: use --resume=True '
+                                  'to continue it, or another out_dir')
+        if config['resume'] and not exists:
+            raise FileNotFoundError(f'--resume=True but {m.checkpoint_path()} does not exist')
+
+    env = members[0].envs[0]
+    n_in = util.n_inputs(env, config['encode'])
+    net, encoder = build_ensemble(config, members, n_in, device)
+    opt = torch.optim.Adam(net.parameters(), lr=config['lr'])
+    M, n_out = len(members), net.rec_to_out.out_features
+    stim_steps, decision = util.step_masks(config['timing'], config['dt'], config['trial_num'])
+    stim_steps = torch.as_tensor(stim_steps, device=device)
+    decision_t = torch.as_tensor(decision, device=device)
+    weights = util.loss_weights(config, decision).to(device) if not config['rand_pen'] else None
+    threshold = util.decision_threshold(config)
+    readout = {'activation': ('bound_tanh' if config['task'] == 'LinearClassificationBound'
+                              else 'sigmoid' if config['CE_loss'] else 'tanh'),
+               'bound': config['bound'], 'families': config['task'] if isinstance(config['task'], list)
+               else [config['task']]}
+    accum = {k: torch.zeros(M, *s) for k, s in (('loss', ()), ('acc', ()), ('conf', (4,)), ('n', ()))}
+    torch.manual_seed(config['seed'])  # dropout (gpt-2) draws from the global generator
+    start = restore(members, net, encoder, opt, accum) if config['resume'] else 0
+    for m in members:
+        os.makedirs(m.folder, exist_ok=True)
+        checkpoints.save_json(m.config, os.path.join(m.folder, checkpoints.CONFIG))
+    bounds = np.linspace(0, n_batch, min(_N_RECORD, n_batch) + 1).round().astype(int)[1:]
+    net.train()
+    t0, bar = time.time(), tqdm(range(start, n_batch), initial=start, total=n_batch,
+                                desc=f'{M} network{"s" * (M > 1)}', dynamic_ncols=True,
+                                mininterval=1)
+    for step in bar:
+        ob = torch.zeros(M, config['batch_sz'], len(decision), env.observation_space.shape[0])
+        gt = torch.zeros(M, config['batch_sz'], len(decision), n_out)
+        active = torch.zeros(M, 1, 1, n_out)
+        for i, m in enumerate(members):
+            inputs, targets, _, fam = next(m.source)
+            lo, hi = m.offsets[fam], m.offsets[fam + 1]
+            ob[i], gt[i, ..., lo:hi], active[i, ..., lo:hi] = inputs, targets, 1
+        ob, gt, active = ob.to(device), gt.to(device), active.to(device)
+        noise = enc_noise = None
+        if config['n_sd_net'] and config['network'] == 'RNN':
+            noise = torch.stack([torch.randn(ob.shape[1:3] + (config['n_neu'],), generator=m.noise)
+                                 for m in members]).to(device)
+        if config['noise_enc'] and encoder is not None:
+            enc_noise = torch.stack([torch.randn(ob.shape[1:3] + (util.ENC_OUT,), generator=m.noise)
+                                     for m in members]).to(device)
+            enc_noise = enc_noise * (config['n_sd_in'] / 20) * stim_steps[:, None]
+        w = weights if weights is not None else torch.stack(
+            [util.loss_weights(config, decision, m.noise, (config['batch_sz'],)) for m in members]).to(device)
+
+        _, logits = net(util.network_inputs(ob, env, encoder, enc_noise), noise)
+        per_step = (util.step_losses(logits, gt, config) * active).sum(-1) / active.sum(-1)
+        loss = (per_step * w).sum(-1).mean(-1)  # (M,)
+        if not torch.isfinite(loss).all():
+            bad = [members[i].name for i in torch.nonzero(~torch.isfinite(loss)).flatten().tolist()]
+            raise FloatingPointError(f'non-finite loss at batch {step} for {bad}; the last good '
+                                     f'checkpoints (every {config["ckpt_every"]} batches) are kept')
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+
+        with torch.no_grad():  # accuracy and confusion over the decision-step labels
+            out = util.readout(logits[:, :, decision_t], config) > threshold
+            true = gt[:, :, decision_t] > 0
+            mask = active.expand_as(out).bool()
+            n = mask.sum((1, 2, 3)).float()
+            accum['loss'] += loss.detach().cpu()
+            accum['acc'] += (((out == true) & mask).sum((1, 2, 3)) / n).cpu()
+            conf = torch.stack([((~true & ~out) & mask).sum((1, 2, 3)), ((~true & out) & mask).sum((1, 2, 3)),
+                                ((true & ~out) & mask).sum((1, 2, 3)), ((true & out) & mask).sum((1, 2, 3))], 1)
+            accum['conf'] += (conf / n[:, None]).cpu()
+            accum['n'] += 1
+        done = step + 1
+        if done in bounds:
+            for i, m in enumerate(members):
+                c = accum['n'][i]
+                m.history['loss'].append(float(accum['loss'][i] / c))
+                m.history['acc'].append(float(accum['acc'][i] / c))
+                m.history['conf'].append((accum['conf'][i] / c).tolist())
+            for v in accum.values():
+                v.zero_()
+            bar.set_postfix(loss=f"{np.mean([m.history['loss'][-1] for m in members]):.4f}",
+                            acc=f"{np.mean([m.history['acc'][-1] for m in members]):.3f}",
+                            refresh=False)
+        if done % config['ckpt_every'] == 0 or done == n_batch:
+            for i, m in enumerate(members):
+                save_member(i, m, net, encoder, opt, done, n_batch, accum, readout)
+    bar.close()
+
+    wall = time.time() - t0
+    rate = (n_batch - start) / wall if wall > 0 else float('nan')
+    for m in members:
+        checkpoints.save_json({'final_loss': m.history['loss'][-1] if m.history['loss'] else None,
+                               'final_accuracy': m.history['acc'][-1] if m.history['acc'] else None,
+                               'batches_done': n_batch, 'wall_seconds': wall,
+                               'batches_per_second': rate, 'ensemble_size': M,
+                               'network_batches_per_second': rate * M},
+                              os.path.join(m.folder, checkpoints.METRICS))
+    print(f'trained {M} network(s), {n_batch - start} batches in {wall:.0f} s '
+          f'({rate:.0f} batches/s, {rate * M:.0f} network-batches/s) -> {config["out_dir"]}/')
+    return [m.folder for m in members]
+
+
+if __name__ == '__main__':
+    _defaults = hyperparameters(globals())
+    _config = configure(globals(), lists=('task', 'n_task'), doc=__doc__)
+    try:
+        train(_config, _defaults)
+    except (ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as e:
+        sys.exit(f'error: {e}')
