@@ -176,7 +176,7 @@ def legacy_config(path, ckpt):
     import train  # the defaults live at the top of train.py
     name = os.path.basename(path)
     sd = ckpt['state_dict']
-    config = dict(train.DEFAULTS)
+    config = train.defaults()
     if any(k.endswith('_l0') for k in sd):
         config['network'] = 'LSTM'
         ckpt['state_dict'] = sd = {_legacy_lstm_key(k): v for k, v in sd.items()}

@@ -64,6 +64,12 @@ import util
 from configurator import configure, hyperparameters
 
 _N_RECORD = 100  # points of the loss / accuracy / confusion history
+_DEFAULTS = hyperparameters(globals())  # captured before any override
+
+
+def defaults():
+    """The hyperparameters at the top of this file with their default values."""
+    return dict(_DEFAULTS)
 
 
 # ---------------------------------------------------------------------------------
@@ -134,7 +140,7 @@ def provenance():
                                 cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
     except OSError:
         commit = ''
-    return {'python': platform.python_version(), 'torch': torch.__version__,
+    return {'python': platform.python_version(), 'torch': str(torch.__version__),
             'numpy': np.__version__, 'neurogym': neurogym.__version__, 'git_commit': commit or None}
 
 
@@ -260,16 +266,16 @@ def restore(members, net, encoder, opt, accum):
 # ---------------------------------------------------------------------------------
 # Training
 
-def train(config, defaults=None):
-    """Train every network the configuration asks for; returns their folders."""
-    defaults = defaults or config
+def train(config):
+    """Train every network the configuration asks for (a dict of every hyperparameter
+    above); returns the run folders."""
     config = dict(config)
     n_tasks = check_config(config)
     if config['n_batch'] is None:
         config['n_batch'] = 20_000 if config['network'] == 'gpt-2' else 100_000
     config.update(provenance())
     n_batch, device = config['n_batch'], util.pick_device(config['device'])
-    members = [Member(config, defaults, k, r) for k in n_tasks
+    members = [Member(config, _DEFAULTS, k, r) for k in n_tasks
                for r in range(config['run'], config['run'] + config['runs'])]
     for m in members:
         exists = os.path.exists(m.checkpoint_path())
@@ -378,9 +384,8 @@ def train(config, defaults=None):
 
 
 if __name__ == '__main__':
-    _defaults = hyperparameters(globals())
     _config = configure(globals(), lists=('task', 'n_task'), doc=__doc__)
     try:
-        train(_config, _defaults)
+        train(_config)
     except (ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as e:
         sys.exit(f'error: {e}')

@@ -22,11 +22,11 @@ from RNN import RNN  # noqa: E402
 BATCH, STEPS, N_DIM, N_NEU, N_TASK = 16, 22, 2, 64, 24
 
 
-def bench(n_members, device, seconds=3.0):
+def bench(n_members, device, fused, seconds=3.0):
     encoder = [ensemble.Linear(a, b, n_members).to(device)
                for a, b in [(N_DIM, 100), (100, 100), (100, 40)]]
     net = RNN(41, N_NEU, N_TASK, n_sd=0, tau=100, dt=100, n_members=n_members).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, fused=fused)
     stim = torch.randn(n_members, BATCH, STEPS, N_DIM, device=device)
     fixation = torch.ones(n_members, BATCH, STEPS, 1, device=device)
     target = torch.rand(n_members, BATCH, STEPS, N_TASK, device=device).round()
@@ -35,7 +35,7 @@ def bench(n_members, device, seconds=3.0):
         with torch.no_grad():
             x = stim
             for i, layer in enumerate(encoder):
-                x = layer(x) if i == len(encoder) - 1 else torch.relu(layer(x))
+                x = layer(x) if i == len(encoder) - 1 else torch.relu_(layer(x))
             u = torch.cat([fixation, x], dim=-1)
         _, logits = net(u)
         # Sum of member losses: each member's gradient is that of its own mean loss.
@@ -62,9 +62,11 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
-    for n_members in (1, 25):
-        rate = bench(n_members, args.device)
-        print(f"M={n_members:3d}: {rate:8.1f} steps/s, {n_members * rate:9.1f} network-batches/s")
+    for fused in (False, True):
+        for n_members in (1, 25):
+            rate = bench(n_members, args.device, fused)
+            print(f"Adam fused={fused!s:5}  M={n_members:3d}: {rate:8.1f} steps/s, "
+                  f"{n_members * rate:9.1f} network-batches/s")
 
 
 if __name__ == "__main__":

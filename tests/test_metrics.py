@@ -123,11 +123,11 @@ def test_lstsq_robust_to_silent_and_duplicate_units():
     X = H @ rng.normal(size=(1, N, 2)) + 0.1 * rng.normal(size=(1, n, 2))
     W, b = metrics.fit_lstsq(H, X)
     assert np.isfinite(W).all() and np.isfinite(b).all()
-    np.testing.assert_array_equal(W[0, 2], 0.0)
+    np.testing.assert_allclose(W[0, 2], 0.0, atol=1e-12)
     A = np.c_[H[0], np.ones(n)]
     coef = np.linalg.lstsq(A, X[0], rcond=None)[0]
     np.testing.assert_allclose(metrics.predict(H, W, b)[0], A @ coef, atol=1e-6)
-    np.testing.assert_allclose(W[0, 3], W[0, 4], atol=1e-6)  # min-norm splits the weight evenly
+    np.testing.assert_allclose(W[0, 3], W[0, 4], atol=1e-12)  # min-norm splits the weight evenly
     W0, b0 = metrics.fit_lstsq(np.zeros((1, n, N)), X)  # everything silent: bias = mean
     np.testing.assert_array_equal(W0, 0.0)
     np.testing.assert_allclose(b0[0], X[0].mean(0))
@@ -176,7 +176,6 @@ def test_adam_decoders_are_independent():
     gen = torch.Generator().manual_seed(1)
     W_init = ((2 * torch.rand(3, 5, 2, generator=gen, dtype=torch.float64) - 1) / np.sqrt(5)).numpy()
     b_init = ((2 * torch.rand(3, 2, generator=gen, dtype=torch.float64) - 1) / np.sqrt(5)).numpy()
-    assert np.abs(W_init).max() < 1 / np.sqrt(5)
     first = ((H[:, :10] @ W_init + b_init[:, None] - X[:, :10]) ** 2).mean((1, 2))
     np.testing.assert_allclose(loss[:, 0], first, rtol=1e-12)
     # changing the other decoders' data leaves decoder 0 untouched
@@ -203,11 +202,12 @@ def test_disentangled_code_generalizes_entangled_code_does_not():
         m = quad == q
         gated[m, 5 * q:5 * q + 5] = X[m] @ rng.normal(size=(2, 5)) + rng.normal(size=5)
     H_gate = gated + 0.05 * rng.normal(size=gated.shape)
+    r2_lin_id, r2_gate_id = id_r2(H_lin, X, n // 2), id_r2(H_gate, X, n // 2)
+    assert r2_lin_id > 0.95 and r2_gate_id > 0.95
     for q in range(4):
-        r2_lin_ood, r2_lin_id = ood_r2(H_lin, X, quad, q), id_r2(H_lin, X, n // 2)
-        assert r2_lin_ood > 0.95 and abs(r2_lin_ood - r2_lin_id) < 0.02
-        r2_gate_ood, r2_gate_id = ood_r2(H_gate, X, quad, q), id_r2(H_gate, X, n // 2)
-        assert r2_gate_id > 0.95 and r2_gate_ood < 0.5
+        assert abs(ood_r2(H_lin, X, quad, q) - r2_lin_id) < 0.02
+        # the held-out quadrant's units were silent in training: only the bias is left
+        assert ood_r2(H_gate, X, quad, q) < 0.5
 
 
 @pytest.mark.parametrize("sigma, ceiling", [(0.2, 0.975), (0.4, 0.893)])
@@ -310,7 +310,8 @@ def test_parallelism_score_hand_example():
     # x2: natural a-c=(1,-1), b-d=(0,-1): 1/sqrt(2);  crossed a-d=(2,-1), b-c=(-1,-1): -1/sqrt(10)
     ps = metrics.parallelism_score(np.array([a, b, c, d]), X)
     assert ps["x1"] == pytest.approx(1.0) and ps["x2"] == pytest.approx(1 / np.sqrt(2))
-    # swapping b and d makes the crossed pairing the parallel one for x1: a-b=(2,-1), c-d=(1,1)
+    # swapping b and d: x1's natural vectors become (2,-1), (1,1) and the crossed ones
+    # (2,0), (1,0), so the max over pairings picks the crossed pairing
     ps = metrics.parallelism_score(np.array([a, d, c, b]), X)
     assert ps["x1"] == pytest.approx(1.0)
 

@@ -135,12 +135,12 @@ def test_denoise_quadrants():
 
 def test_denoise_high_dim_orthants():
     patterns = np.array(list(itertools.product([-0.5, 0.5], repeat=3)))
-    env = tasks.DenoiseQuadsHighDim(n_dim=3, quad_num=[1, 6])
+    env = tasks.DenoiseQuadsHighDim(n_dim=3, quad_num=[2, 7])  # k-1 = 001, 110: not bit palindromes
     s = draw(env)
     check_decision_targets(env, s, s["stim"])
     signs = np.sign(s["stim"]) / 2
-    is1, is6 = np.all(signs == patterns[0], 1), np.all(signs == patterns[5], 1)
-    assert np.all(is1 | is6) and is1.any() and is6.any()
+    is2, is7 = np.all(signs == patterns[1], 1), np.all(signs == patterns[6], 1)
+    assert np.all(is2 | is7) and is2.any() and is7.any()
     # default: every orthant, equally often
     s = draw(tasks.DenoiseQuadsHighDim(n_dim=3))
     counts = np.unique(np.sign(s["stim"]), axis=0, return_counts=True)[1]

@@ -1,0 +1,195 @@
+"""train.py on tiny networks: learning, ensembles, resuming, checkpoints, bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import checkpoints
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHORT = {'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100}
+
+
+def tiny(tmp_path, **over):
+    """A small, fast configuration: 16 units, 5 stimulus steps."""
+    config = train.defaults()
+    config.update(n_neu=16, n_task=4, timing=SHORT, n_batch=60, ckpt_every=30, device='cpu',
+                  out_dir=str(tmp_path / 'nets'))
+    config.update(over)
+    return config
+
+
+def weights(folder):
+    return checkpoints.load_checkpoint(os.path.join(folder, 'net.pth'))['state_dict']
+
+
+@pytest.mark.parametrize('over', [dict(network='RNN'), dict(network='RNN', leaky=False),
+                                  dict(network='LSTM'), dict(network='gpt-2', n_head=4, lr=1e-3)],
+                         ids=['RNN', 'RNN-nonleaky', 'LSTM', 'gpt-2'])
+def test_loss_falls_and_accuracy_beats_chance(tmp_path, over):
+    config = tiny(tmp_path, **{'n_batch': 400, 'lr': 1e-2, 'n_task': 2, **over})
+    folder, = train.train(config)
+    ckpt = checkpoints.load_checkpoint(os.path.join(folder, 'net.pth'))
+    loss, acc = ckpt['loss_hist'].numpy(), ckpt['acc_hist'].numpy()
+    assert len(loss) == 100 and ckpt['conf_matr_hist'].shape == (100, 2, 2)
+    # BCE averages over all steps and the 0.5 targets before the decision keep it near
+    # ln 2 there, so only the decision step (1 of 7) can bring it down
+    assert loss[-10:].mean() < loss[:10].mean() - 0.015
+    assert acc[-10:].mean() > 0.7  # chance is 0.5
+    conf = ckpt['conf_matr_hist'][-1]
+    assert torch.isclose(conf.sum(), torch.tensor(1.0), atol=1e-5)
+    metrics = json.load(open(os.path.join(folder, 'metrics.json')))
+    assert metrics['batches_done'] == 400 and metrics['batches_per_second'] > 0
+
+
+def test_ensemble_member_matches_network_trained_alone(tmp_path):
+    together = train.train(tiny(tmp_path / 'a', n_task=[2, 4], runs=2, n_batch=200))
+    alone, = train.train(tiny(tmp_path / 'b', n_task=4, run=1, n_batch=200))
+    member = [f for f in together if f.endswith('nTask4_run1')][0]
+    for k, v in weights(alone).items():
+        torch.testing.assert_close(weights(member)[k], v, rtol=1e-4, atol=1e-5)
+    # members are different networks
+    names = sorted(os.path.basename(f) for f in together)
+    prefix = 'n_neu-16_timing-100-500-0-100_n_batch-200_'  # what differs from the defaults
+    assert names == [prefix + s for s in ('nTask2_run0', 'nTask2_run1', 'nTask4_run0', 'nTask4_run1')]
+    w = [weights(f)['rec_to_rec.weight'] for f in together]
+    assert not torch.allclose(w[0], w[1])
+
+
+@pytest.mark.parametrize('over', [dict(), dict(network='gpt-2', n_head=4, n_batch=60),
+                                  dict(n_sd_net=0.1, rand_pen=True)], ids=['RNN', 'gpt-2', 'noise'])
+def test_resume_continues_as_if_never_stopped(tmp_path, over, monkeypatch):
+    full = train.train(tiny(tmp_path / 'full', n_task=[2, 4], **over))
+    # the same run, killed at batch 31 (a checkpoint was written at batch 30) ...
+    part = tiny(tmp_path / 'part', n_task=[2, 4], **over)
+    calls, step_losses = [], train.util.step_losses
+
+    def killed(*args):
+        calls.append(1)
+        if len(calls) > 31:
+            raise KeyboardInterrupt
+        return step_losses(*args)
+
+    monkeypatch.setattr(train.util, 'step_losses', killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(part)
+    monkeypatch.undo()
+    for folder in checkpoints.find_runs(part['out_dir']):
+        assert checkpoints.load_checkpoint(os.path.join(folder, 'net.pth'))['resume']['batch'] == 30
+    # ... and continued with --resume=True
+    resumed = train.train(dict(part, resume=True))
+    for a, b in zip(full, resumed):
+        ca, cb = (checkpoints.load_checkpoint(os.path.join(f, 'net.pth')) for f in (a, b))
+        for k in ca['state_dict']:
+            torch.testing.assert_close(ca['state_dict'][k], cb['state_dict'][k], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ca['loss_hist'], cb['loss_hist'])
+
+
+def test_checkpoint_contents_and_safe_loading(tmp_path):
+    folder, = train.train(tiny(tmp_path))
+    ckpt = torch.load(os.path.join(folder, 'net.pth'), weights_only=True)
+    for key in ('state_dict', 'encoder', 'decoder', 'loss_hist', 'conf_matr_hist', 'config', 'resume'):
+        assert key in ckpt
+    assert set(ckpt['state_dict']) == {f'{a}.{b}' for a in ('inp_to_rec', 'rec_to_rec', 'rec_to_out')
+                                       for b in ('weight', 'bias')}
+    assert set(ckpt['encoder']) == {'0.weight', '0.bias', '2.weight', '2.bias', '4.weight', '4.bias'}
+    assert ckpt['state_dict']['inp_to_rec.weight'].shape == (16, 41)  # fixation + 40 encoder features
+    config = json.load(open(os.path.join(folder, 'config.json')))
+    assert config['n_task'] == 4 and config['run'] == 0 and 'member_seed' in config
+    assert config['torch'] == torch.__version__ and 'git_commit' in config
+    assert not [f for f in os.listdir(folder) if f.endswith('.tmp')]  # atomic writes leave nothing
+
+
+def test_find_runs_and_load_network(tmp_path):
+    train.train(tiny(tmp_path, n_task=[2, 4], runs=2, n_batch=10))
+    root = str(tmp_path / 'nets')
+    assert len(checkpoints.find_runs(root)) == 4
+    found = checkpoints.find_runs(root, network='RNN', n_task=4)
+    assert [os.path.basename(f)[-11:] for f in found] == ['nTask4_run0', 'nTask4_run1']
+    assert checkpoints.find_runs(root, network='LSTM') == []
+    net, encoder, config = checkpoints.load_network(found[1])
+    assert config['n_task'] == 4 and not net.training
+    u = torch.zeros(3, 7, 41)
+    h, out = net(u)
+    assert h.shape == (3, 7, 16) and out.shape == (3, 7, 4)
+
+
+def test_same_seed_same_network_other_seed_differs(tmp_path):
+    a, = train.train(tiny(tmp_path / 'a', n_batch=20))
+    b, = train.train(tiny(tmp_path / 'b', n_batch=20))
+    c, = train.train(tiny(tmp_path / 'c', n_batch=20, seed=1))
+    assert torch.equal(weights(a)['rec_to_rec.weight'], weights(b)['rec_to_rec.weight'])
+    assert not torch.equal(weights(a)['rec_to_rec.weight'], weights(c)['rec_to_rec.weight'])
+
+
+@pytest.mark.parametrize('over', [
+    dict(task='MultiplyClassificationFull', n_task=8),
+    dict(task='LinearClassificationBound', CE_loss=False, n_task=4),
+    dict(task='DenoiseQuads', CE_loss=False),
+    dict(task=['LinearClassificationCentOut', 'TwoAlternativeForcedChoiceCent'], n_task=4),
+    dict(CE_loss=False, bal_err=True, trial_num=2, noise_enc=True),
+    dict(pen_end=True, encode=False, corr=0.5),
+    dict(autocorr=0.5, dist='gauss', init='sparse'),
+    dict(network='LSTM', dist='gumbel', activ_enc='Quad'),
+], ids=['multiply', 'bound', 'denoise', 'families', 'mse-bal-trials', 'pen_end', 'autocorr', 'gumbel'])
+def test_every_task_and_option_trains(tmp_path, over):
+    folder, = train.train(tiny(tmp_path, n_batch=10, **over))
+    ckpt = checkpoints.load_checkpoint(os.path.join(folder, 'net.pth'))
+    assert np.isfinite(ckpt['loss_hist'].numpy()).all()
+
+
+@pytest.mark.parametrize('over, words', [
+    (dict(network='GRU'), 'network'), (dict(n_task=0), 'n_task'), (dict(n_task=[2, 2]), 'n_task'),
+    (dict(lr=0), 'lr'), (dict(pen_end=True, rand_pen=True), 'at most one'),
+    (dict(task='LinearClasificationCentOut'), 'LinearClassificationCentOut'),
+    (dict(task='DenoiseQuads'), 'CE_loss=False'), (dict(device='cuda:7'), 'device'),
+    (dict(timing={'fixation': 100, 'stimulus': 150, 'delay': 0, 'decision': 100}), 'stimulus'),
+    (dict(network='gpt-2', n_head=5), 'n_head'), (dict(n_dim=3), 'HighDim'),
+])
+def test_impossible_hyperparameters_fail_before_training(tmp_path, over, words):
+    with pytest.raises(ValueError, match=words):
+        train.train(tiny(tmp_path, **over))
+    assert not os.path.exists(tmp_path / 'nets')
+
+
+def test_existing_runs_are_not_overwritten_and_resume_needs_a_checkpoint(tmp_path):
+    train.train(tiny(tmp_path, n_batch=5))
+    with pytest.raises(FileExistsError, match='resume'):
+        train.train(tiny(tmp_path, n_batch=5))
+    with pytest.raises(FileNotFoundError):
+        train.train(tiny(tmp_path, n_batch=5, n_task=2, resume=True))
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tmp_path, monkeypatch):
+    calls, step_losses = [], train.util.step_losses
+
+    def blows_up(logits, gt, config):  # the loss turns NaN at batch 40
+        calls.append(1)
+        out = step_losses(logits, gt, config)
+        return out * float('nan') if len(calls) > 40 else out
+
+    monkeypatch.setattr(train.util, 'step_losses', blows_up)
+    with pytest.raises(FloatingPointError, match='non-finite loss at batch 40'):
+        train.train(tiny(tmp_path, n_batch=60))
+    folder, = checkpoints.find_runs(str(tmp_path / 'nets'))
+    ckpt = checkpoints.load_checkpoint(os.path.join(folder, 'net.pth'))
+    assert ckpt['resume']['batch'] == 30  # the last good checkpoint stays
+    assert all(torch.isfinite(v).all() for v in ckpt['state_dict'].values())
+
+
+def test_command_line(tmp_path):
+    out = subprocess.run([sys.executable, 'train.py', '--n_batch=4', '--n_neu=8', f'--out_dir={tmp_path}',
+                          "--timing={'fixation': 100, 'stimulus': 300, 'delay': 0, 'decision': 100}"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert len(checkpoints.find_runs(str(tmp_path))) == 1
+    bad = subprocess.run([sys.executable, 'train.py', '--n_tsk=3'], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "did you mean 'n_task'" in bad.stderr
+    bad = subprocess.run([sys.executable, 'train.py', '--network=GRU', f'--out_dir={tmp_path}/x'],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and 'network' in bad.stderr and not os.path.exists(f'{tmp_path}/x')
