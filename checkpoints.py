@@ -100,7 +100,7 @@ def load_checkpoint(path):
 # ---------------------------------------------------------------------------------
 # Run folders
 
-NAME_SKIP = ('n_task', 'runs', 'run', 'out_dir', 'device', 'resume', 'ckpt_every')
+NAME_SKIP = ('n_task', 'runs', 'run', 'out_dir', 'device', 'n_threads', 'resume', 'ckpt_every')
 
 
 def run_name(config, defaults, n_task, run):

@@ -43,6 +43,7 @@ runs = 1  # independently seeded networks per n_task value
 run = 0  # index of the first run (members get run ... run+runs-1)
 seed = 0  # base seed; a network's seed derives from (seed, n_task, run) only
 device = 'auto'  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
+n_threads = None  # CPU threads for torch; None: torch's default (use 1 when sharing the machine)
 out_dir = 'trained_networks'  # where the run folders are written
 resume = False  # continue from the checkpoints in the run folders
 ckpt_every = 2000  # batches between checkpoints
@@ -93,6 +94,8 @@ def check_config(config):
     need(config['activation'] in ('relu', 'tanh'), 'activation', "'relu' or 'tanh'")
     need(config['init'] in (None, 'sparse', 'ortho'), 'init', "None, 'sparse' or 'ortho'")
     need(config['activ_enc'] in ('relu', 'Quad'), 'activ_enc', "'relu' or 'Quad'")
+    if config['n_threads'] is not None:
+        pos_int('n_threads')
     for name in ('n_dim', 'n_neu', 'n_layer', 'n_head', 'trial_num', 'batch_sz', 'runs', 'ckpt_every'):
         pos_int(name)
     if isinstance(config['n_batch'], float) and config['n_batch'].is_integer():
@@ -275,6 +278,8 @@ def train(config):
         config['n_batch'] = 20_000 if config['network'] == 'gpt-2' else 100_000
     config.update(provenance())
     n_batch, device = config['n_batch'], util.pick_device(config['device'])
+    if config['n_threads']:
+        torch.set_num_threads(config['n_threads'])
     members = [Member(config, _DEFAULTS, k, r) for k in n_tasks
                for r in range(config['run'], config['run'] + config['runs'])]
     for m in members:
@@ -288,7 +293,7 @@ def train(config):
     env = members[0].envs[0]
     n_in = util.n_inputs(env, config['encode'])
     net, encoder = build_ensemble(config, members, n_in, device)
-    opt = torch.optim.Adam(net.parameters(), lr=config['lr'])
+    opt = torch.optim.Adam(net.parameters(), lr=config['lr'], fused=True)
     M, n_out = len(members), net.rec_to_out.out_features
     stim_steps, decision = util.step_masks(config['timing'], config['dt'], config['trial_num'])
     stim_steps = torch.as_tensor(stim_steps, device=device)

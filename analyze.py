@@ -1,0 +1,489 @@
+"""Representations of one trained RNN or LSTM (SPEC §6): PCA of its hidden states,
+fixed points of its noise-free dynamics under a blank stimulus (Jacobian spectra,
+time-scale amplification), trajectories in the top PCs, steady-state rate maps over a
+grid of noise-free stimuli, the encoder's output geometry and CCGP / parallelism.
+
+    python analyze.py                                      # the first 24-task RNN in trained_networks/
+    python analyze.py --path=trained_networks/nTask24_run0  # one run folder (or a paper .pth file)
+    python analyze.py --select="{'network': 'LSTM', 'n_task': 6}" --run=2
+
+Everything goes to out_dir/<run name>/: PNG + PDF plots, the numbers beside them
+(.npz / .json), an interactive rotating trajectories.html and summary.json. The
+network noise is switched off (n_sd = 0); trials keep their input noise.
+"""
+# ---- hyperparameters (override with --name=value or a config file) ----
+path = None  # a run folder or a paper .pth file; None: pick from runs_dir by select and run
+runs_dir = 'trained_networks'  # where trained networks are found
+select = {'n_task': 24, 'network': 'RNN'}  # config values the network must match
+run = 0  # index among the networks matching select (sorted by n_task, run)
+n_trials = 200  # noisy trials for PCA, trajectories, initial states and CCGP / PS
+n_plot = 40  # trajectories drawn in the PC plots
+n_init = 512  # fixed points: initial states sampled on the trajectories
+noise_scale = 0.05  # fixed points: std of the jitter added to the initial states
+tol_q = 1e-6  # fixed points: keep a point only if q < tol_q
+tol_unique = 1e-3  # fixed points: points closer than this are the same one
+max_iters = 5000  # fixed points: Adam steps at most
+fp_lr = 1e-2  # fixed points: Adam learning rate
+near_zero_tol = 0.05  # eigenvalues with |λ| below this count as zero (attractor directions)
+n_grid = 8  # steady-state rate maps: n_grid x n_grid noise-free stimuli in [-.5, .5]²
+n_enc_grid = 21  # encoder geometry: n_enc_grid x n_enc_grid latents in [-.5, .5]²
+seed = 0  # seed of the trials and the initial states
+out_dir = 'analysis'  # results go to out_dir/<run name>/
+device = 'auto'  # 'auto', 'cpu' or 'cuda'
+# ------------------------------------------------------------------------
+import copy
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+
+import checkpoints
+import fixed_points
+import metrics
+import util
+from configurator import configure
+
+_QUAD_COLORS = ('#1b9e77', '#d95f02', '#7570b3', '#e7298a')  # quadrants 1-4
+
+
+# ---------------------------------------------------------------------------------
+# Choosing and loading the network
+
+def select_path(hp):
+    """The network to analyse: hp['path'], or the hp['run']-th run folder under
+    hp['runs_dir'] whose config matches hp['select']."""
+    if hp['path'] is not None:
+        if not os.path.exists(hp['path']):
+            raise FileNotFoundError(f"path {hp['path']!r} does not exist")
+        return hp['path']
+    if not isinstance(hp['select'], dict):
+        raise ValueError(f"select={hp['select']!r} is not allowed: a dict of config values")
+    if not os.path.isdir(hp['runs_dir']):
+        raise FileNotFoundError(f"runs_dir {hp['runs_dir']!r} does not exist")
+    found = checkpoints.find_runs(hp['runs_dir'], **hp['select'])
+    if not found:
+        raise FileNotFoundError(f"no trained network in {hp['runs_dir']!r} matches select={hp['select']}")
+    if not isinstance(hp['run'], int) or not 0 <= hp['run'] < len(found):
+        raise ValueError(f"run={hp['run']!r} is not allowed: an index in 0..{len(found) - 1} "
+                         f"({len(found)} networks match select={hp['select']})")
+    return found[hp['run']]
+
+
+def load_noise_free(path, device='cpu'):
+    """load_network with the RNN's network noise switched off."""
+    net, encoder, config = checkpoints.load_network(path, device)
+    if hasattr(net, 'n_sd'):
+        net.n_sd = 0
+    return net, encoder, config
+
+
+def run_name(path, config):
+    """Folder name of a network's analysis: its run name, or the .pth file's stem."""
+    return config.get('name') or os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+
+
+def training_env(config):
+    """The (first) task family the network was trained on, with its rule input."""
+    return util.make_envs(config, config['n_task'])[0]
+
+
+def quadrant_env(config, env):
+    """DenoiseQuads trials (all quadrants) with the training timing, noise and rule
+    input. Networks without a fixation input (free RT) keep their own task."""
+    if not env.fixation:
+        return env
+    name = 'DenoiseQuads' if config['n_dim'] == 2 else 'DenoiseQuadsHighDim'
+    rule_vec = env.rule_vec if len(env.rule_vec) else None
+    return util.make_env(dict(config, corr=0, autocorr=0, dist='gauss'), name, rule_vec=rule_vec)
+
+
+# ---------------------------------------------------------------------------------
+# Stimuli and states (arrays in, arrays out)
+
+def stimulus_grid(n_grid, n_dim=2, low=-0.5, high=0.5):
+    """n_grid² latents (n_grid², D) on a grid over (x1, x2), other coordinates 0.
+    Row i2·n_grid + i1 has x1 = g[i1], x2 = g[i2], so reshape(n_grid, n_grid, ...)
+    indexes [x2, x1] (image rows are x2)."""
+    if not isinstance(n_grid, int) or n_grid < 2:
+        raise ValueError(f"n_grid must be an integer >= 2, got {n_grid!r}")
+    g = np.linspace(low, high, n_grid)
+    x2, x1 = np.meshgrid(g, g, indexing='ij')
+    x = np.zeros((n_grid * n_grid, n_dim))
+    x[:, 0], x[:, 1] = x1.ravel(), x2.ravel()
+    return x
+
+
+def noise_free_observations(env, x):
+    """Observations (n, T, n_obs) of latents x (n, D) without noise, in the env's
+    channel layout: fixation 1 until the decision, stimulus channels = x during the
+    stimulus steps, rule channels = env.rule_vec throughout."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != env.n_dim:
+        raise ValueError(f"x must have shape (n, {env.n_dim}), got {x.shape}")
+    ob = np.zeros((len(x), env.n_steps, env.n_obs), dtype=np.float32)
+    if env.fixation:
+        ob[:, :env.start_step['decision'], 0] = 1
+    a, b = env.stim_steps
+    ob[:, a:b, env.stim_channels] = x[:, None, :]
+    ob[:, :, env.rule_channels] = env.rule_vec
+    return ob
+
+
+def last_stimulus_step(env):
+    return env.stim_steps[1] - 1
+
+
+def steady_states(net, encoder, env, x):
+    """Hidden state (n, N) at the last stimulus step of noise-free trials of latents x."""
+    h = util.hidden_states(net, encoder, env, noise_free_observations(env, x))
+    return h[:, last_stimulus_step(env)].numpy()
+
+
+def blank_input(env, encoder):
+    """Network input (1, n_in) of a blank stimulus with fixation on: encoder(0) plus
+    the fixation and rule channels of a stimulus step."""
+    ob = noise_free_observations(env, np.zeros((1, env.n_dim)))[:, env.stim_steps[0]]
+    device = next(encoder.parameters()).device if encoder is not None else 'cpu'
+    return util.network_inputs(torch.as_tensor(ob, device=device), env, encoder)
+
+
+def state_trajectories(net, u):
+    """Full recurrent state (B, T, S) of inputs u (B, T, n_in) from the zero state,
+    stepped with the noise-free map net.dynamics (S = N for an RNN, 2H = concat(h, c)
+    for an LSTM)."""
+    n_state = 2 * net.hidden_size if hasattr(net, 'lstm') else net.hidden_size
+    r = u.new_zeros(u.shape[0], n_state)
+    states = []
+    with torch.no_grad():
+        for u_t in u.unbind(1):
+            r = net.dynamics(u_t, r)
+            states.append(r)
+    return torch.stack(states, 1)
+
+
+def pca_variance(H, n_components=10):
+    """Fitted PCA of states H (n, N) and the explained-variance ratio of its first
+    min(n_components, N, n) components."""
+    H = np.asarray(H, dtype=np.float64)
+    pca = PCA(n_components=min(n_components, *H.shape)).fit(H)
+    return pca, pca.explained_variance_ratio_
+
+
+def quadrants(x):
+    """Quadrant 1:(+,+) 2:(−,+) 3:(−,−) 4:(+,−) of each latent (n, ≥2) -> (n,) ints."""
+    pos1, pos2 = np.asarray(x)[:, 0] > 0, np.asarray(x)[:, 1] > 0
+    return np.select([pos1 & pos2, ~pos1 & pos2, ~pos1 & ~pos2], [1, 2, 3], 4)
+
+
+def rate_maps(states, n_grid):
+    """States (n_grid², N) of stimulus_grid(n_grid) -> maps (n_grid, n_grid, N), [x2, x1]."""
+    states = np.asarray(states)
+    if states.ndim != 2 or len(states) != n_grid * n_grid:
+        raise ValueError(f"states must have shape ({n_grid * n_grid}, N), got {states.shape}")
+    return states.reshape(n_grid, n_grid, -1)
+
+
+def unit_correlations(states, x):
+    """Pearson correlation of each unit (n, N) with x1 and with x2 -> (N, 2); NaN for
+    a unit that does not vary."""
+    s = np.asarray(states, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)[:, :2]
+    s, x = s - s.mean(0), x - x.mean(0)
+    norm = np.linalg.norm(s, axis=0)[:, None] * np.linalg.norm(x, axis=0)[None, :]
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(norm > 0, s.T @ x / norm, np.nan)
+
+
+def encoder_geometry(encoder, n_dim, n_grid, n_components=10):
+    """Encoder features over a grid of latents: latents (n_grid², D), features
+    (n_grid², 40), their top-3 PC projection and explained-variance ratio."""
+    x = stimulus_grid(n_grid, n_dim)
+    device = next(encoder.parameters()).device
+    with torch.no_grad():
+        feats = encoder(torch.as_tensor(x, dtype=torch.float32, device=device)).cpu().numpy()
+    pca, ratio = pca_variance(feats, n_components)
+    return x, feats, pca.transform(feats)[:, :3], ratio
+
+
+def analyse_fixed_points(net, u, h0, dt, tau, tol_q, tol_unique, max_iters, lr, near_zero_tol):
+    """Fixed points of the noise-free map under constant input u (1, n_in) from
+    initial states h0 (K, S), in float64. Returns the FixedPointResult, the
+    amplification (P, 2) of the two largest-real-part eigenvalues and the number of
+    near-zero eigenvalues (P,)."""
+    net64 = copy.deepcopy(net).double()
+    u64 = u.double()
+
+    def F(h):
+        return net64.dynamics(u64.expand(len(h), -1), h)
+
+    h0 = torch.as_tensor(h0, dtype=torch.float64, device=u.device)
+    res = fixed_points.find_fixed_points(F, h0, tol_q=tol_q, tol_unique=tol_unique,
+                                         max_iters=max_iters, lr=lr)
+    n_top = min(2, res.eigvals.shape[1])
+    amp = fixed_points.amplification(res.eigvals, dt, tau, n_top) if len(res.points) else np.zeros((0, n_top))
+    return res, amp, fixed_points.count_near_zero(res.eigvals, near_zero_tol)
+
+
+# ---------------------------------------------------------------------------------
+# Plots and the interactive HTML
+
+def rotating_html(trajectories, colors, points=None, title='trajectories'):
+    """A self-contained HTML page (no dependencies) that draws 3-D trajectories
+    (n, T, 3) in the given colours and optional points (P, 3) on a canvas and rotates
+    them; drag to turn. The data is embedded as JSON."""
+    data = {'title': title, 'trajectories': np.round(np.asarray(trajectories, float), 5).tolist(),
+            'colors': list(colors),
+            'points': np.round(np.asarray(points, float), 5).tolist() if points is not None else []}
+    blob = json.dumps(data).replace('</', '<\\/')
+    return _HTML.replace('__TITLE__', title.replace('<', '&lt;')).replace('__DATA__', blob)
+
+
+_HTML = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>__TITLE__</title>
+<style>body{font-family:sans-serif;margin:10px}canvas{border:1px solid #ccc;cursor:grab}</style>
+</head><body>
+<div>__TITLE__ (top 3 PCs; drag to rotate, black: fixed points)</div>
+<canvas id="view" width="640" height="640"></canvas>
+<script id="data" type="application/json">__DATA__</script>
+<script>
+const d = JSON.parse(document.getElementById('data').textContent);
+const cv = document.getElementById('view'), ctx = cv.getContext('2d');
+const all = d.trajectories.flat().concat(d.points);
+const c = [0, 1, 2].map(k => all.reduce((s, p) => s + p[k], 0) / Math.max(all.length, 1));
+const r = Math.max(1e-9, ...all.map(p => Math.hypot(p[0] - c[0], p[1] - c[1], p[2] - c[2])));
+let yaw = 0, pitch = 0.4, drag = null;
+function project(p) {
+  const x = p[0] - c[0], y = p[1] - c[1], z = p[2] - c[2];
+  const x1 = x * Math.cos(yaw) + z * Math.sin(yaw), z1 = -x * Math.sin(yaw) + z * Math.cos(yaw);
+  const y1 = y * Math.cos(pitch) - z1 * Math.sin(pitch);
+  const s = 0.45 * cv.width / r;
+  return [cv.width / 2 + s * x1, cv.height / 2 - s * y1];
+}
+function draw() {
+  ctx.clearRect(0, 0, cv.width, cv.height);
+  ctx.lineWidth = 1.2;
+  d.trajectories.forEach((tr, i) => {
+    ctx.strokeStyle = d.colors[i];
+    ctx.beginPath();
+    tr.forEach((p, t) => { const q = project(p); t ? ctx.lineTo(q[0], q[1]) : ctx.moveTo(q[0], q[1]); });
+    ctx.stroke();
+  });
+  ctx.fillStyle = 'black';
+  d.points.forEach(p => { const q = project(p); ctx.beginPath(); ctx.arc(q[0], q[1], 3, 0, 2 * Math.PI); ctx.fill(); });
+}
+cv.onmousedown = e => { drag = [e.clientX, e.clientY]; };
+window.onmouseup = () => { drag = null; };
+window.onmousemove = e => {
+  if (!drag) return;
+  yaw += 0.01 * (e.clientX - drag[0]); pitch += 0.01 * (e.clientY - drag[1]);
+  drag = [e.clientX, e.clientY];
+};
+(function loop() { if (!drag) yaw += 0.005; draw(); requestAnimationFrame(loop); })();
+</script></body></html>
+"""
+
+
+def _unit_grid(n):
+    cols = int(np.ceil(np.sqrt(n)))
+    return int(np.ceil(n / cols)), cols
+
+
+def plot_rate_maps(maps, title, path):
+    """One small image per unit: its steady-state rate over the stimulus grid
+    (maps (n_grid, n_grid, N), rows x2, columns x1, origin bottom left)."""
+    plt = util.plot_style()
+    rows, cols = _unit_grid(maps.shape[-1])
+    fig, axes = plt.subplots(rows, cols, figsize=(0.7 * cols, 0.7 * rows + 0.3), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis('off')
+        if k < maps.shape[-1]:
+            ax.imshow(maps[..., k], origin='lower', extent=(-.5, .5, -.5, .5), cmap='viridis')
+    fig.suptitle(f'{title}: rate over (x1 →, x2 ↑) per unit')
+    util.save_figure(fig, path)
+
+
+def plot_correlations(corr, title, path):
+    """Correlation of each unit with x1 and x2 (corr (N, 2)), units laid out on a
+    grid, plus a scatter of the two."""
+    plt = util.plot_style()
+    rows, cols = _unit_grid(len(corr))
+    padded = np.full((rows * cols, 2), np.nan)
+    padded[:len(corr)] = corr
+    fig, axes = plt.subplots(1, 3, figsize=(8, 2.6))
+    for d, ax in enumerate(axes[:2]):
+        im = ax.imshow(padded[:, d].reshape(rows, cols), cmap='RdBu_r', vmin=-1, vmax=1)
+        ax.set(title=f'corr. with x{d + 1}', xticks=[], yticks=[])
+    fig.colorbar(im, ax=axes[:2], shrink=0.8)
+    axes[2].scatter(corr[:, 0], corr[:, 1], s=8)
+    axes[2].set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xlabel='corr. with x1', ylabel='corr. with x2',
+                aspect='equal')
+    fig.suptitle(title)
+    util.save_figure(fig, path)
+
+
+def _plot_pca(ratio, folder):
+    plt = util.plot_style()
+    fig, ax = plt.subplots(figsize=(3.2, 2.6))
+    ax.bar(np.arange(1, len(ratio) + 1), 100 * ratio, label='per PC')
+    ax.plot(np.arange(1, len(ratio) + 1), 100 * np.cumsum(ratio), 'ko-', ms=3, label='cumulative')
+    ax.set(xlabel='principal component', ylabel='explained variance (%)', ylim=(0, 105))
+    ax.legend()
+    util.save_figure(fig, os.path.join(folder, 'pca.png'))
+
+
+def _plot_fixed_points(res, amp, folder):
+    plt = util.plot_style()
+    fig, ax = plt.subplots(figsize=(3.2, 3.2))
+    ax.add_patch(plt.Circle((-1, 0), 1, fill=False, ls='--', color='gray'))
+    eig = res.eigvals.ravel()
+    ax.scatter(eig.real, eig.imag, s=6, alpha=0.6)
+    ax.axvline(0, c='gray', lw=0.5)
+    ax.set(xlabel='Re λ', ylabel='Im λ', aspect='equal',
+           title=f'Jacobian of F(h) − h, {len(res.points)} fixed points')
+    util.save_figure(fig, os.path.join(folder, 'eigenvalues.png'))
+
+    fig, ax = plt.subplots(figsize=(3.2, 2.6))
+    finite = amp[np.isfinite(amp) & (amp > 0)]
+    if finite.size:
+        ax.hist(np.log10(finite), bins=20)
+    ax.set(xlabel='log₁₀ amplification A = τ_net / τ', ylabel='count',
+           title=f'two slowest modes ({np.sum(np.isinf(amp))} infinite)')
+    util.save_figure(fig, os.path.join(folder, 'amplification.png'))
+
+
+def _plot_trajectories(proj, colors, fp_proj, folder):
+    plt = util.plot_style()
+    fig = plt.figure(figsize=(4, 4))
+    ax = fig.add_subplot(projection='3d')
+    for tr, col in zip(proj, colors):
+        ax.plot(tr[:, 0], tr[:, 1], tr[:, 2], c=col, lw=0.8, alpha=0.8)
+    if len(fp_proj):
+        ax.scatter(fp_proj[:, 0], fp_proj[:, 1], fp_proj[:, 2], c='k', s=10, label='fixed points')
+        ax.legend()
+    ax.set(xlabel='PC1', ylabel='PC2', zlabel='PC3', title='trajectories by quadrant')
+    util.save_figure(fig, os.path.join(folder, 'trajectories.png'))
+
+
+def _plot_encoder(x, proj, ratio, folder):
+    plt = util.plot_style()
+    fig, axes = plt.subplots(1, 3, figsize=(8, 2.6))
+    for d, ax in enumerate(axes[:2]):
+        sc = ax.scatter(proj[:, 0], proj[:, 1], c=x[:, d], s=6, cmap='coolwarm')
+        ax.set(xlabel='PC1', ylabel='PC2', title=f'encoder output, colour x{d + 1}')
+        fig.colorbar(sc, ax=ax)
+    axes[2].plot(np.arange(1, len(ratio) + 1), 100 * np.cumsum(ratio), 'ko-', ms=3)
+    axes[2].set(xlabel='principal component', ylabel='cumulative variance (%)', ylim=(0, 105))
+    util.save_figure(fig, os.path.join(folder, 'encoder.png'))
+
+
+# ---------------------------------------------------------------------------------
+# The whole analysis
+
+def _range(values):
+    finite = values[np.isfinite(values)]
+    return [float(finite.min()), float(finite.max())] if finite.size else None
+
+
+def analyze(hp):
+    """Run every analysis on the selected network; write the files and return the summary."""
+    for name in ('n_trials', 'n_plot', 'n_init'):
+        if not isinstance(hp[name], int) or hp[name] < 1:
+            raise ValueError(f"{name}={hp[name]!r} is not allowed: a positive integer")
+    path = select_path(hp)
+    device = util.pick_device(hp['device'])
+    net, encoder, config = load_noise_free(path, device)
+    if config['network'] not in ('RNN', 'LSTM'):
+        raise ValueError(f"network {config['network']!r} at {path}: analyze.py takes an RNN or LSTM "
+                         "(use analyze_transformer.py for gpt-2)")
+    folder = os.path.join(hp['out_dir'], run_name(path, config))
+    os.makedirs(folder, exist_ok=True)
+    env = training_env(config)
+    rng = np.random.default_rng(hp['seed'])
+    n_neu = net.hidden_size
+
+    # PCA of the hidden states of noisy trials
+    trials = env.sample(rng, hp['n_trials'])
+    u = util.network_inputs(torch.as_tensor(trials['ob'], device=device), env, encoder)
+    states = state_trajectories(net, u).cpu().numpy()
+    H = states[..., :n_neu]
+    pca, ratio = pca_variance(H.reshape(-1, n_neu))
+    np.savez(os.path.join(folder, 'pca.npz'), explained_variance_ratio=ratio,
+             components=pca.components_, mean=pca.mean_)
+    _plot_pca(ratio, folder)
+
+    # fixed points under a blank stimulus with fixation on
+    a, b = env.stim_steps
+    h0 = fixed_points.sample_initial_states(states[:, a:b], hp['n_init'], hp['noise_scale'], hp['seed'])
+    tau = config['tau'] if config['network'] == 'RNN' else config['dt']  # LSTM: A in time steps
+    res, amp, near_zero = analyse_fixed_points(net, blank_input(env, encoder), h0, config['dt'], tau,
+                                               hp['tol_q'], hp['tol_unique'], hp['max_iters'],
+                                               hp['fp_lr'], hp['near_zero_tol'])
+    np.savez(os.path.join(folder, 'fixed_points.npz'), points=res.points, q=res.q, eigvals=res.eigvals,
+             jacobians=res.jacobians, amplification=amp, n_near_zero=near_zero,
+             stable=fixed_points.is_stable(res.eigvals))
+    _plot_fixed_points(res, amp, folder)
+
+    # trajectories and fixed points in the top 3 PCs
+    n_plot = min(hp['n_plot'], len(H))
+    proj = pca.transform(H[:n_plot].reshape(-1, n_neu))[:, :3].reshape(n_plot, -1, min(3, pca.n_components_))
+    fp_proj = pca.transform(res.points[:, :n_neu])[:, :3] if len(res.points) else np.zeros((0, 3))
+    quads = quadrants(trials['stim'][:n_plot])
+    colors = [_QUAD_COLORS[q - 1] for q in quads]
+    np.savez(os.path.join(folder, 'trajectories.npz'), trajectories=proj, quadrant=quads,
+             stim=trials['stim'][:n_plot], fixed_points=fp_proj)
+    _plot_trajectories(proj, colors, fp_proj, folder)
+    with open(os.path.join(folder, 'trajectories.html'), 'w') as f:
+        f.write(rotating_html(proj, colors, fp_proj, title=run_name(path, config)))
+
+    # steady-state rate maps over a grid of noise-free stimuli
+    x = stimulus_grid(hp['n_grid'], config['n_dim'])
+    steady = steady_states(net, encoder, env, x)
+    maps, corr = rate_maps(steady, hp['n_grid']), unit_correlations(steady, x)
+    np.savez(os.path.join(folder, 'rate_maps.npz'), rate_maps=maps, grid=np.unique(x[:, 0]),
+             stim=x, correlations=corr)
+    plot_rate_maps(maps, run_name(path, config), os.path.join(folder, 'rate_maps.png'))
+    plot_correlations(corr, run_name(path, config), os.path.join(folder, 'correlations.png'))
+
+    # the encoder's output geometry
+    enc_ratio = None
+    if encoder is not None:
+        xe, feats, eproj, enc_ratio = encoder_geometry(encoder, config['n_dim'], hp['n_enc_grid'])
+        np.savez(os.path.join(folder, 'encoder.npz'), stim=xe, features=feats, projection=eproj,
+                 explained_variance_ratio=enc_ratio)
+        _plot_encoder(xe, eproj, enc_ratio, folder)
+
+    # abstraction metrics on the final hidden states of DenoiseQuads trials
+    qenv = quadrant_env(config, env)
+    quad_trials = qenv.sample(rng, hp['n_trials'])
+    final = util.hidden_states(net, encoder, qenv, quad_trials['ob'], last_only=True).numpy()
+    abstraction = metrics.abstraction_metrics(final, quad_trials['stim'][:, :2], seed=hp['seed'])
+
+    summary = {
+        'network': path, 'config': {k: config.get(k) for k in ('network', 'n_task', 'n_neu', 'task', 'run')},
+        'pca_explained_variance_ratio': ratio.tolist(),
+        'pca_variance_top3': float(ratio[:3].sum()),
+        'n_fixed_points': int(len(res.points)), 'fixed_point_q_max': float(res.q.max()) if len(res.q) else None,
+        'n_stable': int(fixed_points.is_stable(res.eigvals).sum()),
+        'n_near_zero': near_zero.tolist(), 'amplification_range': _range(amp),
+        'n_amplification_infinite': int(np.isinf(amp).sum()),
+        'fixed_point_search': {'n_initial': res.n_initial, 'n_rejected_q': res.n_rejected_q,
+                               'n_duplicates': res.n_duplicates, 'n_iters': res.n_iters},
+        'mean_abs_correlation_x1_x2': np.nanmean(np.abs(corr), 0).tolist() if np.isfinite(corr).any() else None,
+        'encoder_variance_top3': float(enc_ratio[:3].sum()) if enc_ratio is not None else None,
+        **abstraction, 'hyperparameters': hp,
+    }
+    checkpoints.save_json(summary, os.path.join(folder, 'summary.json'))
+    print(f"{len(res.points)} fixed points, near-zero eigenvalues {near_zero.tolist()}; "
+          f"CCGP {abstraction['ccgp_x1']:.2f}/{abstraction['ccgp_x2']:.2f} -> {folder}/")
+    return summary
+
+
+if __name__ == '__main__':
+    _config = configure(globals(), doc=__doc__)
+    try:
+        analyze(_config)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f'error: {e}')
