@@ -132,22 +132,36 @@ def noise_free_observations(env, x):
     return ob
 
 
+def network_inputs(ob, env, encoder):
+    """util.network_inputs for one network's observations (B, ..., n_obs), given with
+    no member dim: the frozen encoder is a one-member ensemble and wants one."""
+    return util.network_inputs(ob[None], env, encoder)[0]
+
+
+def hidden_states(net, encoder, env, ob, chunk=4096):
+    """Hidden states (B, T, N) (cpu torch) of one network for observations (B, T, n_obs)."""
+    device = next(net.parameters()).device
+    ob = torch.as_tensor(ob, dtype=torch.float32)
+    with torch.no_grad():
+        return torch.cat([net(network_inputs(part.to(device), env, encoder))[0].cpu()
+                          for part in ob.split(chunk)])
+
+
 def last_stimulus_step(env):
     return env.stim_steps[1] - 1
 
 
 def steady_states(net, encoder, env, x):
     """Hidden state (n, N) at the last stimulus step of noise-free trials of latents x."""
-    h = util.hidden_states(net, encoder, env, noise_free_observations(env, x))
+    h = hidden_states(net, encoder, env, noise_free_observations(env, x))
     return h[:, last_stimulus_step(env)].numpy()
 
 
-def blank_input(env, encoder):
+def blank_input(env, encoder, device='cpu'):
     """Network input (1, n_in) of a blank stimulus with fixation on: encoder(0) plus
     the fixation and rule channels of a stimulus step."""
     ob = noise_free_observations(env, np.zeros((1, env.n_dim)))[:, env.stim_steps[0]]
-    device = next(encoder.parameters()).device if encoder is not None else 'cpu'
-    return util.network_inputs(torch.as_tensor(ob, device=device), env, encoder)
+    return network_inputs(torch.as_tensor(ob, device=device), env, encoder)
 
 
 def state_trajectories(net, u):
@@ -203,7 +217,7 @@ def encoder_geometry(encoder, n_dim, n_grid, n_components=10):
     x = stimulus_grid(n_grid, n_dim)
     device = next(encoder.parameters()).device
     with torch.no_grad():
-        feats = encoder(torch.as_tensor(x, dtype=torch.float32, device=device)).cpu().numpy()
+        feats = encoder(torch.as_tensor(x, dtype=torch.float32, device=device)[None])[0].cpu().numpy()
     pca, ratio = pca_variance(feats, n_components)
     return x, feats, pca.transform(feats)[:, :3], ratio
 
@@ -305,18 +319,19 @@ def plot_rate_maps(maps, title, path):
     util.save_figure(fig, path)
 
 
-def plot_correlations(corr, title, path):
+def plot_correlations(corr, title, path, layout=None):
     """Correlation of each unit with x1 and x2 (corr (N, 2)), units laid out on a
-    grid, plus a scatter of the two."""
+    (rows, cols) grid in order (default near-square), plus a scatter of the two."""
     plt = util.plot_style()
-    rows, cols = _unit_grid(len(corr))
+    rows, cols = layout or _unit_grid(len(corr))
     padded = np.full((rows * cols, 2), np.nan)
     padded[:len(corr)] = corr
-    fig, axes = plt.subplots(1, 3, figsize=(8, 2.6))
+    fig, axes = plt.subplots(1, 3, figsize=(8.5, 2.8), layout='constrained')
     for d, ax in enumerate(axes[:2]):
         im = ax.imshow(padded[:, d].reshape(rows, cols), cmap='RdBu_r', vmin=-1, vmax=1)
-        ax.set(title=f'corr. with x{d + 1}', xticks=[], yticks=[])
-    fig.colorbar(im, ax=axes[:2], shrink=0.8)
+        ax.set_title(f'corr. with x{d + 1} (per unit)')
+        ax.axis('off')
+    fig.colorbar(im, ax=axes[1], shrink=0.8)
     axes[2].scatter(corr[:, 0], corr[:, 1], s=8)
     axes[2].set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xlabel='corr. with x1', ylabel='corr. with x2',
                 aspect='equal')
@@ -369,7 +384,7 @@ def _plot_trajectories(proj, colors, fp_proj, folder):
 
 def _plot_encoder(x, proj, ratio, folder):
     plt = util.plot_style()
-    fig, axes = plt.subplots(1, 3, figsize=(8, 2.6))
+    fig, axes = plt.subplots(1, 3, figsize=(9, 2.8), layout='constrained')
     for d, ax in enumerate(axes[:2]):
         sc = ax.scatter(proj[:, 0], proj[:, 1], c=x[:, d], s=6, cmap='coolwarm')
         ax.set(xlabel='PC1', ylabel='PC2', title=f'encoder output, colour x{d + 1}')
@@ -381,6 +396,12 @@ def _plot_encoder(x, proj, ratio, folder):
 
 # ---------------------------------------------------------------------------------
 # The whole analysis
+
+def mean_abs_correlation(corr):
+    """Mean |correlation| with x1 and with x2 over the units that vary (corr (N, 2));
+    None where no unit varies."""
+    return [float(np.nanmean(np.abs(c))) if np.isfinite(c).any() else None for c in np.asarray(corr).T]
+
 
 def _range(values):
     finite = values[np.isfinite(values)]
@@ -406,7 +427,7 @@ def analyze(hp):
 
     # PCA of the hidden states of noisy trials
     trials = env.sample(rng, hp['n_trials'])
-    u = util.network_inputs(torch.as_tensor(trials['ob'], device=device), env, encoder)
+    u = network_inputs(torch.as_tensor(trials['ob'], device=device), env, encoder)
     states = state_trajectories(net, u).cpu().numpy()
     H = states[..., :n_neu]
     pca, ratio = pca_variance(H.reshape(-1, n_neu))
@@ -418,7 +439,7 @@ def analyze(hp):
     a, b = env.stim_steps
     h0 = fixed_points.sample_initial_states(states[:, a:b], hp['n_init'], hp['noise_scale'], hp['seed'])
     tau = config['tau'] if config['network'] == 'RNN' else config['dt']  # LSTM: A in time steps
-    res, amp, near_zero = analyse_fixed_points(net, blank_input(env, encoder), h0, config['dt'], tau,
+    res, amp, near_zero = analyse_fixed_points(net, blank_input(env, encoder, device), h0, config['dt'], tau,
                                                hp['tol_q'], hp['tol_unique'], hp['max_iters'],
                                                hp['fp_lr'], hp['near_zero_tol'])
     np.savez(os.path.join(folder, 'fixed_points.npz'), points=res.points, q=res.q, eigvals=res.eigvals,
@@ -458,7 +479,7 @@ def analyze(hp):
     # abstraction metrics on the final hidden states of DenoiseQuads trials
     qenv = quadrant_env(config, env)
     quad_trials = qenv.sample(rng, hp['n_trials'])
-    final = util.hidden_states(net, encoder, qenv, quad_trials['ob'], last_only=True).numpy()
+    final = hidden_states(net, encoder, qenv, quad_trials['ob'])[:, -1].numpy()
     abstraction = metrics.abstraction_metrics(final, quad_trials['stim'][:, :2], seed=hp['seed'])
 
     summary = {
@@ -471,7 +492,7 @@ def analyze(hp):
         'n_amplification_infinite': int(np.isinf(amp).sum()),
         'fixed_point_search': {'n_initial': res.n_initial, 'n_rejected_q': res.n_rejected_q,
                                'n_duplicates': res.n_duplicates, 'n_iters': res.n_iters},
-        'mean_abs_correlation_x1_x2': np.nanmean(np.abs(corr), 0).tolist() if np.isfinite(corr).any() else None,
+        'mean_abs_correlation_x1_x2': mean_abs_correlation(corr),
         'encoder_variance_top3': float(enc_ratio[:3].sum()) if enc_ratio is not None else None,
         **abstraction, 'hyperparameters': hp,
     }

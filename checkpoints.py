@@ -120,15 +120,18 @@ def run_name(config, defaults, n_task, run):
 
 
 def find_runs(root='trained_networks', **criteria):
-    """Folders under `root` whose saved config matches every criterion, sorted by
-    (n_task, run). A criterion's value may be a list of accepted values, e.g.
-    `find_runs('trained_networks', network='RNN', n_task=[2, 24])`."""
+    """Run folders under `root` (and the paper's published `.pth` files lying in it)
+    whose config matches every criterion, sorted by (n_task, run, name). A value may
+    be a list of accepted values, e.g. `find_runs(root, network='RNN', n_task=[2, 24])`."""
     found = []
-    for path in glob.glob(os.path.join(root, '*', CONFIG)):
-        config = load_json(path)
+    for path in glob.glob(os.path.join(root, '*', CONFIG)) + glob.glob(os.path.join(root, '*.pth')):
+        if path.endswith(CONFIG):
+            config, where = load_json(path), os.path.dirname(path)
+        else:
+            config, where = legacy_config(path, load_checkpoint(path)), path
         if all(_matches(config.get(k, _MISSING), v) for k, v in criteria.items()):
-            found.append((config['n_task'], config['run'], os.path.dirname(path)))
-    return [folder for _, _, folder in sorted(found)]
+            found.append((config['n_task'], config['run'], where))
+    return [where for _, _, where in sorted(found)]
 
 
 _MISSING = object()
@@ -183,10 +186,9 @@ def legacy_config(path, ckpt):
     elif 'gpt-2' in name:
         config['network'] = 'gpt-2'
     config['leaky'] = 'NoLeak' not in name
-    config['encode'] = 'encoder' in ckpt or 'Mix' in name
+    config['encode'] = ckpt.get('encoder') is not None or 'Mix' in name
     m = re.search(r'nTask(\d+)', name)
-    n_out = sd['rec_to_out.weight'].shape[0]
-    config['n_task'] = int(m.group(1)) if m else n_out
+    config['n_task'] = int(m.group(1)) if m else sd['rec_to_out.weight'].shape[0]
     m = re.search(r'Noise(\d+(?:\.\d+)?)', name)
     if m:
         config['n_sd_in'] = float(m.group(1))
@@ -194,7 +196,7 @@ def legacy_config(path, ckpt):
         config['n_neu'] = sd['rec_to_rec.weight'].shape[0]
     elif config['network'] == 'LSTM':
         config['n_neu'] = sd['lstm.weight_hh_l0'].shape[1]
-    config.update(n_task=config['n_task'], run=0, source=name)
+    config.update(run=0, name=name)
     return config
 
 

@@ -104,7 +104,7 @@ def build_encoder(n_dim, activ_enc='relu', n_members=1):
 
 
 def network_inputs(ob, env, encoder=None, enc_noise=None):
-    """Observations (M, B, T, n_obs) → network inputs: the D stimulus channels go
+    """Observations (M, B, T, n_obs), or (B, T, n_obs) for one network → network inputs: the D stimulus channels go
     through the encoder at every step; fixation and rule channels pass unmixed
     ([fixation, encoded stimulus, rules]). `enc_noise` (same shape as the encoder
     output) is added after the encoder (`noise_enc=True`)."""
@@ -112,8 +112,8 @@ def network_inputs(ob, env, encoder=None, enc_noise=None):
         return ob
     first = 1 if env.fixation else 0
     stim = ob[..., first:first + env.n_dim]
-    with torch.no_grad():
-        code = encoder(stim)
+    with torch.no_grad():  # a single network's inputs (B, T, ·) have no member dim
+        code = encoder(stim[None])[0] if stim.dim() == 3 else encoder(stim)
     if enc_noise is not None:
         code = code + enc_noise
     return torch.cat([ob[..., :first], code, ob[..., first + env.n_dim:]], dim=-1)

@@ -1,0 +1,176 @@
+"""The figure notebooks run headless on synthetic result files with the documented keys
+and shapes, write PNG and PDF, read the paper's minimal files, and fail clearly when
+their main input is missing."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+FIGURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'Figures')
+N_TASKS = [2, 3, 6, 12, 24]
+RNN_RUN, GPT_RUN = 'nTask24_run0', 'network-gpt-2_nTask24_run0'
+
+# every notebook and the figures it writes
+OUTPUTS = {
+    'fig3a': ['fig3a'], 'fig3b': ['fig3b'], 'fig3c': ['fig3c'], 'fig4': ['fig4_RNN', 'fig4_gpt-2'],
+    'fig5a': ['fig5a'], 'fig5b_S12': ['fig5b', 'S12'], 'fig5c': ['fig5c'], 'S1': ['S1'],
+    'S3b': ['S3b'], 'S5c': ['S5c'], 'S6': ['S6a', 'S6b'], 'fixed_points': ['fixed_points'],
+}
+
+
+def _load_runner():
+    spec = importlib.util.spec_from_file_location('run_notebooks', os.path.join(FIGURES, 'run_notebooks.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+run_notebooks = _load_runner()
+
+
+def generalize_file(path, rng, n_dim=2, n_split=4, n_runs=2, n_fits=2, n_neu=8, minimal=False):
+    """A results file as generalize.py writes it (minimal: only the paper's r_sq, n_tasks, angles)."""
+    shape = (len(N_TASKS), n_runs, n_split, n_fits)
+    r_sq = np.clip(0.6 + 0.35 * np.log(N_TASKS)[:, None, None, None] / np.log(24) + 0.02 * rng.standard_normal(shape), -1, 1)
+    angles = np.full(shape + (n_dim, n_dim), np.nan)
+    i, j = np.triu_indices(n_dim, 1)
+    angles[..., i, j] = 90 + 10 * rng.standard_normal(shape + (len(i),))
+    data = {'r_sq': r_sq, 'n_tasks': np.array(N_TASKS), 'angles': angles}
+    if not minimal:
+        data.update(dec=rng.standard_normal(shape + (n_neu, n_dim)), train=np.zeros(shape + (0,)),
+                    test=rng.random(shape))
+    np.savez(path, **data)
+
+
+def sparsity_file(path, rng, n_runs=3):
+    shape = (len(N_TASKS), n_runs)
+    s = 0.3 + 0.4 * rng.random(shape)
+    np.savez(path, sparsity=s, confidence_intervals=np.stack([s - 0.05, s + 0.05], -1),
+             active=100 * rng.random(shape), n_tasks=np.array(N_TASKS))
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    """results/ and analysis/ with every file the notebooks read by default."""
+    root = tmp_path_factory.mktemp('data')
+    results, analysis = root / 'results', root / 'analysis'
+    results.mkdir()
+    rng = np.random.default_rng(0)
+    for label in ('RNN', 'RNN_ID', 'RNN_NoLeak', 'LSTM', 'gpt-2', 'Quad', 'FreeRT'):
+        generalize_file(results / f'{label}.npz', rng)
+    for T in (5, 10, 20, 40):  # FreeRT_T30 missing: skipped with a note
+        generalize_file(results / f'FreeRT_T{T}.npz', rng)
+    for D in (2, 4, 6, 8, 10):
+        generalize_file(results / f'HighDim_D{D}.npz', rng, n_dim=D, n_split=D)
+        sparsity_file(results / f'sparsity_HighDim_D{D}.npz', rng)
+    for n in (1, 2, 3, 4, 6):
+        generalize_file(results / f'Noise_{n}.npz', rng)
+    for c in (0, 0.3, 0.5, 0.7, 0.9):
+        generalize_file(results / f'Corr_{c}.npz', rng)
+    for label in ('RNN', 'RNN_NoLeak', 'LSTM'):
+        sparsity_file(results / f'sparsity_{label}.npz', rng)
+    for run, n_unit in ((RNN_RUN, 64), (GPT_RUN, 48)):  # 48: a unit grid that is not square
+        (analysis / run).mkdir(parents=True)
+        np.savez(analysis / run / 'rate_maps.npz', rates=rng.random((8, 8, n_unit)),
+                 corr_x1=rng.uniform(-1, 1, n_unit), corr_x2=rng.uniform(-1, 1, n_unit))
+    for run in (RNN_RUN, 'nTask2_run0'):
+        (analysis / run).mkdir(exist_ok=True)
+        eigvals = -rng.random((5, 16)) + 0.3j * rng.standard_normal((5, 16))
+        amplification = np.exp(3 * rng.random((5, 2)))
+        amplification[0, 0] = np.inf  # an eigenvalue exactly 0
+        np.savez(analysis / run / 'fixed_points.npz', eigvals=eigvals, amplification=amplification)
+    return root
+
+
+def test_every_notebook_writes_png_and_pdf(data, tmp_path, capsys):
+    out = tmp_path / 'out'
+    status = run_notebooks.main([f'--results_dir={data / "results"}', f'--analysis_dir={data / "analysis"}',
+                                 f'--out_dir={out}'])
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
+    notebooks = sorted(os.path.basename(p)[:-6] for p in run_notebooks.notebook_paths())
+    assert notebooks == sorted(OUTPUTS)
+    for name in (n for names in OUTPUTS.values() for n in names):
+        for ext in ('png', 'pdf'):
+            assert (out / f'{name}.{ext}').stat().st_size > 1000, f'{name}.{ext}'
+    assert 'FreeRT_T30.npz not found, skipped' in printed.out
+
+
+def test_missing_main_input_fails_naming_file_and_command(tmp_path, capsys):
+    empty = tmp_path / 'results'
+    empty.mkdir()
+    status = run_notebooks.main(['fig3b', 'fig5c', f'--results_dir={empty}', f'--out_dir={tmp_path / "out"}'])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert 'fig3b.ipynb, cell' in err and 'FileNotFoundError' in err
+    assert str(empty / 'RNN.npz') in err and 'python generalize.py --runs_dir=trained_networks/RNN' in err
+    assert 'fig5c.ipynb, cell' in err and 'Noise_1.npz' in err and '--n_sd_in=1' in err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_paper_style_files_with_only_r_sq_n_tasks_angles(tmp_path, capsys):
+    results = tmp_path / 'results'
+    results.mkdir()
+    generalize_file(results / 'RNN.npz', np.random.default_rng(1), n_split=4, n_fits=5, minimal=True)
+    out = tmp_path / 'out'
+    status = run_notebooks.main(['fig3a', 'fig3c', f'--results_dir={results}', f'--out_dir={out}'])
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
+    assert 'RNN_ID.npz not found, skipped' in printed.out and 'gpt-2.npz not found, skipped' in printed.out
+    for name in ('fig3a', 'fig3c'):
+        assert (out / f'{name}.png').exists() and (out / f'{name}.pdf').exists()
+
+
+def test_runner_applies_overrides_after_parameters_cell_and_names_failing_cell(tmp_path):
+    def write(name, sources):
+        cells = [{'cell_type': 'markdown', 'metadata': {}, 'source': ['# title']}]
+        cells += [{'cell_type': 'code', 'metadata': {}, 'execution_count': None, 'outputs': [],
+                   'source': s.splitlines(keepends=True)} for s in sources]
+        path = tmp_path / f'{name}.ipynb'
+        path.write_text(json.dumps({'cells': cells, 'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5}))
+        return str(path)
+
+    ok = write('ok', ["# parameters\nout_dir = 'default'\n", "import os\nseen = (out_dir, os.getcwd())\n"])
+    ns = run_notebooks.run_notebook(ok, {'out_dir': '/elsewhere'})
+    assert ns['seen'] == ('/elsewhere', str(tmp_path))
+    assert run_notebooks.run_notebook(ok)['seen'][0] == 'default'
+
+    bad = write('bad', ['# parameters\nx = 1\n', 'y = 2\n', 'raise KeyError("boom")\n'])
+    with pytest.raises(run_notebooks.NotebookError, match=r'bad.ipynb, cell 4 .*KeyError'):
+        run_notebooks.run_notebook(bad)
+    no_params = write('no_params', ['x = 1\n'])
+    with pytest.raises(run_notebooks.NotebookError, match='parameters'):
+        run_notebooks.run_notebook(no_params, {'out_dir': 'x'})
+
+
+def test_committed_notebooks_are_clean_nbformat4():
+    for path in run_notebooks.notebook_paths():
+        with open(path) as f:
+            nb = json.load(f)
+        assert nb['nbformat'] == 4
+        cells = nb['cells']
+        intro = ''.join(cells[0]['source'])
+        assert cells[0]['cell_type'] == 'markdown' and ('results/' in intro or 'analysis/' in intro), path
+        code = [c for c in cells if c['cell_type'] == 'code']
+        assert all(c['outputs'] == [] and c['execution_count'] is None for c in code), path
+        params = [''.join(c['source']) for c in code if ''.join(c['source']).startswith('# parameters')]
+        assert len(params) == 1, path
+        ns = {}
+        exec(params[0], ns)
+        assert (ns['results_dir'], ns['analysis_dir'], ns['out_dir']) == ('../results', '../analysis', 'out'), path
+
+
+def test_recipes_name_the_producing_commands():
+    import sys
+    sys.path.insert(0, FIGURES)
+    import figlib
+    assert figlib.recipe('LSTM') == ("python train.py --network=LSTM --n_task=[2,3,6,12,24] --runs=5 "
+                                     "--out_dir=trained_networks/LSTM && python generalize.py "
+                                     "--runs_dir=trained_networks/LSTM --select=\"{'network': 'LSTM'}\" --label=LSTM")
+    assert figlib.recipe('RNN_ID').endswith('--out_of_distribution=False --label=RNN')
+    assert "'stimulus': 1000" in figlib.recipe('FreeRT_T10') and 'trained_networks/FreeRT' in figlib.recipe('FreeRT_T10')
+    assert figlib.recipe('sparsity_HighDim_D4').endswith(
+        'python sparsity.py --runs_dir=trained_networks/HighDim_D4 --label=HighDim_D4')
+    assert '--n_dim=4' in figlib.recipe('sparsity_HighDim_D4')

@@ -1,0 +1,161 @@
+"""generalize.py: the OOD protocol on tiny trained networks, result files, paper checkpoints."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import checkpoints
+import generalize
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHORT = {'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100}
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    """Tiny RNNs (2 and 4 tasks, 2 runs each) and one LSTM, trained briefly."""
+    root = tmp_path_factory.mktemp('nets')
+    base = dict(train.defaults(), n_neu=16, timing=SHORT, n_batch=300, lr=1e-2, device='cpu',
+                out_dir=str(root))
+    train.train(dict(base, n_task=[2, 4], runs=2))
+    train.train(dict(base, n_task=4, network='LSTM'))
+    return str(root)
+
+
+def settings(runs, tmp_path, **over):
+    hp = dict(runs_dir=runs, select={'network': 'RNN'}, n_tasks=[2, 4], n_runs=2, label='tiny',
+              results_dir=str(tmp_path), out_of_distribution=True, decoder='lstsq', n_fit=2,
+              n_batch={2: 40, 4: 40}, batch_sz=16, lr=3e-3, n_test=10, split=None, split_var=False,
+              timing=None, seed=0, device='cpu')
+    hp.update(over)
+    return hp
+
+
+def test_splits_hold_out_each_quadrant_or_orthant():
+    assert generalize.splits(2, True) == [([2, 3, 4], [1]), ([1, 3, 4], [2]), ([1, 2, 4], [3]),
+                                          ([1, 2, 3], [4])]
+    assert all(train == [1, 2, 3, 4] for train, _ in generalize.splits(2, False))
+    every_other = generalize.splits(3, True, split=2)
+    assert every_other == [([2, 4, 6, 8], [1, 3, 5, 7]), ([1, 3, 5, 7], [2, 4, 6, 8])]
+    # split_var on D = 3: orthant k is the k-th sign pattern of product([-, +], repeat=3)
+    per_var = generalize.splits(3, True, split_var=True)
+    assert per_var[0] == ([1, 2, 3, 4], [5, 6, 7, 8])  # x1 > 0 held out
+    assert per_var[2] == ([1, 3, 5, 7], [2, 4, 6, 8])  # x3 > 0 held out
+
+
+def test_results_files_have_documented_keys_and_shapes(runs, tmp_path):
+    path = generalize.generalize(settings(runs, tmp_path))
+    res = generalize.load_results(str(tmp_path), 'tiny')
+    assert path.endswith('tiny')
+    assert res['r_sq'].shape == (2, 2, 4, 2)  # n_tasks × runs × quadrants × fits
+    assert res['dec'].shape == (2, 2, 4, 2, 16, 2) and res['test'].shape == (2, 2, 4, 2)
+    assert res['angles'].shape == (2, 2, 4, 2, 2, 2)
+    assert np.isfinite(res['angles'][..., 0, 1]).all() and np.isnan(res['angles'][..., 1, 0]).all()
+    assert list(res['n_tasks']) == [2, 4]
+    assert np.isfinite(res['r_sq']).all() and np.all(res['r_sq'] < 1)
+    summary = json.load(open(tmp_path / 'tiny.json'))
+    assert len(summary['r_sq']['median']) == 2 and summary['config']['decoder'] == 'lstsq'
+    assert summary['r_sq']['p25'][1] <= summary['r_sq']['median'][1] <= summary['r_sq']['p75'][1]
+    for plot in ('tiny_r2', 'tiny_angle'):
+        assert (tmp_path / f'{plot}.png').exists() and (tmp_path / f'{plot}.pdf').exists()
+
+
+def test_in_distribution_fits_better_than_out_of_distribution(runs, tmp_path):
+    generalize.generalize(settings(runs, tmp_path))
+    generalize.generalize(settings(runs, tmp_path, out_of_distribution=False))
+    ood = generalize.load_results(str(tmp_path), 'tiny')['r_sq']
+    iid = generalize.load_results(str(tmp_path), 'tiny_ID')['r_sq']
+    # briefly trained tiny networks decode x* well in distribution, not (yet) out of it
+    assert np.median(iid) > 0.5 and np.median(iid) > np.median(ood) + 0.1
+
+
+def test_adam_and_lstsq_decoders_agree(runs, tmp_path):
+    hp = settings(runs, tmp_path, n_tasks=[4], n_runs=1, n_batch={4: 2000}, out_of_distribution=False,
+                  lr=1e-2)
+    lstsq = generalize.generalize(dict(hp, label='lstsq'))
+    adam = generalize.generalize(dict(hp, label='adam', decoder='adam'))
+    a = generalize.load_results(str(tmp_path), 'adam_ID')
+    b = generalize.load_results(str(tmp_path), 'lstsq_ID')
+    assert abs(np.median(a['r_sq']) - np.median(b['r_sq'])) < 0.05
+    assert a['train'].shape == (1, 1, 4, 2, 2000)
+    assert np.nanmean(a['train'][..., -100:]) < np.nanmean(a['train'][..., :100])
+    assert os.path.exists(adam + '_loss.png') and lstsq
+
+
+def test_lstm_is_evaluated_through_the_same_loader(runs, tmp_path):
+    generalize.generalize(settings(runs, tmp_path, select={'network': 'LSTM'}, n_tasks=[4], n_runs=1,
+                                   label='lstm', out_of_distribution=False))
+    assert np.median(generalize.load_results(str(tmp_path), "lstm_ID")["r_sq"]) > 0.5
+
+
+def paper_checkpoint(folder, path):
+    """Re-save one of our networks in the paper's legacy layout: numpy histories, no
+    config, hyperparameters in the file name, non-zip torch format."""
+    ckpt = checkpoints.load_checkpoint(os.path.join(folder, 'net.pth'))
+    legacy = {'state_dict': ckpt['state_dict'], 'encoder': ckpt['encoder'],
+              'loss_hist': ckpt['loss_hist'].numpy().astype(np.float64),
+              'conf_matr_hist': ckpt['conf_matr_hist'].numpy()}
+    torch.save(legacy, path, _use_new_zipfile_serialization=False)
+
+
+def test_paper_checkpoint_loads_safely_and_evaluates(runs, tmp_path):
+    folder = checkpoints.find_runs(runs, network='RNN', n_task=4)[0]
+    paper_dir = tmp_path / 'paper'
+    paper_dir.mkdir()
+    name = 'RNN16batch1e5LR0.001Noise2NetN0nTrial1CElossnTask4Mix.pth'
+    paper_checkpoint(folder, paper_dir / name)
+    net, encoder, config = checkpoints.load_network(str(paper_dir / name))
+    assert config['n_task'] == 4 and config['n_neu'] == 16 and config['encode'] and config['leaky']
+    ours, _, _ = checkpoints.load_network(folder)
+    u = torch.randn(3, 7, 41)
+    torch.testing.assert_close(net(u)[0], ours(u)[0])
+    assert checkpoints.find_runs(str(paper_dir), n_task=4) == [str(paper_dir / name)]
+    # the paper's checkpoints are evaluated by the same protocol, with the same result
+    generalize.generalize(settings(str(paper_dir), tmp_path, select={}, n_tasks=[4], n_runs=1,
+                                   timing=SHORT, label='paper'))
+    generalize.generalize(settings(runs, tmp_path, n_tasks=[4], n_runs=1, label='ours'))
+    np.testing.assert_allclose(generalize.load_results(str(tmp_path), 'paper')['r_sq'],
+                               generalize.load_results(str(tmp_path), 'ours')['r_sq'], rtol=1e-6)
+
+
+def test_malicious_checkpoint_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f'touch {tmp_path}/pwned',))
+
+    torch.save({'state_dict': {}, 'x': Evil()}, tmp_path / 'evil.pth', _use_new_zipfile_serialization=False)
+    with pytest.raises(ValueError, match='not a safe checkpoint'):
+        checkpoints.load_checkpoint(str(tmp_path / 'evil.pth'))
+    assert not (tmp_path / 'pwned').exists()
+    (tmp_path / 'broken.pth').write_bytes(b'not a checkpoint')
+    with pytest.raises(ValueError, match='corrupt'):
+        checkpoints.load_checkpoint(str(tmp_path / 'broken.pth'))
+    with pytest.raises(FileNotFoundError):
+        checkpoints.load_network(str(tmp_path / 'missing'))
+
+
+def test_bad_settings_fail_before_work(runs, tmp_path):
+    with pytest.raises(ValueError, match='decoder'):
+        generalize.generalize(settings(runs, tmp_path, decoder='ridge'))
+    with pytest.raises(FileNotFoundError, match='n_task'):
+        generalize.generalize(settings(runs, tmp_path, n_tasks=[3]))
+    with pytest.raises(FileNotFoundError, match='runs_dir'):
+        generalize.generalize(settings(str(tmp_path / 'nowhere'), tmp_path))
+    assert not (tmp_path / 'tiny.npz').exists()
+
+
+def test_command_line(runs, tmp_path):
+    out = subprocess.run([sys.executable, 'generalize.py', f'--runs_dir={runs}', '--n_tasks=[4]',
+                          '--n_runs=1', '--decoder=lstsq', '--n_fit=1', '--n_test=5',
+                          '--n_batch={4: 20}', f'--results_dir={tmp_path}', '--label=cli'],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / 'cli.npz').exists()
+    bad = subprocess.run([sys.executable, 'generalize.py', f'--runs_dir={runs}', '--n_tasks=[5]'],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and 'n_task' in bad.stderr
