@@ -174,3 +174,24 @@ def test_recipes_name_the_producing_commands():
     assert figlib.recipe('sparsity_HighDim_D4').endswith(
         'python sparsity.py --runs_dir=trained_networks/HighDim_D4 --label=HighDim_D4')
     assert '--n_dim=4' in figlib.recipe('sparsity_HighDim_D4')
+    assert figlib.analysis_recipe('analyze.py', 'RNN', RNN_RUN) == f'python analyze.py --path=trained_networks/RNN/{RNN_RUN}'
+
+
+def test_summaries_pool_everything_after_the_first_axis(tmp_path):
+    import sys
+    sys.path.insert(0, FIGURES)
+    import figlib
+    values = np.arange(2 * 3 * 4, dtype=float).reshape(2, 3, 4)
+    values[1, 0, 0] = np.nan  # a network not evaluated
+    med, lo, hi = figlib.summary(values)
+    assert np.allclose(med, [5.5, 18]) and np.allclose(lo, [2.75, 15.5]) and np.allclose(hi, [8.25, 20.5])
+    med, _, _ = figlib.summary([np.array([1., 2., 3.]), np.array([[10.]])])  # ragged (sweeps over D)
+    assert np.allclose(med, [2, 10])
+    angles = np.full((2, 3, 3), np.nan)
+    angles[:, 0, 1], angles[:, 0, 2], angles[:, 1, 2] = 80, 90, 100
+    assert np.allclose(figlib.pair_angles(angles), [[80, 90, 100]] * 2)
+    assert np.allclose(figlib.pair_angles(np.full((4, 5), 88.)), 88)  # paper files storing angles directly
+    np.savez(tmp_path / 'Noise_2.npz', r_sq=np.ones((5, 1)), n_tasks=np.array(N_TASKS))
+    assert list(figlib.load_sweep(tmp_path, {0.1: 'Noise_1', 0.2: 'Noise_2'})) == [0.2]
+    with pytest.raises(FileNotFoundError, match='Noise_1.npz.*Noise_3.npz'):
+        figlib.load_sweep(tmp_path, {0.1: 'Noise_1', 0.3: 'Noise_3'})
