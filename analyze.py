@@ -90,16 +90,6 @@ def training_env(config):
     return util.make_envs(config, config['n_task'])[0]
 
 
-def quadrant_env(config, env):
-    """DenoiseQuads trials (all quadrants) with the training timing, noise and rule
-    input. Networks without a fixation input (free RT) keep their own task."""
-    if not env.fixation:
-        return env
-    name = 'DenoiseQuads' if config['n_dim'] == 2 else 'DenoiseQuadsHighDim'
-    rule_vec = env.rule_vec if len(env.rule_vec) else None
-    return util.make_env(dict(config, corr=0, autocorr=0, dist='gauss'), name, rule_vec=rule_vec)
-
-
 # ---------------------------------------------------------------------------------
 # Stimuli and states (arrays in, arrays out)
 
@@ -132,36 +122,21 @@ def noise_free_observations(env, x):
     return ob
 
 
-def network_inputs(ob, env, encoder):
-    """util.network_inputs for one network's observations (B, ..., n_obs), given with
-    no member dim: the frozen encoder is a one-member ensemble and wants one."""
-    return util.network_inputs(ob[None], env, encoder)[0]
-
-
-def hidden_states(net, encoder, env, ob, chunk=4096):
-    """Hidden states (B, T, N) (cpu torch) of one network for observations (B, T, n_obs)."""
-    device = next(net.parameters()).device
-    ob = torch.as_tensor(ob, dtype=torch.float32)
-    with torch.no_grad():
-        return torch.cat([net(network_inputs(part.to(device), env, encoder))[0].cpu()
-                          for part in ob.split(chunk)])
-
-
 def last_stimulus_step(env):
     return env.stim_steps[1] - 1
 
 
 def steady_states(net, encoder, env, x):
     """Hidden state (n, N) at the last stimulus step of noise-free trials of latents x."""
-    h = hidden_states(net, encoder, env, noise_free_observations(env, x))
+    h = util.hidden_states(net, encoder, env, noise_free_observations(env, x))
     return h[:, last_stimulus_step(env)].numpy()
 
 
 def blank_input(env, encoder, device='cpu'):
     """Network input (1, n_in) of a blank stimulus with fixation on: encoder(0) plus
     the fixation and rule channels of a stimulus step."""
-    ob = noise_free_observations(env, np.zeros((1, env.n_dim)))[:, env.stim_steps[0]]
-    return network_inputs(torch.as_tensor(ob, device=device), env, encoder)
+    ob = noise_free_observations(env, np.zeros((1, env.n_dim)))[:, env.stim_steps[0]:env.stim_steps[0] + 1]
+    return util.network_inputs(torch.as_tensor(ob, device=device), env, encoder)[:, 0]
 
 
 def state_trajectories(net, u):
@@ -217,6 +192,7 @@ def encoder_geometry(encoder, n_dim, n_grid, n_components=10):
     x = stimulus_grid(n_grid, n_dim)
     device = next(encoder.parameters()).device
     with torch.no_grad():
+        # the frozen encoder is a one-member ensemble: it takes a leading member dim
         feats = encoder(torch.as_tensor(x, dtype=torch.float32, device=device)[None])[0].cpu().numpy()
     pca, ratio = pca_variance(feats, n_components)
     return x, feats, pca.transform(feats)[:, :3], ratio
@@ -427,7 +403,7 @@ def analyze(hp):
 
     # PCA of the hidden states of noisy trials
     trials = env.sample(rng, hp['n_trials'])
-    u = network_inputs(torch.as_tensor(trials['ob'], device=device), env, encoder)
+    u = util.network_inputs(torch.as_tensor(trials['ob'], device=device), env, encoder)
     states = state_trajectories(net, u).cpu().numpy()
     H = states[..., :n_neu]
     pca, ratio = pca_variance(H.reshape(-1, n_neu))
@@ -477,9 +453,9 @@ def analyze(hp):
         _plot_encoder(xe, eproj, enc_ratio, folder)
 
     # abstraction metrics on the final hidden states of DenoiseQuads trials
-    qenv = quadrant_env(config, env)
+    qenv = util.decoding_env(config)
     quad_trials = qenv.sample(rng, hp['n_trials'])
-    final = hidden_states(net, encoder, qenv, quad_trials['ob'])[:, -1].numpy()
+    final = util.hidden_states(net, encoder, qenv, quad_trials['ob'], last_only=True).numpy()
     abstraction = metrics.abstraction_metrics(final, quad_trials['stim'][:, :2], seed=hp['seed'])
 
     summary = {

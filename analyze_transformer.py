@@ -37,7 +37,7 @@ def head_steady_states(net, encoder, env, x, layer=-1):
     ob = torch.as_tensor(analyze.noise_free_observations(env, x))
     device = next(net.parameters()).device
     with torch.no_grad():
-        v = net.head_values(analyze.network_inputs(ob.to(device), env, encoder), layer=layer)
+        v = net.head_values(util.network_inputs(ob.to(device), env, encoder), layer=layer)
     return v[:, analyze.last_stimulus_step(env)].cpu().numpy()
 
 

@@ -156,7 +156,7 @@ def load_network(path, device='cpu'):
     else:
         ckpt = load_checkpoint(path)
         config = ckpt.get('config') or legacy_config(path, ckpt)
-    env = util.make_env(config, util.task_family(config, _first(config['task'])))
+    env = util.make_envs(config, config['n_task'])[0]
     n_in = util.n_inputs(env, config['encode'])
     n_out = ckpt['state_dict']['rec_to_out.weight'].shape[0]
     net = util.build_network(config, n_in, n_out)
@@ -167,10 +167,6 @@ def load_network(path, device='cpu'):
         ensemble.load_member_state_dict(encoder, 0, ckpt['encoder'])
         encoder = encoder.to(device).eval()
     return net.to(device).eval(), encoder, config
-
-
-def _first(task):
-    return task[0] if isinstance(task, list) else task
 
 
 def legacy_config(path, ckpt):

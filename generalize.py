@@ -64,19 +64,6 @@ def splits(n_dim, out_of_distribution, split=None, split_var=False):
     return pairs
 
 
-def test_env(config, quads, timing=None):
-    """The regression task matching how the network was trained: DenoiseQuads (D=2),
-    DenoiseQuadsHighDim (D>2) or DenoiseQuadsFreeRT (free reaction time)."""
-    cfg = dict(config, task='DenoiseQuads', corr=0, autocorr=0, dist='gauss')
-    if timing is not None:
-        cfg['timing'] = timing
-    if config['task'] == 'LinearClassificationBound':
-        return util.make_env(cfg, 'DenoiseQuadsFreeRT', quad_num=quads)
-    if config['n_dim'] > 2:
-        return util.make_env(cfg, 'DenoiseQuadsHighDim', quad_num=quads)
-    return util.make_env(cfg, 'DenoiseQuads', quad_num=quads)
-
-
 def collect(net, encoder, env, rng, n_trials):
     """Final hidden states (n, N) and latents (n, D) of n fresh trials."""
     trials = env.sample(rng, n_trials)
@@ -91,12 +78,13 @@ def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
     pairs = splits(config['n_dim'], hp['out_of_distribution'], hp['split'], hp['split_var'])
     H_train, X_train, H_test, X_test = [], [], [], []
     for s, (train_q, test_q) in enumerate(pairs):
-        train_env, test_env_ = test_env(config, train_q, hp['timing']), test_env(config, test_q, hp['timing'])
+        train_env = util.decoding_env(config, train_q, hp['timing'])
+        test_env = util.decoding_env(config, test_q, hp['timing'])
         for f in range(hp['n_fit']):
             rng = np.random.default_rng([hp['seed'], net_seed, s, f])
             h, x = collect(net, encoder, train_env, rng, n_train_batches * hp['batch_sz'])
             H_train.append(h), X_train.append(x)
-            h, x = collect(net, encoder, test_env_, rng, hp['n_test'] * hp['batch_sz'])
+            h, x = collect(net, encoder, test_env, rng, hp['n_test'] * hp['batch_sz'])
             H_test.append(h), X_test.append(x)
     H_train, X_train = torch.stack(H_train).double(), torch.stack(X_train).double()
     H_test, X_test = torch.stack(H_test).double(), torch.stack(X_test).double()

@@ -424,10 +424,15 @@ class DenoiseQuadsHighDim(LatentTask):
 
 
 class DenoiseQuadsFreeRT(DenoiseQuads):
-    """DenoiseQuads without delay: the noisy stimulus continues through the decision period."""
+    """DenoiseQuads in the free reaction-time layout of LinearClassificationBound, whose
+    networks it evaluates: no fixation channel (nothing cues the answer) and no delay;
+    the noisy stimulus continues through the decision period."""
 
     def __init__(self, dt=100, timing=None, sigma=2, rule_vec=None, quad_num=(1, 2, 3, 4)):
-        super().__init__(dt, timing, sigma, rule_vec, quad_num=quad_num)
+        LatentTask.__init__(self, dt, timing, sigma, rule_vec, n_dim=2, n_out=2, target_high=0.5,
+                            fixation=False)
+        self.quad_num = _check_quads(quad_num, 4)
+        self.signs = 0.5 * QUAD_SIGNS[self.quad_num - 1]
         if self.period_steps["delay"]:
             raise ValueError(f"timing['delay'] must be 0 for DenoiseQuadsFreeRT (no delay), got {self.timing['delay']}")
         self.stim_steps = (self.start_step["stimulus"], self.end_step["decision"])

@@ -21,13 +21,13 @@ tau = 100  # RNN time constant (ms)
 dt = 100  # time step (ms), for the tasks and the RNN
 n_layer = 1  # gpt-2: transformer blocks
 n_head = 8  # gpt-2: attention heads
-n_sd_in = 2  # input noise: the task's sigma (per-step std sigma/sqrt(dt))
-n_sd_net = 0  # RNN: network noise std
+n_sd_in = 2.0  # input noise: the task's sigma (per-step std sigma/sqrt(dt))
+n_sd_net = 0.0  # RNN: network noise std
 encode = True  # mix the latents through a frozen random MLP encoder
 activ_enc = 'relu'  # encoder nonlinearity: 'relu' or 'Quad' (x²)
 noise_enc = False  # noise after the encoder (std n_sd_in/20) instead of on the input
-corr = 0  # non-zero: correlated latents (LinearClassificationCorr)
-autocorr = 0  # non-zero: AR(1) input noise with this coefficient (LinearClassificationAutocorr)
+corr = 0.0  # non-zero: correlated latents (LinearClassificationCorr)
+autocorr = 0.0  # non-zero: AR(1) input noise with this coefficient (LinearClassificationAutocorr)
 dist = 'gauss'  # input noise distribution: 'gauss' or 'gumbel'
 timing = {'fixation': 100, 'stimulus': 2000, 'delay': 0, 'decision': 100}  # period durations (ms)
 trial_num = 1  # trials concatenated per sequence
@@ -35,7 +35,7 @@ CE_loss = True  # True: BCE with sigmoid readout; False: MSE with tanh readout
 bal_err = False  # loss mask: decision and integration steps weigh equally
 pen_end = False  # loss mask: only the last step
 rand_pen = False  # loss mask: one random step per trial
-bound = 5  # DDM bound of the free reaction-time task (LinearClassificationBound)
+bound = 5.0  # DDM bound of the free reaction-time task (LinearClassificationBound)
 batch_sz = 16  # trials per batch
 n_batch = None  # training batches; None: 1e5 (2e4 for gpt-2)
 lr = 1e-3  # Adam learning rate (no weight decay)
@@ -153,10 +153,9 @@ def provenance():
 class Member:
     """One network of the ensemble: its configuration, folder, data and generators."""
 
-    def __init__(self, config, defaults, n_task, run):
-        self.n_task, self.run = n_task, run
+    def __init__(self, config, name, n_task, run):
+        self.n_task, self.run, self.name = n_task, run, name
         self.init_seed, data_seed, noise_seed = member_seeds(config['seed'], n_task, run)
-        self.name = checkpoints.run_name(config, defaults, n_task, run)
         self.folder = os.path.join(config['out_dir'], self.name)
         self.config = {**config, 'n_task': n_task, 'run': run, 'member_seed': self.init_seed,
                        'name': self.name}
@@ -258,7 +257,7 @@ def restore(members, net, encoder, opt, accum):
         for name, state in c['resume']['adam'].items():
             p = params[name]
             if p not in opt.state:
-                opt.state[p] = {'step': torch.tensor(float(steps[m.name])),
+                opt.state[p] = {'step': torch.tensor(float(steps[m.name]), device=p.device),
                                 'exp_avg': torch.zeros_like(p), 'exp_avg_sq': torch.zeros_like(p)}
             for key in ('exp_avg', 'exp_avg_sq'):
                 opt.state[p][key][i, :len(state[key])] = state[key]
@@ -274,14 +273,15 @@ def train(config):
     above); returns the run folders."""
     config = dict(config)
     n_tasks = check_config(config)
-    if config['n_batch'] is None:
+    runs = [(k, r, checkpoints.run_name(config, _DEFAULTS, k, r)) for k in n_tasks
+            for r in range(config['run'], config['run'] + config['runs'])]
+    if config['n_batch'] is None:  # resolved after naming: the default stays out of names
         config['n_batch'] = 20_000 if config['network'] == 'gpt-2' else 100_000
     config.update(provenance())
     n_batch, device = config['n_batch'], util.pick_device(config['device'])
     if config['n_threads']:
         torch.set_num_threads(config['n_threads'])
-    members = [Member(config, _DEFAULTS, k, r) for k in n_tasks
-               for r in range(config['run'], config['run'] + config['runs'])]
+    members = [Member(config, name, k, r) for k, r, name in runs]
     for m in members:
         exists = os.path.exists(m.checkpoint_path())
         if exists and not config['resume']:

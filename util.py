@@ -72,6 +72,24 @@ def make_envs(config, n_task):
     return [make_env(config, name, n_task, rule_vec=eye[i]) for i, name in enumerate(names)]
 
 
+def decoding_env(config, quads=None, timing=None):
+    """The regression task that reads x* out of a trained network, in the input layout
+    it was trained with: DenoiseQuads (D = 2), DenoiseQuadsHighDim (D > 2) or
+    DenoiseQuadsFreeRT (free-RT networks), with the training noise and the rule input
+    of its first task family. `quads` restricts the quadrants / orthants (default all);
+    `timing` replaces the training timing."""
+    trained = make_envs(config, config['n_task'])[0]
+    cfg = dict(config, task='DenoiseQuads', corr=0, autocorr=0, dist='gauss')
+    if timing is not None:
+        cfg['timing'] = timing
+    if config['task'] == 'LinearClassificationBound':
+        name = 'DenoiseQuadsFreeRT'
+    else:
+        name = 'DenoiseQuadsHighDim' if config['n_dim'] > 2 else 'DenoiseQuads'
+    rule_vec = trained.rule_vec if len(trained.rule_vec) else None
+    return make_env(cfg, name, rule_vec=rule_vec, **({} if quads is None else {'quad_num': quads}))
+
+
 def step_masks(timing, dt, trial_num=1):
     """Boolean (T,) masks of the stimulus and decision steps of a sequence of
     `trial_num` trials (periods in the order of SPEC §2)."""

@@ -4,6 +4,7 @@ their main input is missing."""
 import importlib.util
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -28,6 +29,8 @@ def _load_runner():
 
 
 run_notebooks = _load_runner()
+sys.path.insert(0, FIGURES)
+import figlib  # noqa: E402  (lives in Figures/, beside the notebooks)
 
 
 def generalize_file(path, rng, n_dim=2, n_split=4, n_runs=2, n_fits=2, n_neu=8, minimal=False):
@@ -71,10 +74,13 @@ def data(tmp_path_factory):
         generalize_file(results / f'Corr_{c}.npz', rng)
     for label in ('RNN', 'RNN_NoLeak', 'LSTM'):
         sparsity_file(results / f'sparsity_{label}.npz', rng)
-    for run, n_unit in ((RNN_RUN, 64), (GPT_RUN, 48)):  # 48: a unit grid that is not square
-        (analysis / run).mkdir(parents=True)
-        np.savez(analysis / run / 'rate_maps.npz', rates=rng.random((8, 8, n_unit)),
-                 corr_x1=rng.uniform(-1, 1, n_unit), corr_x2=rng.uniform(-1, 1, n_unit))
+    # as analyze.py and analyze_transformer.py write them (6 heads × 8: not a square unit grid)
+    (analysis / RNN_RUN).mkdir(parents=True)
+    np.savez(analysis / RNN_RUN / 'rate_maps.npz', rate_maps=rng.random((8, 8, 64)),
+             correlations=rng.uniform(-1, 1, (64, 2)))
+    (analysis / GPT_RUN).mkdir(parents=True)
+    np.savez(analysis / GPT_RUN / 'values_rate_maps.npz', rate_maps=rng.random((6, 8, 8, 8)),
+             correlations=rng.uniform(-1, 1, (6, 8, 2)))
     for run in (RNN_RUN, 'nTask2_run0'):
         (analysis / run).mkdir(exist_ok=True)
         eigvals = -rng.random((5, 16)) + 0.3j * rng.standard_normal((5, 16))
@@ -163,9 +169,6 @@ def test_committed_notebooks_are_clean_nbformat4():
 
 
 def test_recipes_name_the_producing_commands():
-    import sys
-    sys.path.insert(0, FIGURES)
-    import figlib
     assert figlib.recipe('LSTM') == ("python train.py --network=LSTM --n_task=[2,3,6,12,24] --runs=5 "
                                      "--out_dir=trained_networks/LSTM && python generalize.py "
                                      "--runs_dir=trained_networks/LSTM --select=\"{'network': 'LSTM'}\" --label=LSTM")
@@ -178,9 +181,6 @@ def test_recipes_name_the_producing_commands():
 
 
 def test_summaries_pool_everything_after_the_first_axis(tmp_path):
-    import sys
-    sys.path.insert(0, FIGURES)
-    import figlib
     values = np.arange(2 * 3 * 4, dtype=float).reshape(2, 3, 4)
     values[1, 0, 0] = np.nan  # a network not evaluated
     med, lo, hi = figlib.summary(values)

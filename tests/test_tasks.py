@@ -152,7 +152,9 @@ def test_free_rt_stimulus_through_decision():
     s = draw(env, n=500)
     dec = slice(env.start_step["decision"], env.end_step["decision"])
     assert env.stim_steps == (1, 9)
-    assert np.all(s["ob"][:, dec, 0] == 0) and np.all(s["ob"][:, 1 : dec.start, 0] == 1)
+    # the free-RT layout of LinearClassificationBound: stimulus channels only, no fixation cue
+    assert not env.fixation and env.stim_channels == [0, 1] and env.n_obs == 2
+    assert np.all(s["ob"][:, 0] == 0) and np.all(s["ob"][:, dec] != 0)
     noise = stim_residual(env, s)
     assert noise.shape[1] == 8 and abs(noise.std() / 0.2 - 1) < 0.03
     check_decision_targets(env, s, s["stim"])
@@ -218,7 +220,7 @@ def test_period_and_channel_layout(name):
     assert ob.shape == (50, env.n_steps, env.n_obs) and ob.dtype == np.float32
     assert gt.shape == (50, env.n_steps, env.n_out) and gt.dtype == np.float32
     dec0, dec1 = env.start_step["decision"], env.end_step["decision"]
-    assert env.fixation == (name != "LinearClassificationBound")
+    assert env.fixation == (name not in ("LinearClassificationBound", "DenoiseQuadsFreeRT"))
     if env.fixation:
         assert np.all(ob[:, :dec0, 0] == 1) and np.all(ob[:, dec0:, 0] == 0)
         assert env.stim_channels[0] == 1
