@@ -34,7 +34,6 @@ device = 'auto'  # 'auto', 'cpu' or 'cuda'
 import copy
 import json
 import os
-import sys
 
 import numpy as np
 import torch
@@ -44,7 +43,7 @@ import checkpoints
 import fixed_points
 import metrics
 import util
-from configurator import configure
+from configurator import run_script
 
 _QUAD_COLORS = ('#1b9e77', '#d95f02', '#7570b3', '#e7298a')  # quadrants 1-4
 
@@ -479,8 +478,4 @@ def analyze(hp):
 
 
 if __name__ == '__main__':
-    _config = configure(globals(), doc=__doc__)
-    try:
-        analyze(_config)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f'error: {e}')
+    run_script(analyze, globals(), doc=__doc__)

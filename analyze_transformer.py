@@ -20,7 +20,6 @@ out_dir = 'analysis'  # results go to out_dir/<run name>/
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
 # ------------------------------------------------------------------------
 import os
-import sys
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ import torch
 import analyze
 import checkpoints
 import util
-from configurator import configure
+from configurator import run_script
 
 
 def head_steady_states(net, encoder, env, x, layer=-1):
@@ -73,8 +72,4 @@ def analyze_transformer(hp):
 
 
 if __name__ == '__main__':
-    _config = configure(globals(), doc=__doc__)
-    try:
-        analyze_transformer(_config)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f'error: {e}')
+    run_script(analyze_transformer, globals(), doc=__doc__)

@@ -134,6 +134,17 @@ def find_runs(root='trained_networks', **criteria):
     return [where for _, _, where in sorted(found)]
 
 
+def find_sweep(root, select, n_tasks, n_runs):
+    """{n_task: the first n_runs run folders matching `select`} for every task count;
+    a task count without any network is an error naming it."""
+    folders = {k: find_runs(root, **{**select, 'n_task': k})[:n_runs] for k in n_tasks}
+    missing = [k for k, f in folders.items() if not f]
+    if missing:
+        raise FileNotFoundError(f"no trained networks in {root!r} match {select} with n_task in "
+                                f"{missing}; train them first (python train.py --n_task={missing})")
+    return folders
+
+
 _MISSING = object()
 
 

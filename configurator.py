@@ -234,3 +234,14 @@ def configure(namespace, argv=None, lists=(), doc=None, print_config=True):
         for name, value in values.items():
             print(f"{name} = {value!r}" + ("  # overridden" if name in overridden else ''))
     return dict(values)
+
+
+def run_script(main, namespace, lists=(), doc=None):
+    """A script's entry point: configure `namespace` from the command line, then call
+    main(config). Expected failures (impossible values, missing or corrupt files) end
+    the program with `error: ...` and status 1 instead of a traceback."""
+    config = configure(namespace, lists=lists, doc=doc)
+    try:
+        return main(config)
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
+        sys.exit(f"error: {e}")

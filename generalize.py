@@ -39,7 +39,7 @@ import torch
 import checkpoints
 import metrics
 import util
-from configurator import configure
+from configurator import run_script
 
 
 def splits(n_dim, out_of_distribution, split=None, split_var=False):
@@ -122,12 +122,7 @@ def generalize(hp):
     check(hp)
     device = util.pick_device(hp['device'])
     name = hp['label'] + ('' if hp['out_of_distribution'] else '_ID')
-    folders = {k: checkpoints.find_runs(hp['runs_dir'], **{**hp['select'], 'n_task': k})[:hp['n_runs']]
-               for k in hp['n_tasks']}
-    missing = [k for k, f in folders.items() if not f]
-    if missing:
-        raise FileNotFoundError(f"no trained networks in {hp['runs_dir']!r} match {hp['select']} with "
-                                f"n_task in {missing}; train them first (python train.py --n_task={missing})")
+    folders = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'], hp['n_runs'])
     r_sq = dec = angles = train_hist = test_mse = None
     t0 = time.time()
     for i, k in enumerate(hp['n_tasks']):
@@ -228,8 +223,4 @@ def plot(results_dir, label):
 
 
 if __name__ == '__main__':
-    _config = configure(globals(), doc=__doc__)
-    try:
-        generalize(_config)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f'error: {e}')
+    run_script(generalize, globals(), doc=__doc__)

@@ -28,7 +28,7 @@ import analyze
 import checkpoints
 import metrics
 import util
-from configurator import configure
+from configurator import run_script
 
 
 def steady_state_sparsity(rates):
@@ -50,12 +50,7 @@ def sparsity_sweep(hp):
         raise ValueError(f"select={hp['select']!r} is not allowed: a dict of config values")
     if not os.path.isdir(hp['runs_dir']):
         raise FileNotFoundError(f"runs_dir {hp['runs_dir']!r} does not exist")
-    folders = {k: checkpoints.find_runs(hp['runs_dir'], **{**hp['select'], 'n_task': k})[:hp['n_runs']]
-               for k in hp['n_tasks']}
-    missing = [k for k, f in folders.items() if not f]
-    if missing:
-        raise FileNotFoundError(f"no trained networks in {hp['runs_dir']!r} match {hp['select']} with "
-                                f"n_task in {missing}")
+    folders = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'], hp['n_runs'])
     device = util.pick_device(hp['device'])
     shape = (len(hp['n_tasks']), hp['n_runs'])
     sparse, ci, active = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
@@ -120,8 +115,4 @@ def plot(stem, n_tasks, sparse, ci, active, label):
 
 
 if __name__ == '__main__':
-    _config = configure(globals(), doc=__doc__)
-    try:
-        sparsity_sweep(_config)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f'error: {e}')
+    run_script(sparsity_sweep, globals(), doc=__doc__)

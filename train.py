@@ -51,7 +51,6 @@ ckpt_every = 2000  # batches between checkpoints
 import os
 import platform
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -62,7 +61,7 @@ import checkpoints
 import ensemble
 import tasks
 import util
-from configurator import configure, hyperparameters
+from configurator import hyperparameters, run_script
 
 _N_RECORD = 100  # points of the loss / accuracy / confusion history
 _DEFAULTS = hyperparameters(globals())  # captured before any override
@@ -389,8 +388,4 @@ def train(config):
 
 
 if __name__ == '__main__':
-    _config = configure(globals(), lists=('task', 'n_task'), doc=__doc__)
-    try:
-        train(_config)
-    except (ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as e:
-        sys.exit(f'error: {e}')
+    run_script(train, globals(), lists=('task', 'n_task'), doc=__doc__)
