@@ -114,7 +114,8 @@ def build_encoder(n_dim, activ_enc='relu', n_members=1):
     keys 0/2/4 match the paper's Sequential encoder."""
     if activ_enc not in ('relu', 'Quad'):
         raise ValueError(f"activ_enc must be 'relu' or 'Quad', got {activ_enc!r}")
-    act = nn.ReLU if activ_enc == 'relu' else Square
+    # in place: the encoder only ever runs without gradients (network_inputs)
+    act = (lambda: nn.ReLU(inplace=True)) if activ_enc == 'relu' else Square
     enc = nn.Sequential(ensemble.Linear(n_dim, ENC_HIDDEN, n_members), act(),
                         ensemble.Linear(ENC_HIDDEN, ENC_HIDDEN, n_members), act(),
                         ensemble.Linear(ENC_HIDDEN, ENC_OUT, n_members))
