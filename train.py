@@ -267,6 +267,51 @@ def restore(members, net, encoder, opt, accum):
 # ---------------------------------------------------------------------------------
 # Training
 
+def next_batch(members, T, n_obs, n_out):
+    """One batch per member from its own data stream: observations (M, B, T, n_obs),
+    targets (M, B, T, n_out) in the slice of the member's current task family, and
+    the mask of those active outputs (M, 1, 1, n_out)."""
+    B = members[0].source.batch_sz
+    ob, gt = torch.zeros(len(members), B, T, n_obs), torch.zeros(len(members), B, T, n_out)
+    active = torch.zeros(len(members), 1, 1, n_out)
+    for i, m in enumerate(members):
+        inputs, targets, _, fam = next(m.source)
+        lo, hi = m.offsets[fam], m.offsets[fam + 1]
+        ob[i], gt[i, ..., lo:hi], active[i, ..., lo:hi] = inputs, targets, 1
+    return ob, gt, active
+
+
+def member_noise(members, config, shape, stim_steps, decision):
+    """What each member draws from its own noise generator this batch: network noise
+    (RNN), noise after the encoder (`noise_enc`) and the `rand_pen` loss steps; None
+    where not used."""
+    draw = lambda size: torch.stack([torch.randn(shape + (size,), generator=m.noise) for m in members])
+    noise = draw(config['n_neu']) if config['n_sd_net'] and config['network'] == 'RNN' else None
+    enc_noise = None
+    if config['noise_enc'] and config['encode']:
+        enc_noise = draw(util.ENC_OUT) * (config['n_sd_in'] / 20) * torch.as_tensor(stim_steps)[:, None]
+    w = torch.stack([util.loss_weights(config, decision, m.noise, shape[:1]) for m in members]) \
+        if config['rand_pen'] else None
+    return noise, enc_noise, w
+
+
+def to(x, device):
+    return None if x is None else x.to(device)
+
+
+def decision_scores(logits, gt, active, decision, config):
+    """Per member: accuracy of the decision-step answers over the active outputs and
+    the 2×2 confusion matrix (true × predicted, flattened, as fractions)."""
+    with torch.no_grad():
+        out = util.readout(logits[:, :, decision], config) > util.decision_threshold(config)
+        true = gt[:, :, decision] > 0
+        mask = active.expand_as(out).bool()
+        n = mask.sum((1, 2, 3)).float()
+        count = lambda a: (a & mask).sum((1, 2, 3))
+        conf = torch.stack([count(~true & ~out), count(~true & out), count(true & ~out), count(true & out)], 1)
+        return count(out == true) / n, conf / n[:, None]
+
+
 def train(config):
     """Train every network the configuration asks for (a dict of every hyperparameter
     above); returns the run folders."""
@@ -295,10 +340,8 @@ def train(config):
     opt = torch.optim.Adam(net.parameters(), lr=config['lr'], fused=True)
     M, n_out = len(members), net.rec_to_out.out_features
     stim_steps, decision = util.step_masks(config['timing'], config['dt'], config['trial_num'])
-    stim_steps = torch.as_tensor(stim_steps, device=device)
     decision_t = torch.as_tensor(decision, device=device)
     weights = util.loss_weights(config, decision).to(device) if not config['rand_pen'] else None
-    threshold = util.decision_threshold(config)
     readout = {'activation': ('bound_tanh' if config['task'] == 'LinearClassificationBound'
                               else 'sigmoid' if config['CE_loss'] else 'tanh'),
                'bound': config['bound'], 'families': config['task'] if isinstance(config['task'], list)
@@ -315,28 +358,12 @@ def train(config):
                                 desc=f'{M} network{"s" * (M > 1)}', dynamic_ncols=True,
                                 mininterval=1)
     for step in bar:
-        ob = torch.zeros(M, config['batch_sz'], len(decision), env.observation_space.shape[0])
-        gt = torch.zeros(M, config['batch_sz'], len(decision), n_out)
-        active = torch.zeros(M, 1, 1, n_out)
-        for i, m in enumerate(members):
-            inputs, targets, _, fam = next(m.source)
-            lo, hi = m.offsets[fam], m.offsets[fam + 1]
-            ob[i], gt[i, ..., lo:hi], active[i, ..., lo:hi] = inputs, targets, 1
+        ob, gt, active = next_batch(members, len(decision), env.n_obs, n_out)
         ob, gt, active = ob.to(device), gt.to(device), active.to(device)
-        noise = enc_noise = None
-        if config['n_sd_net'] and config['network'] == 'RNN':
-            noise = torch.stack([torch.randn(ob.shape[1:3] + (config['n_neu'],), generator=m.noise)
-                                 for m in members]).to(device)
-        if config['noise_enc'] and encoder is not None:
-            enc_noise = torch.stack([torch.randn(ob.shape[1:3] + (util.ENC_OUT,), generator=m.noise)
-                                     for m in members]).to(device)
-            enc_noise = enc_noise * (config['n_sd_in'] / 20) * stim_steps[:, None]
-        w = weights if weights is not None else torch.stack(
-            [util.loss_weights(config, decision, m.noise, (config['batch_sz'],)) for m in members]).to(device)
-
-        _, logits = net(util.network_inputs(ob, env, encoder, enc_noise), noise)
+        noise, enc_noise, w = member_noise(members, config, ob.shape[1:3], stim_steps, decision)
+        _, logits = net(util.network_inputs(ob, env, encoder, to(enc_noise, device)), to(noise, device))
         per_step = (util.step_losses(logits, gt, config) * active).sum(-1) / active.sum(-1)
-        loss = (per_step * w).sum(-1).mean(-1)  # (M,)
+        loss = (per_step * (weights if weights is not None else w.to(device))).sum(-1).mean(-1)  # (M,)
         if not torch.isfinite(loss).all():
             bad = [members[i].name for i in torch.nonzero(~torch.isfinite(loss)).flatten().tolist()]
             raise FloatingPointError(f'non-finite loss at batch {step} for {bad}; the last good '
@@ -345,17 +372,11 @@ def train(config):
         loss.sum().backward()
         opt.step()
 
-        with torch.no_grad():  # accuracy and confusion over the decision-step labels
-            out = util.readout(logits[:, :, decision_t], config) > threshold
-            true = gt[:, :, decision_t] > 0
-            mask = active.expand_as(out).bool()
-            n = mask.sum((1, 2, 3)).float()
-            accum['loss'] += loss.detach().cpu()
-            accum['acc'] += (((out == true) & mask).sum((1, 2, 3)) / n).cpu()
-            conf = torch.stack([((~true & ~out) & mask).sum((1, 2, 3)), ((~true & out) & mask).sum((1, 2, 3)),
-                                ((true & ~out) & mask).sum((1, 2, 3)), ((true & out) & mask).sum((1, 2, 3))], 1)
-            accum['conf'] += (conf / n[:, None]).cpu()
-            accum['n'] += 1
+        acc, conf = decision_scores(logits, gt, active, decision_t, config)
+        accum['loss'] += loss.detach().cpu()
+        accum['acc'] += acc.cpu()
+        accum['conf'] += conf.cpu()
+        accum['n'] += 1
         done = step + 1
         if done in bounds:
             for i, m in enumerate(members):
