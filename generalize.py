@@ -105,6 +105,18 @@ def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
     return r2, W, np.asarray(hist).reshape(shape + (-1,)), mse
 
 
+def abstraction(net, encoder, config, hp, net_seed, n_trials=2000):
+    """CCGP and parallelism score (x1, x2) of the final hidden states over all four
+    quadrants (SPEC §6; D = 2 only, NaN otherwise)."""
+    if config['n_dim'] != 2:
+        return np.full(2, np.nan), np.full(2, np.nan)
+    rng = np.random.default_rng([hp['seed'], net_seed, 10 ** 6])
+    H, X = collect(net, encoder, util.decoding_env(config, timing=hp['timing']), rng, n_trials)
+    scores = metrics.abstraction_metrics(H.numpy(), X.numpy(), seed=hp['seed'])
+    return (np.array([scores['ccgp_x1'], scores['ccgp_x2']]),
+            np.array([scores['ps_x1'], scores['ps_x2']]))
+
+
 def batches_for(hp, n_task):
     """Decoder training batches for a task count (SPEC §5; 1000 where not given)."""
     return hp['n_batch'].get(n_task, 1000)
@@ -124,6 +136,7 @@ def generalize(hp):
     name = hp['label'] + ('' if hp['out_of_distribution'] else '_ID')
     folders = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'], hp['n_runs'])
     r_sq = dec = angles = train_hist = test_mse = None
+    ccgp, ps = (np.full((len(hp['n_tasks']), hp['n_runs'], 2), np.nan) for _ in range(2))
     t0 = time.time()
     for i, k in enumerate(hp['n_tasks']):
         n_train = batches_for(hp, k)
@@ -141,8 +154,9 @@ def generalize(hp):
             r_sq[i, j], dec[i, j], test_mse[i, j] = r2, W, mse
             angles[i, j] = metrics.decoder_angles(W)
             train_hist[i, j, ..., :hist.shape[-1]] = hist
-            print(f"n_task={k:>3} {os.path.basename(folder)}: r² median {np.median(r2):.3f} "
-                  f"({time.time() - t1:.1f} s)")
+            ccgp[i, j], ps[i, j] = abstraction(net, encoder, config, hp, net_seed=1000 * k + config['run'])
+            print(f"n_task={k:>3} {os.path.basename(folder)}: r² median {np.median(r2):.3f}, "
+                  f"CCGP {np.mean(ccgp[i, j]):.2f}, PS {np.mean(ps[i, j]):.2f} ({time.time() - t1:.1f} s)")
         if len(folders[k]) < hp['n_runs']:
             print(f"warning: only {len(folders[k])} of n_runs={hp['n_runs']} networks found for "
                   f"n_task={k}; the rest stay NaN", file=sys.stderr)
@@ -150,10 +164,11 @@ def generalize(hp):
     path = os.path.join(hp['results_dir'], name)
     with open(path + '.npz', 'wb') as f:
         np.savez(f, r_sq=r_sq, n_tasks=np.array(hp['n_tasks']), dec=dec, angles=angles,
-                 train=train_hist, test=test_mse)
+                 train=train_hist, test=test_mse, ccgp=ccgp, ps=ps)
     pair_angles = angles[..., np.triu_indices(angles.shape[-1], 1)[0], np.triu_indices(angles.shape[-1], 1)[1]]
     summary = {'config': hp, 'networks': {str(k): folders[k] for k in hp['n_tasks']},
                'n_tasks': hp['n_tasks'], 'r_sq': summarise(r_sq), 'angle': summarise(pair_angles),
+               'ccgp': summarise(ccgp), 'parallelism': summarise(ps),
                'seconds': time.time() - t0}
     checkpoints.save_json(summary, path + '.json')
     plot(hp['results_dir'], hp['label'])

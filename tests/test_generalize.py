@@ -55,6 +55,8 @@ def test_results_files_have_documented_keys_and_shapes(runs, tmp_path):
     assert res['r_sq'].shape == (2, 2, 4, 2)  # n_tasks × runs × quadrants × fits
     assert res['dec'].shape == (2, 2, 4, 2, 16, 2) and res['test'].shape == (2, 2, 4, 2)
     assert res['angles'].shape == (2, 2, 4, 2, 2, 2)
+    assert res['ccgp'].shape == res['ps'].shape == (2, 2, 2)  # n_tasks × runs × (x1, x2)
+    assert np.all((res['ccgp'] >= 0) & (res['ccgp'] <= 1)) and np.all(np.abs(res['ps']) <= 1)
     assert np.isfinite(res['angles'][..., 0, 1]).all() and np.isnan(res['angles'][..., 1, 0]).all()
     assert list(res['n_tasks']) == [2, 4]
     assert np.isfinite(res['r_sq']).all() and np.all(res['r_sq'] < 1)
