@@ -211,7 +211,7 @@ def plot(results_dir, label):
         q = np.nanpercentile(res['r_sq'].reshape(len(res['n_tasks']), -1), [25, 50, 75], axis=1)
         ax.plot(res['n_tasks'], q[1], 'o-', label=kind)
         ax.fill_between(res['n_tasks'], q[0], q[2], alpha=0.3)
-    ax.axhline(0.975, ls='--', c='gray', lw=0.8, label='ceiling (SPEC §7)')
+    ax.axhline(0.975, ls='--', c='gray', lw=0.8, label='ceiling 0.975')
     ax.set(xscale='log', xlabel='number of tasks', ylabel='r²', title=label)
     ax.set_xticks(curves[next(iter(curves))]['n_tasks'], labels=curves[next(iter(curves))]['n_tasks'])
     ax.legend()
