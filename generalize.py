@@ -231,7 +231,9 @@ def plot(results_dir, label):
         if res['train'].shape[-1]:
             fig, ax = plt.subplots(figsize=(3.2, 2.6))
             for i, k in enumerate(res['n_tasks']):
-                ax.plot(np.nanmean(res['train'][i].reshape(-1, res['train'].shape[-1]), 0), label=f'{k} tasks')
+                curves = res['train'][i].reshape(-1, res['train'].shape[-1])
+                curves = curves[:, np.isfinite(curves).any(0)]  # histories are NaN-padded to the longest
+                ax.plot(np.nanmean(curves, 0), label=f'{k} tasks')
             ax.set(yscale='log', xlabel='decoder batch', ylabel='train MSE', title=f'{label} {kind}')
             ax.legend()
             util.save_figure(fig, os.path.join(results_dir, f"{label}{'' if kind == 'OOD' else '_ID'}_loss.png"))
