@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import re
+import sys
 import tempfile
 
 import numpy as np
@@ -136,12 +137,16 @@ def find_runs(root='trained_networks', **criteria):
 
 def find_sweep(root, select, n_tasks, n_runs):
     """{n_task: the first n_runs run folders matching `select`} for every task count;
-    a task count without any network is an error naming it."""
+    a task count without any network is an error naming it, one with fewer a warning."""
     folders = {k: find_runs(root, **{**select, 'n_task': k})[:n_runs] for k in n_tasks}
     missing = [k for k, f in folders.items() if not f]
     if missing:
         raise FileNotFoundError(f"no trained networks in {root!r} match {select} with n_task in "
                                 f"{missing}; train them first (python train.py --n_task={missing})")
+    for k, found in folders.items():
+        if len(found) < n_runs:
+            print(f"warning: only {len(found)} of n_runs={n_runs} networks found for n_task={k}; "
+                  "the rest stay NaN", file=sys.stderr)
     return folders
 
 

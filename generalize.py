@@ -30,7 +30,6 @@ device = 'auto'  # 'auto', 'cpu' or 'cuda'
 # ------------------------------------------------------------------------
 import itertools
 import os
-import sys
 import time
 
 import numpy as np
@@ -157,9 +156,6 @@ def generalize(hp):
             ccgp[i, j], ps[i, j] = abstraction(net, encoder, config, hp, net_seed=1000 * k + config['run'])
             print(f"n_task={k:>3} {os.path.basename(folder)}: r² median {np.median(r2):.3f}, "
                   f"CCGP {np.mean(ccgp[i, j]):.2f}, PS {np.mean(ps[i, j]):.2f} ({time.time() - t1:.1f} s)")
-        if len(folders[k]) < hp['n_runs']:
-            print(f"warning: only {len(folders[k])} of n_runs={hp['n_runs']} networks found for "
-                  f"n_task={k}; the rest stay NaN", file=sys.stderr)
     os.makedirs(hp['results_dir'], exist_ok=True)
     path = os.path.join(hp['results_dir'], name)
     with open(path + '.npz', 'wb') as f:

@@ -20,7 +20,6 @@ seed = 0  # seed of the stimuli
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
 # ------------------------------------------------------------------------
 import os
-import sys
 
 import numpy as np
 
@@ -62,9 +61,6 @@ def sparsity_sweep(hp):
             sparse[i, j], ci[i, j], active[i, j] = steady_state_sparsity(rates)
             print(f"n_task={k:>3} {os.path.basename(folder)}: sparseness {sparse[i, j]:.3f} "
                   f"± {ci[i, j]:.3f}, {active[i, j]:.1f} % active")
-        if len(folders[k]) < hp['n_runs']:
-            print(f"warning: only {len(folders[k])} of n_runs={hp['n_runs']} networks found for "
-                  f"n_task={k}; the rest stay NaN", file=sys.stderr)
     os.makedirs(hp['results_dir'], exist_ok=True)
     stem = os.path.join(hp['results_dir'], f"sparsity_{hp['label']}")
     with open(stem + '.npz', 'wb') as f:
