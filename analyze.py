@@ -60,8 +60,6 @@ def select_path(hp):
         return hp['path']
     if not isinstance(hp['select'], dict):
         raise ValueError(f"select={hp['select']!r} is not allowed: a dict of config values")
-    if not os.path.isdir(hp['runs_dir']):
-        raise FileNotFoundError(f"runs_dir {hp['runs_dir']!r} does not exist")
     found = checkpoints.find_runs(hp['runs_dir'], **hp['select'])
     if not found:
         raise FileNotFoundError(f"no trained network in {hp['runs_dir']!r} matches select={hp['select']}")
@@ -84,11 +82,6 @@ def run_name(path, config):
     return config.get('name') or os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
 
 
-def training_env(config):
-    """The (first) task family the network was trained on, with its rule input."""
-    return util.make_envs(config, config['n_task'])[0]
-
-
 # ---------------------------------------------------------------------------------
 # Stimuli and states (arrays in, arrays out)
 
@@ -105,36 +98,20 @@ def stimulus_grid(n_grid, n_dim=2, low=-0.5, high=0.5):
     return x
 
 
-def noise_free_observations(env, x):
-    """Observations (n, T, n_obs) of latents x (n, D) without noise, in the env's
-    channel layout: fixation 1 until the decision, stimulus channels = x during the
-    stimulus steps, rule channels = env.rule_vec throughout."""
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] != env.n_dim:
-        raise ValueError(f"x must have shape (n, {env.n_dim}), got {x.shape}")
-    ob = np.zeros((len(x), env.n_steps, env.n_obs), dtype=np.float32)
-    if env.fixation:
-        ob[:, :env.start_step['decision'], 0] = 1
-    a, b = env.stim_steps
-    ob[:, a:b, env.stim_channels] = x[:, None, :]
-    ob[:, :, env.rule_channels] = env.rule_vec
-    return ob
-
-
 def last_stimulus_step(env):
     return env.stim_steps[1] - 1
 
 
 def steady_states(net, encoder, env, x):
     """Hidden state (n, N) at the last stimulus step of noise-free trials of latents x."""
-    h = util.hidden_states(net, encoder, env, noise_free_observations(env, x))
+    h = util.hidden_states(net, encoder, env, env.observations(x))
     return h[:, last_stimulus_step(env)].numpy()
 
 
 def blank_input(env, encoder, device='cpu'):
     """Network input (1, n_in) of a blank stimulus with fixation on: encoder(0) plus
     the fixation and rule channels of a stimulus step."""
-    ob = noise_free_observations(env, np.zeros((1, env.n_dim)))[:, env.stim_steps[0]:env.stim_steps[0] + 1]
+    ob = env.observations(np.zeros((1, env.n_dim)))[:, env.stim_steps[0]:env.stim_steps[0] + 1]
     return util.network_inputs(torch.as_tensor(ob, device=device), env, encoder)[:, 0]
 
 
@@ -396,7 +373,7 @@ def analyze(hp):
                          "(use analyze_transformer.py for gpt-2)")
     folder = os.path.join(hp['out_dir'], run_name(path, config))
     os.makedirs(folder, exist_ok=True)
-    env = training_env(config)
+    env = util.training_env(config)
     rng = np.random.default_rng(hp['seed'])
     n_neu = net.hidden_size
 

@@ -33,7 +33,7 @@ from configurator import run_script
 def head_steady_states(net, encoder, env, x, layer=-1):
     """Value vectors (n, n_head, head_dim) of the last stimulus token of noise-free
     trials of latents x (the model is causal, so later tokens do not matter)."""
-    ob = torch.as_tensor(analyze.noise_free_observations(env, x))
+    ob = torch.as_tensor(env.observations(x))
     device = next(net.parameters()).device
     with torch.no_grad():
         v = net.head_values(util.network_inputs(ob.to(device), env, encoder), layer=layer)
@@ -51,7 +51,7 @@ def analyze_transformer(hp):
     name = analyze.run_name(path, config)
     folder = os.path.join(hp['out_dir'], name)
     os.makedirs(folder, exist_ok=True)
-    env = analyze.training_env(config)
+    env = util.training_env(config)
     x = analyze.stimulus_grid(hp['n_grid'], config['n_dim'])
     values = head_steady_states(net, encoder, env, x, hp['layer'])  # (n, n_head, head_dim)
     n_head, head_dim = values.shape[1:]

@@ -124,6 +124,8 @@ def find_runs(root='trained_networks', **criteria):
     """Run folders under `root` (and the paper's published `.pth` files lying in it)
     whose config matches every criterion, sorted by (n_task, run, name). A value may
     be a list of accepted values, e.g. `find_runs(root, network='RNN', n_task=[2, 24])`."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f'runs_dir {root!r} does not exist')
     found = []
     for path in glob.glob(os.path.join(root, '*', CONFIG)) + glob.glob(os.path.join(root, '*.pth')):
         if path.endswith(CONFIG):
@@ -172,7 +174,7 @@ def load_network(path, device='cpu'):
     else:
         ckpt = load_checkpoint(path)
         config = ckpt.get('config') or legacy_config(path, ckpt)
-    env = util.make_envs(config, config['n_task'])[0]
+    env = util.training_env(config)
     n_in = util.n_inputs(env, config['encode'])
     n_out = ckpt['state_dict']['rec_to_out.weight'].shape[0]
     net = util.build_network(config, n_in, n_out)

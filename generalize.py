@@ -85,22 +85,19 @@ def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
             H_train.append(h), X_train.append(x)
             h, x = collect(net, encoder, test_env, rng, hp['n_test'] * hp['batch_sz'])
             H_test.append(h), X_test.append(x)
-    H_train, X_train = torch.stack(H_train).double(), torch.stack(X_train).double()
+    H_train, X_train = torch.stack(H_train), torch.stack(X_train)  # float32: large
     H_test, X_test = torch.stack(H_test).double(), torch.stack(X_test).double()
     if hp['decoder'] == 'adam':
-        W, b, hist = metrics.fit_adam(H_train.float(), X_train.float(), lr=hp['lr'],
-                                      batch_size=hp['batch_sz'], n_batch=n_train_batches,
-                                      seed=hp['seed'] + net_seed)
-        W, b, hist = torch.as_tensor(W).double(), torch.as_tensor(b).double(), np.asarray(hist)
-    else:
-        W, b = metrics.fit_lstsq(H_train, X_train)
-        W, b = torch.as_tensor(W).double(), torch.as_tensor(b).double()
-        hist = np.full((len(H_train), 0), np.nan)
+        W, b, hist = metrics.fit_adam(H_train, X_train, lr=hp['lr'], batch_size=hp['batch_sz'],
+                                      n_batch=n_train_batches, seed=hp['seed'] + net_seed)
+    else:  # solved in float64 inside
+        (W, b), hist = metrics.fit_lstsq(H_train, X_train), np.full((len(H_train), 0), np.nan)
+    W, b = W.double(), b.double()
     pred = metrics.predict(H_test, W, b)
     shape = (len(pairs), hp['n_fit'])
-    r2 = np.asarray(metrics.r_squared(pred, X_test)).reshape(shape)
-    mse = ((torch.as_tensor(pred) - X_test) ** 2).mean((1, 2)).numpy().reshape(shape)
-    W = np.asarray(W).reshape(shape + W.shape[1:])
+    r2 = metrics.r_squared(pred, X_test).numpy().reshape(shape)
+    mse = ((pred - X_test) ** 2).mean((1, 2)).numpy().reshape(shape)
+    W = W.numpy().reshape(shape + W.shape[1:])
     return r2, W, np.asarray(hist).reshape(shape + (-1,)), mse
 
 
@@ -185,8 +182,6 @@ def check(hp):
         raise ValueError(f"n_batch={hp['n_batch']!r} is not allowed: positive integers")
     if hp['split'] is not None and (not isinstance(hp['split'], int) or hp['split'] < 1):
         raise ValueError(f"split={hp['split']!r} is not allowed: None or a positive integer")
-    if not os.path.isdir(hp['runs_dir']):
-        raise FileNotFoundError(f"runs_dir {hp['runs_dir']!r} does not exist")
 
 
 def load_results(results_dir, name):

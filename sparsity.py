@@ -47,8 +47,6 @@ def sparsity_sweep(hp):
             raise ValueError(f"{name}={hp[name]!r} is not allowed: an integer >= {low}")
     if not isinstance(hp['select'], dict):
         raise ValueError(f"select={hp['select']!r} is not allowed: a dict of config values")
-    if not os.path.isdir(hp['runs_dir']):
-        raise FileNotFoundError(f"runs_dir {hp['runs_dir']!r} does not exist")
     folders = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'], hp['n_runs'])
     device = util.pick_device(hp['device'])
     shape = (len(hp['n_tasks']), hp['n_runs'])
@@ -57,7 +55,7 @@ def sparsity_sweep(hp):
         for j, folder in enumerate(folders[k]):
             net, encoder, config = analyze.load_noise_free(folder, device)
             x = np.random.default_rng(hp['seed']).uniform(-0.5, 0.5, (hp['n_stim'], config['n_dim']))
-            rates = analyze.steady_states(net, encoder, analyze.training_env(config), x)
+            rates = analyze.steady_states(net, encoder, util.training_env(config), x)
             sparse[i, j], ci[i, j], active[i, j] = steady_state_sparsity(rates)
             print(f"n_task={k:>3} {os.path.basename(folder)}: sparseness {sparse[i, j]:.3f} "
                   f"± {ci[i, j]:.3f}, {active[i, j]:.1f} % active")

@@ -124,14 +124,18 @@ class LatentTask(TrialEnv):
     def _noise(self, rng, n, steps):
         return rng.standard_normal((n, steps, self.n_dim)) * self.noise_std
 
-    def _observations(self, rng, x):
-        """(n, T, n_obs) float32 observations of latents x (draws the noise from rng)."""
+    def observations(self, x, rng=None):
+        """(n, T, n_obs) float32 observations of latents x (n, D) in this task's channel
+        layout; noise drawn from rng, or none without one (noise-free analyses)."""
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.n_dim:
+            raise ValueError(f"x must have shape (n, {self.n_dim}), got {x.shape}")
         n = len(x)
         ob = np.zeros((n, self.n_steps, self.n_obs), dtype=np.float32)
         if self.fixation:
             ob[:, : self.start_step["decision"], 0] = 1
         a, b = self.stim_steps
-        ob[:, a:b, self.stim_channels] = x[:, None, :] + self._noise(rng, n, b - a)
+        ob[:, a:b, self.stim_channels] = x[:, None, :] + (0 if rng is None else self._noise(rng, n, b - a))
         ob[:, :, self.rule_channels] = self.rule_vec
         return ob
 
@@ -139,7 +143,7 @@ class LatentTask(TrialEnv):
         """Draw n trials: dict with 'stim' (n, D) latents, 'ob' (n, T, n_obs), 'gt' (n, T, n_out),
         'ground_truth' (n, n_out) decision targets."""
         x = self._latents(rng, n)
-        ob = self._observations(rng, x)
+        ob = self.observations(x, rng)
         y = self._targets(x)
         gt = np.zeros((n, self.n_steps, self.n_out), dtype=np.float32)
         gt[:, self.start_step["decision"] : self.end_step["decision"]] = y[:, None, :]
@@ -340,7 +344,7 @@ class LinearClassificationBound(LatentTask):
 
     def sample(self, rng, n):
         x = self._latents(rng, n)
-        ob = self._observations(rng, x)
+        ob = self.observations(x, rng)
         a, b = self.stim_steps
         seen = ob[:, a:b, :2].astype(float)
         acc = _absorb(np.cumsum(seen[..., 1:2] - np.tan(self.phi) * seen[..., 0:1], axis=1), self.thres)

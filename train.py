@@ -346,7 +346,8 @@ def train(config):
                               else 'sigmoid' if config['CE_loss'] else 'tanh'),
                'bound': config['bound'], 'families': config['task'] if isinstance(config['task'], list)
                else [config['task']]}
-    accum = {k: torch.zeros(M, *s) for k, s in (('loss', ()), ('acc', ()), ('conf', (4,)), ('n', ()))}
+    # running sums since the last record, on the device: no host sync per batch
+    accum = {k: torch.zeros(M, *s, device=device) for k, s in (('loss', ()), ('acc', ()), ('conf', (4,)), ('n', ()))}
     torch.manual_seed(config['seed'])  # dropout (gpt-2) draws from the global generator
     start = restore(members, net, encoder, opt, accum) if config['resume'] else 0
     for m in members:
@@ -373,9 +374,9 @@ def train(config):
         opt.step()
 
         acc, conf = decision_scores(logits, gt, active, decision_t, config)
-        accum['loss'] += loss.detach().cpu()
-        accum['acc'] += acc.cpu()
-        accum['conf'] += conf.cpu()
+        accum['loss'] += loss.detach()
+        accum['acc'] += acc
+        accum['conf'] += conf
         accum['n'] += 1
         done = step + 1
         if done in bounds:

@@ -72,13 +72,18 @@ def make_envs(config, n_task):
     return [make_env(config, name, n_task, rule_vec=eye[i]) for i, name in enumerate(names)]
 
 
+def training_env(config):
+    """The (first) task family a network was trained on, with its rule input."""
+    return make_envs(config, config['n_task'])[0]
+
+
 def decoding_env(config, quads=None, timing=None):
     """The regression task that reads x* out of a trained network, in the input layout
     it was trained with: DenoiseQuads (D = 2), DenoiseQuadsHighDim (D > 2) or
     DenoiseQuadsFreeRT (free-RT networks), with the training noise and the rule input
     of its first task family. `quads` restricts the quadrants / orthants (default all);
     `timing` replaces the training timing."""
-    trained = make_envs(config, config['n_task'])[0]
+    trained = training_env(config)
     cfg = dict(config, task='DenoiseQuads', corr=0, autocorr=0, dist='gauss')
     if timing is not None:
         cfg['timing'] = timing

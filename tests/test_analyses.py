@@ -15,6 +15,7 @@ import checkpoints
 import sparsity
 import tasks
 import train
+import util
 from configurator import hyperparameters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,14 +73,14 @@ def blank_map(path):
 def test_noise_free_observations_match_the_task_layout(name, kwargs):
     env = tasks.make_env(name, timing=SHORT, sigma=0, **kwargs)
     trials = env.sample(np.random.default_rng(0), 5)
-    ob = analyze.noise_free_observations(env, trials['stim'])
+    ob = env.observations(trials['stim'])
     np.testing.assert_array_equal(ob, trials['ob'])  # sigma = 0: the task's own observations
     a, b = env.stim_steps
     np.testing.assert_array_equal(ob[:, a:b][..., env.stim_channels],
                                   np.repeat(trials['stim'][:, None].astype(np.float32), b - a, 1))
     assert not ob[:, b:][..., env.stim_channels].any() and not ob[:, :a][..., env.stim_channels].any()
     with pytest.raises(ValueError, match='x must have shape'):
-        analyze.noise_free_observations(env, np.zeros((3, 3)))
+        env.observations(np.zeros((3, 3)))
 
 
 def test_grid_rate_maps_and_correlations():
@@ -156,7 +157,7 @@ def test_analyze_rnn_rate_maps_and_trajectories(rnn_folder, nets):
     path = checkpoints.find_runs(nets, network='RNN', n_task=4)[0]
     net, encoder, config = analyze.load_noise_free(path)
     g = rm['grid']
-    state = analyze.steady_states(net, encoder, analyze.training_env(config), np.array([[g[6], g[1]]]))
+    state = analyze.steady_states(net, encoder, util.training_env(config), np.array([[g[6], g[1]]]))
     np.testing.assert_allclose(rm['rate_maps'][1, 6], state[0], rtol=1e-5, atol=1e-6)
     tr = load(rnn_folder, 'trajectories.npz')
     assert tr['trajectories'].shape == (40, 7, 3) and set(tr['quadrant']) <= {1, 2, 3, 4}
