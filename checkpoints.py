@@ -170,6 +170,7 @@ def load_network(path, device='cpu'):
     Returns (net, encoder or None, config), both modules in eval mode."""
     if os.path.isdir(path):
         config = load_json(os.path.join(path, CONFIG))
+        config.setdefault('loss', 'logits')  # runs from before the `loss` option trained with logits
         ckpt = load_checkpoint(os.path.join(path, CHECKPOINT))
     else:
         ckpt = load_checkpoint(path)

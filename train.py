@@ -32,6 +32,7 @@ dist = 'gauss'  # input noise distribution: 'gauss' or 'gumbel'
 timing = {'fixation': 100, 'stimulus': 2000, 'delay': 0, 'decision': 100}  # period durations (ms)
 trial_num = 1  # trials concatenated per sequence
 CE_loss = True  # True: BCE with sigmoid readout; False: MSE with tanh readout
+loss = 'paper'  # BCE as the paper computes it, on float32 sigmoid outputs ('paper'), or BCE with logits ('logits')
 bal_err = False  # loss mask: decision and integration steps weigh equally
 pen_end = False  # loss mask: only the last step
 rand_pen = False  # loss mask: one random step per trial
@@ -93,6 +94,7 @@ def check_config(config):
     need(config['activation'] in ('relu', 'tanh'), 'activation', "'relu' or 'tanh'")
     need(config['init'] in (None, 'sparse', 'ortho'), 'init', "None, 'sparse' or 'ortho'")
     need(config['activ_enc'] in ('relu', 'Quad'), 'activ_enc', "'relu' or 'Quad'")
+    need(config['loss'] in ('paper', 'logits'), 'loss', "'paper' or 'logits'")
     if config['n_threads'] is not None:
         pos_int('n_threads')
     for name in ('n_dim', 'n_neu', 'n_layer', 'n_head', 'trial_num', 'batch_sz', 'runs', 'ckpt_every'):
@@ -317,10 +319,13 @@ def train(config):
     above); returns the run folders."""
     config = dict(config)
     n_tasks = check_config(config)
-    runs = [(k, r, checkpoints.run_name(config, _DEFAULTS, k, r)) for k in n_tasks
+    default_batches = 20_000 if config['network'] == 'gpt-2' else 100_000
+    if config['n_batch'] is None:
+        config['n_batch'] = default_batches
+    # the default budget stays out of folder names, also when given explicitly (--n_batch=1e5)
+    naming = dict(_DEFAULTS, n_batch=default_batches)
+    runs = [(k, r, checkpoints.run_name(config, naming, k, r)) for k in n_tasks
             for r in range(config['run'], config['run'] + config['runs'])]
-    if config['n_batch'] is None:  # resolved after naming: the default stays out of names
-        config['n_batch'] = 20_000 if config['network'] == 'gpt-2' else 100_000
     config.update(provenance())
     n_batch, device = config['n_batch'], util.pick_device(config['device'])
     if config['n_threads']:

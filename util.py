@@ -185,10 +185,15 @@ def classification_targets(gt, config):
 
 
 def step_losses(logits, gt, config):
-    """Elementwise loss (…, T, n_out) of the readout against the task targets."""
+    """Elementwise loss (…, T, n_out) of the readout against the task targets.
+    BCE either as the paper computes it (`loss='paper'`: torch.nn.BCELoss on the
+    float32 sigmoid, log clamped at -100, no gradient where the sigmoid rounds to
+    exactly 0 or 1, |logit| above ≈ 16.6) or with logits (`loss='logits'`)."""
     if config['task'] != 'LinearClassificationBound' and config['CE_loss']:
-        return nn.functional.binary_cross_entropy_with_logits(
-            logits, classification_targets(gt, config), reduction='none')
+        targets = classification_targets(gt, config)
+        if config.get('loss', 'logits') == 'paper':
+            return nn.functional.binary_cross_entropy(torch.sigmoid(logits), targets, reduction='none')
+        return nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction='none')
     return (readout(logits, config) - gt) ** 2
 
 
