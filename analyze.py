@@ -30,149 +30,55 @@ n_enc_grid = 21  # encoder geometry: n_enc_grid x n_enc_grid latents in [-.5, .5
 seed = 0  # seed of the trials and the initial states
 out_dir = 'analysis'  # results go to out_dir/<run name>/
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
+n_threads = 1  # CPU threads for torch
 # ------------------------------------------------------------------------
-import copy
-import json
-import os
+import checks
+import configurator
 
-import numpy as np
-import torch
-from sklearn.decomposition import PCA
 
-import checkpoints
-import fixed_points
-import metrics
-import util
-from configurator import run_script
+def check(hp):
+    """Reject impossible settings before any work is done (no slow imports needed)."""
+    for name in ('n_trials', 'n_plot', 'n_init', 'max_iters', 'n_threads'):
+        checks.positive_int(name, hp[name])
+    if hp['n_trials'] < 8:
+        checks.fail('n_trials', hp['n_trials'], 'at least 8 trials (PCA and the abstraction metrics need some)')
+    for name in ('n_grid', 'n_enc_grid'):
+        if not isinstance(hp[name], int) or hp[name] < 2:
+            checks.fail(name, hp[name], 'an integer >= 2')
+    for name in ('tol_q', 'fp_lr', 'near_zero_tol'):
+        checks.positive(name, hp[name])
+    for name in ('tol_unique', 'noise_scale'):
+        checks.non_negative(name, hp[name])
+    checks.non_negative_int('run', hp['run'])
+    checks.non_negative_int('seed', hp['seed'])
+    checks.dictionary('select', hp['select'])
+
+
+if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
+    _hp = configurator.configure(globals(), doc=__doc__, check=check)
+
+import copy  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.patches import Circle  # noqa: E402
+
+import checkpoints  # noqa: E402
+import fixed_points  # noqa: E402
+import metrics  # noqa: E402
+import networks  # noqa: E402
+import plots  # noqa: E402
+import representations as rep  # noqa: E402
+import tasks  # noqa: E402
+import util  # noqa: E402
 
 _QUAD_COLORS = ('#1b9e77', '#d95f02', '#7570b3', '#e7298a')  # quadrants 1-4
 
 
 # ---------------------------------------------------------------------------------
-# Choosing and loading the network
-
-def select_path(hp):
-    """The network to analyse: hp['path'], or the hp['run']-th run folder under
-    hp['runs_dir'] whose config matches hp['select']."""
-    if hp['path'] is not None:
-        if not os.path.exists(hp['path']):
-            raise FileNotFoundError(f"path {hp['path']!r} does not exist")
-        return hp['path']
-    if not isinstance(hp['select'], dict):
-        raise ValueError(f"select={hp['select']!r} is not allowed: a dict of config values")
-    found = checkpoints.find_runs(hp['runs_dir'], **hp['select'])
-    if not found:
-        raise FileNotFoundError(f"no trained network in {hp['runs_dir']!r} matches select={hp['select']}")
-    if not isinstance(hp['run'], int) or not 0 <= hp['run'] < len(found):
-        raise ValueError(f"run={hp['run']!r} is not allowed: an index in 0..{len(found) - 1} "
-                         f"({len(found)} networks match select={hp['select']})")
-    return found[hp['run']]
-
-
-def load_noise_free(path, device='cpu'):
-    """load_network with the RNN's network noise switched off."""
-    net, encoder, config = checkpoints.load_network(path, device)
-    if hasattr(net, 'n_sd'):
-        net.n_sd = 0
-    return net, encoder, config
-
-
-def run_name(path, config):
-    """Folder name of a network's analysis: its run name, or the .pth file's stem."""
-    return config.get('name') or os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
-
-
-# ---------------------------------------------------------------------------------
-# Stimuli and states (arrays in, arrays out)
-
-def stimulus_grid(n_grid, n_dim=2, low=-0.5, high=0.5):
-    """n_grid² latents (n_grid², D) on a grid over (x1, x2), other coordinates 0.
-    Row i2·n_grid + i1 has x1 = g[i1], x2 = g[i2], so reshape(n_grid, n_grid, ...)
-    indexes [x2, x1] (image rows are x2)."""
-    if not isinstance(n_grid, int) or n_grid < 2:
-        raise ValueError(f"n_grid must be an integer >= 2, got {n_grid!r}")
-    g = np.linspace(low, high, n_grid)
-    x2, x1 = np.meshgrid(g, g, indexing='ij')
-    x = np.zeros((n_grid * n_grid, n_dim))
-    x[:, 0], x[:, 1] = x1.ravel(), x2.ravel()
-    return x
-
-
-def last_stimulus_step(env):
-    return env.stim_steps[1] - 1
-
-
-def steady_states(net, encoder, env, x):
-    """Hidden state (n, N) at the last stimulus step of noise-free trials of latents x."""
-    h = util.hidden_states(net, encoder, env, env.observations(x))
-    return h[:, last_stimulus_step(env)].numpy()
-
-
-def blank_input(env, encoder, device='cpu'):
-    """Network input (1, n_in) of a blank stimulus with fixation on: encoder(0) plus
-    the fixation and rule channels of a stimulus step."""
-    ob = env.observations(np.zeros((1, env.n_dim)))[:, env.stim_steps[0]:env.stim_steps[0] + 1]
-    return util.network_inputs(torch.as_tensor(ob, device=device), env, encoder)[:, 0]
-
-
-def state_trajectories(net, u):
-    """Full recurrent state (B, T, S) of inputs u (B, T, n_in) from the zero state,
-    stepped with the noise-free map net.dynamics (S = N for an RNN, 2H = concat(h, c)
-    for an LSTM)."""
-    n_state = 2 * net.hidden_size if hasattr(net, 'lstm') else net.hidden_size
-    r = u.new_zeros(u.shape[0], n_state)
-    states = []
-    with torch.no_grad():
-        for u_t in u.unbind(1):
-            r = net.dynamics(u_t, r)
-            states.append(r)
-    return torch.stack(states, 1)
-
-
-def pca_variance(H, n_components=10):
-    """Fitted PCA of states H (n, N) and the explained-variance ratio of its first
-    min(n_components, N, n) components."""
-    H = np.asarray(H, dtype=np.float64)
-    pca = PCA(n_components=min(n_components, *H.shape)).fit(H)
-    return pca, pca.explained_variance_ratio_
-
-
-def quadrants(x):
-    """Quadrant 1:(+,+) 2:(−,+) 3:(−,−) 4:(+,−) of each latent (n, ≥2) -> (n,) ints."""
-    pos1, pos2 = np.asarray(x)[:, 0] > 0, np.asarray(x)[:, 1] > 0
-    return np.select([pos1 & pos2, ~pos1 & pos2, ~pos1 & ~pos2], [1, 2, 3], 4)
-
-
-def rate_maps(states, n_grid):
-    """States (n_grid², N) of stimulus_grid(n_grid) -> maps (n_grid, n_grid, N), [x2, x1]."""
-    states = np.asarray(states)
-    if states.ndim != 2 or len(states) != n_grid * n_grid:
-        raise ValueError(f"states must have shape ({n_grid * n_grid}, N), got {states.shape}")
-    return states.reshape(n_grid, n_grid, -1)
-
-
-def unit_correlations(states, x):
-    """Pearson correlation of each unit (n, N) with x1 and with x2 -> (N, 2); NaN for
-    a unit that does not vary."""
-    s = np.asarray(states, dtype=np.float64)
-    x = np.asarray(x, dtype=np.float64)[:, :2]
-    s, x = s - s.mean(0), x - x.mean(0)
-    norm = np.linalg.norm(s, axis=0)[:, None] * np.linalg.norm(x, axis=0)[None, :]
-    with np.errstate(invalid='ignore', divide='ignore'):
-        return np.where(norm > 0, s.T @ x / norm, np.nan)
-
-
-def encoder_geometry(encoder, n_dim, n_grid, n_components=10):
-    """Encoder features over a grid of latents: latents (n_grid², D), features
-    (n_grid², 40), their top-3 PC projection and explained-variance ratio."""
-    x = stimulus_grid(n_grid, n_dim)
-    device = next(encoder.parameters()).device
-    with torch.no_grad():
-        # the frozen encoder is a one-member ensemble: it takes a leading member dim
-        feats = encoder(torch.as_tensor(x, dtype=torch.float32, device=device)[None])[0].cpu().numpy()
-    pca, ratio = pca_variance(feats, n_components)
-    return x, feats, pca.transform(feats)[:, :3], ratio
-
+# Fixed points
 
 def analyse_fixed_points(net, u, h0, dt, tau, tol_q, tol_unique, max_iters, lr, near_zero_tol):
     """Fixed points of the noise-free map under constant input u (1, n_in) from
@@ -252,78 +158,36 @@ window.onmousemove = e => {
 """
 
 
-def _unit_grid(n):
-    cols = int(np.ceil(np.sqrt(n)))
-    return int(np.ceil(n / cols)), cols
-
-
-def plot_rate_maps(maps, title, path):
-    """One small image per unit: its steady-state rate over the stimulus grid
-    (maps (n_grid, n_grid, N), rows x2, columns x1, origin bottom left)."""
-    plt = util.plot_style()
-    rows, cols = _unit_grid(maps.shape[-1])
-    fig, axes = plt.subplots(rows, cols, figsize=(0.7 * cols, 0.7 * rows + 0.3), squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        ax.axis('off')
-        if k < maps.shape[-1]:
-            ax.imshow(maps[..., k], origin='lower', extent=(-.5, .5, -.5, .5), cmap='viridis')
-    fig.suptitle(f'{title}: rate over (x1 →, x2 ↑) per unit')
-    util.save_figure(fig, path)
-
-
-def plot_correlations(corr, title, path, layout=None):
-    """Correlation of each unit with x1 and x2 (corr (N, 2)), units laid out on a
-    (rows, cols) grid in order (default near-square), plus a scatter of the two."""
-    plt = util.plot_style()
-    rows, cols = layout or _unit_grid(len(corr))
-    padded = np.full((rows * cols, 2), np.nan)
-    padded[:len(corr)] = corr
-    fig, axes = plt.subplots(1, 3, figsize=(8.5, 2.8), layout='constrained')
-    for d, ax in enumerate(axes[:2]):
-        im = ax.imshow(padded[:, d].reshape(rows, cols), cmap='RdBu_r', vmin=-1, vmax=1)
-        ax.set_title(f'corr. with x{d + 1} (per unit)')
-        ax.axis('off')
-    fig.colorbar(im, ax=axes[1], shrink=0.8)
-    axes[2].scatter(corr[:, 0], corr[:, 1], s=8)
-    axes[2].set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xlabel='corr. with x1', ylabel='corr. with x2',
-                aspect='equal')
-    fig.suptitle(title)
-    util.save_figure(fig, path)
-
-
 def _plot_pca(ratio, folder):
-    plt = util.plot_style()
-    fig, ax = plt.subplots(figsize=(3.2, 2.6))
+    fig, ax = plots.subplots()
     ax.bar(np.arange(1, len(ratio) + 1), 100 * ratio, label='per PC')
     ax.plot(np.arange(1, len(ratio) + 1), 100 * np.cumsum(ratio), 'ko-', ms=3, label='cumulative')
     ax.set(xlabel='principal component', ylabel='explained variance (%)', ylim=(0, 105))
     ax.legend()
-    util.save_figure(fig, os.path.join(folder, 'pca.png'))
+    plots.save_figure(fig, os.path.join(folder, 'pca.png'))
 
 
 def _plot_fixed_points(res, amp, folder):
-    plt = util.plot_style()
-    fig, ax = plt.subplots(figsize=(3.2, 3.2))
-    ax.add_patch(plt.Circle((-1, 0), 1, fill=False, ls='--', color='gray'))
+    fig, ax = plots.subplots(panel=(3.2, 3.2))
+    ax.add_patch(Circle((-1, 0), 1, fill=False, ls='--', color='gray'))
     eig = res.eigvals.ravel()
     ax.scatter(eig.real, eig.imag, s=6, alpha=0.6)
     ax.axvline(0, c='gray', lw=0.5)
     ax.set(xlabel='Re λ', ylabel='Im λ', aspect='equal',
            title=f'Jacobian of F(h) − h, {len(res.points)} fixed points')
-    util.save_figure(fig, os.path.join(folder, 'eigenvalues.png'))
+    plots.save_figure(fig, os.path.join(folder, 'eigenvalues.png'))
 
-    fig, ax = plt.subplots(figsize=(3.2, 2.6))
+    fig, ax = plots.subplots()
     finite = amp[np.isfinite(amp) & (amp > 0)]
     if finite.size:
         ax.hist(np.log10(finite), bins=20)
     ax.set(xlabel='log₁₀ amplification A = τ_net / τ', ylabel='count',
            title=f'two slowest modes ({np.sum(np.isinf(amp))} infinite)')
-    util.save_figure(fig, os.path.join(folder, 'amplification.png'))
+    plots.save_figure(fig, os.path.join(folder, 'amplification.png'))
 
 
 def _plot_trajectories(proj, colors, fp_proj, folder):
-    plt = util.plot_style()
-    fig = plt.figure(figsize=(4, 4))
+    fig = plots.figure(4, 4)
     ax = fig.add_subplot(projection='3d')
     for tr, col in zip(proj, colors):
         ax.plot(tr[:, 0], tr[:, 1], tr[:, 2], c=col, lw=0.8, alpha=0.8)
@@ -331,29 +195,22 @@ def _plot_trajectories(proj, colors, fp_proj, folder):
         ax.scatter(fp_proj[:, 0], fp_proj[:, 1], fp_proj[:, 2], c='k', s=10, label='fixed points')
         ax.legend()
     ax.set(xlabel='PC1', ylabel='PC2', zlabel='PC3', title='trajectories by quadrant')
-    util.save_figure(fig, os.path.join(folder, 'trajectories.png'))
+    plots.save_figure(fig, os.path.join(folder, 'trajectories.png'))
 
 
 def _plot_encoder(x, proj, ratio, folder):
-    plt = util.plot_style()
-    fig, axes = plt.subplots(1, 3, figsize=(9, 2.8), layout='constrained')
+    fig, axes = plots.subplots(1, 3, panel=(3, 2.8))
     for d, ax in enumerate(axes[:2]):
         sc = ax.scatter(proj[:, 0], proj[:, 1], c=x[:, d], s=6, cmap='coolwarm')
         ax.set(xlabel='PC1', ylabel='PC2', title=f'encoder output, colour x{d + 1}')
         fig.colorbar(sc, ax=ax)
     axes[2].plot(np.arange(1, len(ratio) + 1), 100 * np.cumsum(ratio), 'ko-', ms=3)
     axes[2].set(xlabel='principal component', ylabel='cumulative variance (%)', ylim=(0, 105))
-    util.save_figure(fig, os.path.join(folder, 'encoder.png'))
+    plots.save_figure(fig, os.path.join(folder, 'encoder.png'))
 
 
 # ---------------------------------------------------------------------------------
 # The whole analysis
-
-def mean_abs_correlation(corr):
-    """Mean |correlation| with x1 and with x2 over the units that vary (corr (N, 2));
-    None where no unit varies."""
-    return [float(np.nanmean(np.abs(c))) if np.isfinite(c).any() else None for c in np.asarray(corr).T]
-
 
 def _range(values):
     finite = values[np.isfinite(values)]
@@ -362,27 +219,27 @@ def _range(values):
 
 def analyze(hp):
     """Run every analysis on the selected network; write the files and return the summary."""
-    for name in ('n_trials', 'n_plot', 'n_init'):
-        if not isinstance(hp[name], int) or hp[name] < 1:
-            raise ValueError(f"{name}={hp[name]!r} is not allowed: a positive integer")
-    path = select_path(hp)
+    check(hp)
+    path = checkpoints.select_network(hp['path'], hp['runs_dir'], hp['select'], hp['run'])
     device = util.pick_device(hp['device'])
-    net, encoder, config = load_noise_free(path, device)
+    util.set_threads(hp['n_threads'])
+    net, encoder, config = checkpoints.load_network(path, device, noise_free=True)
     if config['network'] not in ('RNN', 'LSTM'):
         raise ValueError(f"network {config['network']!r} at {path}: analyze.py takes an RNN or LSTM "
                          "(use analyze_transformer.py for gpt-2)")
-    folder = os.path.join(hp['out_dir'], run_name(path, config))
+    name = config['name']
+    folder = os.path.join(hp['out_dir'], name)
     os.makedirs(folder, exist_ok=True)
-    env = util.training_env(config)
+    env = tasks.training_env(config)
     rng = np.random.default_rng(hp['seed'])
     n_neu = net.hidden_size
 
     # PCA of the hidden states of noisy trials
     trials = env.sample(rng, hp['n_trials'])
-    u = util.network_inputs(torch.as_tensor(trials['ob'], device=device), env, encoder)
-    states = state_trajectories(net, u).cpu().numpy()
+    u = networks.network_inputs(torch.as_tensor(trials['ob'], device=device), env, encoder)
+    states = rep.state_trajectories(net, u).cpu().numpy()
     H = states[..., :n_neu]
-    pca, ratio = pca_variance(H.reshape(-1, n_neu))
+    pca, ratio = rep.pca_variance(H.reshape(-1, n_neu))
     np.savez(os.path.join(folder, 'pca.npz'), explained_variance_ratio=ratio,
              components=pca.components_, mean=pca.mean_)
     _plot_pca(ratio, folder)
@@ -391,7 +248,7 @@ def analyze(hp):
     a, b = env.stim_steps
     h0 = fixed_points.sample_initial_states(states[:, a:b], hp['n_init'], hp['noise_scale'], hp['seed'])
     tau = config['tau'] if config['network'] == 'RNN' else config['dt']  # LSTM: A in time steps
-    res, amp, near_zero = analyse_fixed_points(net, blank_input(env, encoder, device), h0, config['dt'], tau,
+    res, amp, near_zero = analyse_fixed_points(net, rep.blank_input(env, encoder, device), h0, config['dt'], tau,
                                                hp['tol_q'], hp['tol_unique'], hp['max_iters'],
                                                hp['fp_lr'], hp['near_zero_tol'])
     np.savez(os.path.join(folder, 'fixed_points.npz'), points=res.points, q=res.q, eigvals=res.eigvals,
@@ -403,35 +260,35 @@ def analyze(hp):
     n_plot = min(hp['n_plot'], len(H))
     proj = pca.transform(H[:n_plot].reshape(-1, n_neu))[:, :3].reshape(n_plot, -1, min(3, pca.n_components_))
     fp_proj = pca.transform(res.points[:, :n_neu])[:, :3] if len(res.points) else np.zeros((0, 3))
-    quads = quadrants(trials['stim'][:n_plot])
+    quads = rep.quadrants(trials['stim'][:n_plot])
     colors = [_QUAD_COLORS[q - 1] for q in quads]
     np.savez(os.path.join(folder, 'trajectories.npz'), trajectories=proj, quadrant=quads,
              stim=trials['stim'][:n_plot], fixed_points=fp_proj)
     _plot_trajectories(proj, colors, fp_proj, folder)
     with open(os.path.join(folder, 'trajectories.html'), 'w') as f:
-        f.write(rotating_html(proj, colors, fp_proj, title=run_name(path, config)))
+        f.write(rotating_html(proj, colors, fp_proj, title=name))
 
     # steady-state rate maps over a grid of noise-free stimuli
-    x = stimulus_grid(hp['n_grid'], config['n_dim'])
-    steady = steady_states(net, encoder, env, x)
-    maps, corr = rate_maps(steady, hp['n_grid']), unit_correlations(steady, x)
+    x = rep.stimulus_grid(hp['n_grid'], config['n_dim'])
+    steady = rep.steady_states(net, encoder, env, x)
+    maps, corr = rep.rate_maps(steady, hp['n_grid']), rep.unit_correlations(steady, x)
     np.savez(os.path.join(folder, 'rate_maps.npz'), rate_maps=maps, grid=np.unique(x[:, 0]),
              stim=x, correlations=corr)
-    plot_rate_maps(maps, run_name(path, config), os.path.join(folder, 'rate_maps.png'))
-    plot_correlations(corr, run_name(path, config), os.path.join(folder, 'correlations.png'))
+    plots.plot_rate_maps(maps, name, os.path.join(folder, 'rate_maps.png'))
+    plots.plot_correlations(corr, name, os.path.join(folder, 'correlations.png'))
 
     # the encoder's output geometry
     enc_ratio = None
     if encoder is not None:
-        xe, feats, eproj, enc_ratio = encoder_geometry(encoder, config['n_dim'], hp['n_enc_grid'])
+        xe, feats, eproj, enc_ratio = rep.encoder_geometry(encoder, config['n_dim'], hp['n_enc_grid'])
         np.savez(os.path.join(folder, 'encoder.npz'), stim=xe, features=feats, projection=eproj,
                  explained_variance_ratio=enc_ratio)
         _plot_encoder(xe, eproj, enc_ratio, folder)
 
     # abstraction metrics on the final hidden states of DenoiseQuads trials
-    qenv = util.decoding_env(config)
+    qenv = tasks.decoding_env(config)
     quad_trials = qenv.sample(rng, hp['n_trials'])
-    final = util.hidden_states(net, encoder, qenv, quad_trials['ob'], last_only=True).numpy()
+    final = networks.hidden_states(net, encoder, qenv, quad_trials['ob'], last_only=True).numpy()
     abstraction = metrics.abstraction_metrics(final, quad_trials['stim'][:, :2], seed=hp['seed'])
 
     summary = {
@@ -444,7 +301,7 @@ def analyze(hp):
         'n_amplification_infinite': int(np.isinf(amp).sum()),
         'fixed_point_search': {'n_initial': res.n_initial, 'n_rejected_q': res.n_rejected_q,
                                'n_duplicates': res.n_duplicates, 'n_iters': res.n_iters},
-        'mean_abs_correlation_x1_x2': mean_abs_correlation(corr),
+        'mean_abs_correlation_x1_x2': rep.mean_abs_correlation(corr),
         'encoder_variance_top3': float(enc_ratio[:3].sum()) if enc_ratio is not None else None,
         **abstraction, 'hyperparameters': hp,
     }
@@ -455,4 +312,4 @@ def analyze(hp):
 
 
 if __name__ == '__main__':
-    run_script(analyze, globals(), doc=__doc__)
+    configurator.run(analyze, _hp)

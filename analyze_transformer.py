@@ -1,7 +1,8 @@
 """Steady-state value vectors of a trained transformer (SPEC §6): for each attention
 head, the value vector of the last stimulus token over a grid of noise-free stimuli
 (x1, x2) ∈ [-.5, .5]², shown as one rate map per component, and the correlation of
-each component with x1 and x2. The analyses and plots are analyze.py's.
+each component with x1 and x2, with the analyses and plots analyze.py uses
+(representations.py, plots.py).
 
     python analyze_transformer.py                                   # first 24-task gpt-2 in trained_networks/
     python analyze_transformer.py --path=trained_networks/<run folder>
@@ -18,16 +19,37 @@ layer = -1  # transformer block whose value vectors are analysed
 n_grid = 8  # n_grid x n_grid noise-free stimuli in [-.5, .5]²
 out_dir = 'analysis'  # results go to out_dir/<run name>/
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
+n_threads = 1  # CPU threads for torch
 # ------------------------------------------------------------------------
-import os
+import checks
+import configurator
 
-import numpy as np
-import torch
 
-import analyze
-import checkpoints
-import util
-from configurator import run_script
+def check(hp):
+    """Reject impossible settings before any work is done (no slow imports needed)."""
+    if not isinstance(hp['n_grid'], int) or hp['n_grid'] < 2:
+        checks.fail('n_grid', hp['n_grid'], 'an integer >= 2')
+    if not isinstance(hp['layer'], int):
+        checks.fail('layer', hp['layer'], 'an integer (block index, negative from the end)')
+    checks.non_negative_int('run', hp['run'])
+    checks.positive_int('n_threads', hp['n_threads'])
+    checks.dictionary('select', hp['select'])
+
+
+if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
+    _hp = configurator.configure(globals(), doc=__doc__, check=check)
+
+import os  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import checkpoints  # noqa: E402
+import networks  # noqa: E402
+import plots  # noqa: E402
+import representations as rep  # noqa: E402
+import tasks  # noqa: E402
+import util  # noqa: E402
 
 
 def head_steady_states(net, encoder, env, x, layer=-1):
@@ -36,35 +58,37 @@ def head_steady_states(net, encoder, env, x, layer=-1):
     ob = torch.as_tensor(env.observations(x))
     device = next(net.parameters()).device
     with torch.no_grad():
-        v = net.head_values(util.network_inputs(ob.to(device), env, encoder), layer=layer)
-    return v[:, analyze.last_stimulus_step(env)].cpu().numpy()
+        v = net.head_values(networks.network_inputs(ob.to(device), env, encoder), layer=layer)
+    return v[:, rep.last_stimulus_step(env)].cpu().numpy()
 
 
 def analyze_transformer(hp):
     """Rate maps and x1/x2 correlations of every head's value vectors; writes the
     files and returns the summary."""
-    path = analyze.select_path(hp)
+    check(hp)
+    path = checkpoints.select_network(hp['path'], hp['runs_dir'], hp['select'], hp['run'])
+    util.set_threads(hp['n_threads'])
     net, encoder, config = checkpoints.load_network(path, util.pick_device(hp['device']))
     if config['network'] != 'gpt-2':
         raise ValueError(f"network {config['network']!r} at {path}: analyze_transformer.py takes "
                          "a gpt-2 network (use analyze.py for RNN and LSTM)")
-    name = analyze.run_name(path, config)
+    name = config['name']
     folder = os.path.join(hp['out_dir'], name)
     os.makedirs(folder, exist_ok=True)
-    env = util.training_env(config)
-    x = analyze.stimulus_grid(hp['n_grid'], config['n_dim'])
+    env = tasks.training_env(config)
+    x = rep.stimulus_grid(hp['n_grid'], config['n_dim'])
     values = head_steady_states(net, encoder, env, x, hp['layer'])  # (n, n_head, head_dim)
     n_head, head_dim = values.shape[1:]
-    maps = np.stack([analyze.rate_maps(values[:, k], hp['n_grid']) for k in range(n_head)])
-    corr = np.stack([analyze.unit_correlations(values[:, k], x) for k in range(n_head)])
+    maps = np.stack([rep.rate_maps(values[:, k], hp['n_grid']) for k in range(n_head)])
+    corr = np.stack([rep.unit_correlations(values[:, k], x) for k in range(n_head)])
     np.savez(os.path.join(folder, 'values_rate_maps.npz'), rate_maps=maps, correlations=corr,
              grid=np.unique(x[:, 0]), stim=x)
     for k in range(n_head):
-        analyze.plot_rate_maps(maps[k], f'{name} head {k}', os.path.join(folder, f'values_head{k}.png'))
-    analyze.plot_correlations(corr.reshape(-1, 2), f'{name}: rows are heads',
+        plots.plot_rate_maps(maps[k], f'{name} head {k}', os.path.join(folder, f'values_head{k}.png'))
+    plots.plot_correlations(corr.reshape(-1, 2), f'{name}: rows are heads',
                               os.path.join(folder, 'values_correlations.png'), layout=(n_head, head_dim))
     summary = {'network': path, 'n_head': int(n_head), 'head_dim': int(head_dim), 'layer': hp['layer'],
-               'mean_abs_correlation_x1_x2_per_head': [analyze.mean_abs_correlation(c) for c in corr],
+               'mean_abs_correlation_x1_x2_per_head': [rep.mean_abs_correlation(c) for c in corr],
                'hyperparameters': hp}
     checkpoints.save_json(summary, os.path.join(folder, 'values_summary.json'))
     print(f"{n_head} heads × {head_dim} value components -> {folder}/")
@@ -72,4 +96,4 @@ def analyze_transformer(hp):
 
 
 if __name__ == '__main__':
-    run_script(analyze_transformer, globals(), doc=__doc__)
+    configurator.run(analyze_transformer, _hp)

@@ -13,12 +13,18 @@ import tempfile
 import numpy as np
 import torch
 
+import checks
 import ensemble
-import util
+import networks
+import tasks
+from configurator import script_defaults
 
 CHECKPOINT = 'net.pth'
 CONFIG = 'config.json'
 METRICS = 'metrics.json'
+TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py')
+# what runs saved before these hyperparameters existed were trained with
+EARLIER_DEFAULTS = {'loss': 'logits', 'dropout': 0.1, 'enc_hidden': 100, 'enc_out': 40}
 
 
 # ---------------------------------------------------------------------------------
@@ -129,7 +135,7 @@ def find_runs(root='trained_networks', **criteria):
     found = []
     for path in glob.glob(os.path.join(root, '*', CONFIG)) + glob.glob(os.path.join(root, '*.pth')):
         if path.endswith(CONFIG):
-            config, where = load_json(path), os.path.dirname(path)
+            config, where = load_config(os.path.dirname(path)), os.path.dirname(path)
         else:
             config, where = legacy_config(path, load_checkpoint(path)), path
         if all(_matches(config.get(k, _MISSING), v) for k, v in criteria.items()):
@@ -164,37 +170,58 @@ def _matches(value, wanted):
 # ---------------------------------------------------------------------------------
 # One loader for every trained network
 
-def load_network(path, device='cpu'):
+def load_config(folder):
+    """A run folder's config.json, completed with what older runs were trained with
+    for hyperparameters added since (e.g. loss='logits')."""
+    return {**EARLIER_DEFAULTS, **load_json(os.path.join(folder, CONFIG))}
+
+
+def load_network(path, device='cpu', noise_free=False):
     """Rebuild a trained network (one member), its frozen encoder and its config
     from a run folder of ours or from one of the paper's published `.pth` files.
-    Returns (net, encoder or None, config), both modules in eval mode."""
+    Returns (net, encoder or None, config), both modules in eval mode; `noise_free`
+    switches the RNN's network noise off (analyses)."""
     if os.path.isdir(path):
-        config = load_json(os.path.join(path, CONFIG))
-        config.setdefault('loss', 'logits')  # runs from before the `loss` option trained with logits
+        config = load_config(path)
         ckpt = load_checkpoint(os.path.join(path, CHECKPOINT))
     else:
         ckpt = load_checkpoint(path)
-        config = ckpt.get('config') or legacy_config(path, ckpt)
-    env = util.training_env(config)
-    n_in = util.n_inputs(env, config['encode'])
+        config = legacy_config(path, ckpt)
+    env = tasks.training_env(config)
     n_out = ckpt['state_dict']['rec_to_out.weight'].shape[0]
-    net = util.build_network(config, n_in, n_out)
+    net = networks.build_network(config, networks.n_inputs(env, config), n_out)
     ensemble.load_member_state_dict(net, 0, ckpt['state_dict'])
-    encoder = None
-    if config['encode']:
-        encoder = util.build_encoder(config['n_dim'], config['activ_enc'])
+    if noise_free and hasattr(net, 'n_sd'):
+        net.n_sd = 0
+    encoder = networks.build_encoder(config)
+    if encoder is not None:
         ensemble.load_member_state_dict(encoder, 0, ckpt['encoder'])
         encoder = encoder.to(device).eval()
     return net.to(device).eval(), encoder, config
 
 
+def select_network(path, runs_dir, select, run):
+    """The network an analysis takes: `path` (a run folder or a paper .pth file), or
+    else the run-th of the networks under runs_dir whose config matches `select`."""
+    if path is not None:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"path {path!r} does not exist")
+        return path
+    checks.dictionary('select', select)
+    found = find_runs(runs_dir, **select)
+    if not found:
+        raise FileNotFoundError(f"no trained network in {runs_dir!r} matches select={select}")
+    if not isinstance(run, int) or not 0 <= run < len(found):
+        checks.fail('run', run, f"an index in 0..{len(found) - 1} ({len(found)} networks match select={select})")
+    return found[run]
+
+
 def legacy_config(path, ckpt):
     """Configuration of one of the paper's published checkpoints: sizes come from
     the weights, the rest from the markers its file name carries (SPEC §9)."""
-    import train  # the defaults live at the top of train.py
     name = os.path.basename(path)
     sd = ckpt['state_dict']
-    config = train.defaults()
+    config = dict(script_defaults(TRAIN_SCRIPT), loss='paper')  # the release trained with its own BCE
     if any(k.endswith('_l0') for k in sd):
         config['network'] = 'LSTM'
         ckpt['state_dict'] = sd = {_legacy_lstm_key(k): v for k, v in sd.items()}
@@ -211,7 +238,7 @@ def legacy_config(path, ckpt):
         config['n_neu'] = sd['rec_to_rec.weight'].shape[0]
     elif config['network'] == 'LSTM':
         config['n_neu'] = sd['lstm.weight_hh_l0'].shape[1]
-    config.update(run=0, name=name)
+    config.update(run=0, name=os.path.splitext(name)[0])
     return config
 
 

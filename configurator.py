@@ -165,6 +165,26 @@ def _read_config(path):
     return assignments
 
 
+def script_defaults(path):
+    """The hyperparameters of a script with their default values, read from its
+    source (the `name = literal` lines at its top, before its first other statement)
+    without running or importing it. Lets a library module know a script's defaults
+    (e.g. the training defaults for the paper's checkpoints) from their one source."""
+    with open(path, encoding='utf-8') as f:
+        body = ast.parse(f.read(), filename=path).body
+    defaults = {}
+    for stmt in body:
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # the docstring
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
+            break
+        try:
+            defaults[stmt.targets[0].id] = ast.literal_eval(stmt.value)
+        except ValueError:
+            break
+    return defaults
+
+
 def hyperparameters(namespace):
     """The hyperparameters of a script namespace with their current values: names not
     starting with '_' whose values are plain literals, in definition order."""
@@ -172,13 +192,15 @@ def hyperparameters(namespace):
             if not name.startswith('_') and _is_literal(value)}
 
 
-def configure(namespace, argv=None, lists=(), doc=None, print_config=True):
+def configure(namespace, argv=None, lists=(), doc=None, print_config=True, check=None):
     """Apply config files and --name=value overrides from `argv` to the hyperparameters in `namespace`.
 
     Hyperparameters are the names in `namespace` (a module's globals) not starting with '_'
     whose values are plain literals. Returns {name: resolved value} in definition order and
     updates `namespace` in place. Bad overrides print an error and exit with status 2;
     --help / -h prints every hyperparameter with its default and comment and exits with 0.
+    `check(values)` may raise ValueError for impossible values: the message is printed
+    and the program exits with status 2, before the resolved values are printed.
     """
     if not isinstance(namespace, dict):
         raise ValueError(f"namespace must be a dict such as globals(); got {type(namespace).__name__}")
@@ -229,6 +251,11 @@ def configure(namespace, argv=None, lists=(), doc=None, print_config=True):
             for line, name, value in _read_config(item):
                 override(name, value, where=f"{item}:{line}: ")
 
+    if check is not None:
+        try:
+            check(dict(values))
+        except ValueError as e:
+            _fail(str(e))
     namespace.update(values)
     if print_config:
         for name, value in values.items():
@@ -236,12 +263,11 @@ def configure(namespace, argv=None, lists=(), doc=None, print_config=True):
     return dict(values)
 
 
-def run_script(main, namespace, lists=(), doc=None):
-    """A script's entry point: configure `namespace` from the command line, then call
-    main(config). Expected failures (impossible values, missing or corrupt files) end
-    the program with `error: ...` and status 1 instead of a traceback."""
-    config = configure(namespace, lists=lists, doc=doc)
+def run(main, config):
+    """A script's entry point: call main(config). Expected failures (impossible
+    values, missing or corrupt files, unwritable outputs, a non-finite loss) end the
+    program with `error: ...` and status 1 instead of a traceback."""
     try:
         return main(config)
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
+    except (ValueError, OSError, FloatingPointError) as e:  # FileNotFoundError, FileExistsError are OSErrors
         sys.exit(f"error: {e}")

@@ -12,16 +12,12 @@ import numpy as np
 import torch
 from torch.func import jacrev, vmap
 
-# Defaults of every knob, in one place.
-TOL_Q = 1e-6            # keep a point only if q < TOL_Q
-TOL_UNIQUE = 1e-3       # points closer than this (Euclidean) are the same fixed point
-MAX_ITERS = 5000        # Adam steps at most
+# The knobs (tol_q, tol_unique, max_iters, lr, near-zero tolerance) have their defaults in
+# one place, analyze.py's hyperparameters; here they are required keyword arguments.
 STOP_RATIO = 1e-4       # stop early once every q < STOP_RATIO * tol_q
 # Why converge past tol_q: a point with residual q lies up to √(2q)/σ_min(J) from the true
 # one (J the Jacobian of F(h) − h; σ_min is small along slow directions), so stopping at
 # q < tol_q/10 leaves copies of one fixed point farther apart than tol_unique. It costs few steps.
-LR = 1e-2               # Adam learning rate (constant: plain Adam already settles into the minima)
-NEAR_ZERO_TOL = 0.05    # |λ| below this counts as zero (a continuous-attractor direction)
 
 
 @dataclass
@@ -54,10 +50,12 @@ def _residual(F, h):
     return h_next - h
 
 
-def find_fixed_points(F, h0, tol_q=TOL_Q, tol_unique=TOL_UNIQUE, max_iters=MAX_ITERS, lr=LR,
-                      stop_ratio=STOP_RATIO, noise_scale=0.0, seed=0, compute_jacobians=True):
-    """Minimise q(h) = ½‖F(h) − h‖² from the K initial states h0 (K, N) and return the
-    unique points with q < tol_q. h0 keeps its dtype and device, which must suit F."""
+def find_fixed_points(F, h0, *, tol_q, tol_unique, max_iters, lr, stop_ratio=STOP_RATIO,
+                      noise_scale=0.0, seed=0, compute_jacobians=True):
+    """Minimise q(h) = ½‖F(h) − h‖² with Adam (learning rate lr, constant: plain Adam
+    already settles into the minima) from the K initial states h0 (K, N), for at most
+    max_iters steps, and return the unique points with q < tol_q (points closer than
+    tol_unique are one). h0 keeps its dtype and device, which must suit F."""
     h0 = _as_states(h0, "h0")
     if tol_q <= 0 or tol_unique < 0:
         raise ValueError(f"tol_q must be > 0 and tol_unique >= 0, got {tol_q}, {tol_unique}")
@@ -152,7 +150,7 @@ def amplification(eigvals, dt=100, tau=100, n_top=2):
         return (dt / tau) / np.abs(np.log(np.abs(1 + top)))
 
 
-def count_near_zero(eigvals, tol=NEAR_ZERO_TOL):
+def count_near_zero(eigvals, tol):
     """Number of eigenvalues with |λ| < tol per fixed point: (P, N) -> (P,). A 2-D
     continuous attractor has two."""
     if tol <= 0:

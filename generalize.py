@@ -7,15 +7,25 @@ on all four with --out_of_distribution=False); r² = 1 − MSE/(1/12).
     python generalize.py                                   # paper protocol, RNN sweep
     python generalize.py --decoder=lstsq --label=RNN_fast  # exact least squares, ~1 s/network
     python generalize.py --select="{'network': 'LSTM'}" --label=LSTM
+    python generalize.py --protocol=paper                  # the paper's test sets -> results/RNN_paper.*
+
+protocol='paper' reproduces the test sets of the paper's code release, which made the
+paper's numbers: it passes one held-out quadrant to the test task as a scalar index,
+so that quadrant's sign row becomes the only row of the quadrant table and each test
+trial takes one entry of it as the common sign of both coordinates. Held-out
+quadrants 1 (+,+) and 3 (−,−) are tested correctly; 2 and 4 on an even mix of
+quadrants 1 and 3, which the decoder was trained on (likewise for D > 2 without
+`split` / `split_var`, and for free-RT networks).
 """
 # ---- hyperparameters (override with --name=value or a config file) ----
 runs_dir = 'trained_networks'  # where trained networks are found
 select = {'network': 'RNN'}  # config values the networks must match
 n_tasks = [2, 3, 6, 12, 24]  # task counts to evaluate
 n_runs = 5  # runs per task count (the first n_runs found)
-label = 'RNN'  # output name: results/<label>.npz (in-distribution adds '_ID')
+label = 'RNN'  # output name: results/<label>.npz ('_ID' added in distribution, '_paper' under protocol='paper')
 results_dir = 'results'  # where results and plots are written
 out_of_distribution = True  # fit on the other quadrants (True) or on all four (False)
+protocol = 'correct'  # test on the held-out quadrant ('correct') or on the release's test sets ('paper'; adds '_paper' to the name)
 decoder = 'adam'  # 'adam' (the paper's protocol) or 'lstsq' (exact least squares)
 n_fit = 5  # decoder fits per held-out split, each on fresh trials
 n_batch = {2: 3000, 3: 3000, 6: 2000, 12: 1000, 24: 1000}  # decoder training batches per task count (others: 1000)
@@ -27,18 +37,46 @@ split_var = False  # D > 2: train on x_q < 0, test on x_q > 0, for each variable
 timing = None  # evaluation timing (dict of ms); None: the network's training timing
 seed = 0  # seed of the evaluation trials and decoder inits
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
+n_threads = 1  # CPU threads for torch
 # ------------------------------------------------------------------------
-import itertools
-import os
-import time
+import checks
+import configurator
 
-import numpy as np
-import torch
 
-import checkpoints
-import metrics
-import util
-from configurator import run_script
+def check(hp):
+    """Reject impossible settings before any work is done (no slow imports needed)."""
+    checks.one_of('protocol', hp['protocol'], ('correct', 'paper'))
+    checks.one_of('decoder', hp['decoder'], ('adam', 'lstsq'))
+    checks.positive_ints('n_tasks', hp['n_tasks'])
+    checks.dictionary('select', hp['select'])
+    for name in ('n_runs', 'n_fit', 'batch_sz', 'n_test', 'n_threads'):
+        checks.positive_int(name, hp[name])
+    checks.non_negative_int('seed', hp['seed'])
+    checks.positive('lr', hp['lr'])
+    checks.dictionary('n_batch', hp['n_batch'])
+    for k, n in hp['n_batch'].items():
+        checks.positive_int(f'n_batch[{k}]', n)
+    if hp['split'] is not None:
+        checks.positive_int('split', hp['split'])
+
+
+if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
+    _hp = configurator.configure(globals(), doc=__doc__, check=check)
+
+import itertools  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import checkpoints  # noqa: E402
+import metrics  # noqa: E402
+import networks  # noqa: E402
+import plots  # noqa: E402
+import results  # noqa: E402
+import tasks  # noqa: E402
+import util  # noqa: E402
 
 
 def splits(n_dim, out_of_distribution, split=None, split_var=False):
@@ -63,10 +101,24 @@ def splits(n_dim, out_of_distribution, split=None, split_var=False):
     return pairs
 
 
+def test_orthants(config, test, hp):
+    """The orthants the test trials of one split are drawn from. 'correct': the
+    held-out ones. 'paper': where the release passed a single held-out orthant as a
+    scalar (D = 2; D > 2 without split / split_var), each trial's common sign is one
+    entry of that orthant's sign row, i.e. the all-positive or all-negative orthant in
+    proportion to the row's signs (listing an orthant twice doubles its weight)."""
+    single = config['n_dim'] == 2 or (hp['split'] is None and not hp['split_var'])
+    if hp['protocol'] == 'correct' or not single:
+        return test
+    signs = tasks.decoding_env(config, test).signs[0]
+    all_positive, all_negative = (1, 3) if config['n_dim'] == 2 else (2 ** config['n_dim'], 1)
+    return [all_positive if s > 0 else all_negative for s in signs]
+
+
 def collect(net, encoder, env, rng, n_trials):
     """Final hidden states (n, N) and latents (n, D) of n fresh trials."""
     trials = env.sample(rng, n_trials)
-    return util.hidden_states(net, encoder, env, trials['ob'], last_only=True), \
+    return networks.hidden_states(net, encoder, env, trials['ob'], last_only=True), \
         torch.as_tensor(trials['stim'], dtype=torch.float32)
 
 
@@ -77,8 +129,8 @@ def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
     pairs = splits(config['n_dim'], hp['out_of_distribution'], hp['split'], hp['split_var'])
     H_train, X_train, H_test, X_test = [], [], [], []
     for s, (train_q, test_q) in enumerate(pairs):
-        train_env = util.decoding_env(config, train_q, hp['timing'])
-        test_env = util.decoding_env(config, test_q, hp['timing'])
+        train_env = tasks.decoding_env(config, train_q, hp['timing'])
+        test_env = tasks.decoding_env(config, test_orthants(config, test_q, hp), hp['timing'])
         for f in range(hp['n_fit']):
             rng = np.random.default_rng([hp['seed'], net_seed, s, f])
             h, x = collect(net, encoder, train_env, rng, n_train_batches * hp['batch_sz'])
@@ -107,7 +159,7 @@ def abstraction(net, encoder, config, hp, net_seed, n_trials=2000):
     if config['n_dim'] != 2:
         return np.full(2, np.nan), np.full(2, np.nan)
     rng = np.random.default_rng([hp['seed'], net_seed, 10 ** 6])
-    H, X = collect(net, encoder, util.decoding_env(config, timing=hp['timing']), rng, n_trials)
+    H, X = collect(net, encoder, tasks.decoding_env(config, timing=hp['timing']), rng, n_trials)
     scores = metrics.abstraction_metrics(H.numpy(), X.numpy(), seed=hp['seed'])
     return (np.array([scores['ccgp_x1'], scores['ccgp_x2']]),
             np.array([scores['ps_x1'], scores['ps_x2']]))
@@ -118,18 +170,12 @@ def batches_for(hp, n_task):
     return hp['n_batch'].get(n_task, 1000)
 
 
-def summarise(values):
-    """Median and interquartile range over everything but the first axis."""
-    flat = values.reshape(len(values), -1)
-    q = np.nanpercentile(flat, [50, 25, 75], axis=1) if np.isfinite(flat).any() else np.full((3, len(values)), np.nan)
-    return {'median': q[0].tolist(), 'p25': q[1].tolist(), 'p75': q[2].tolist()}
-
-
 def generalize(hp):
     """Evaluate every selected network; write results/<label>.npz, .json and plots."""
     check(hp)
     device = util.pick_device(hp['device'])
-    name = hp['label'] + ('' if hp['out_of_distribution'] else '_ID')
+    util.set_threads(hp['n_threads'])
+    name = result_name(hp)
     folders = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'], hp['n_runs'])
     r_sq = dec = angles = train_hist = test_mse = None
     ccgp, ps = (np.full((len(hp['n_tasks']), hp['n_runs'], 2), np.nan) for _ in range(2))
@@ -151,84 +197,63 @@ def generalize(hp):
             angles[i, j] = metrics.decoder_angles(W)
             train_hist[i, j, ..., :hist.shape[-1]] = hist
             ccgp[i, j], ps[i, j] = abstraction(net, encoder, config, hp, net_seed=1000 * k + config['run'])
-            print(f"n_task={k:>3} {os.path.basename(folder)}: r² median {np.median(r2):.3f}, "
+            print(f"n_task={k:>3} {os.path.basename(folder)}: r² mean {np.mean(r2):.3f}, "
                   f"CCGP {np.mean(ccgp[i, j]):.2f}, PS {np.mean(ps[i, j]):.2f} ({time.time() - t1:.1f} s)")
     os.makedirs(hp['results_dir'], exist_ok=True)
     path = os.path.join(hp['results_dir'], name)
-    with open(path + '.npz', 'wb') as f:
-        np.savez(f, r_sq=r_sq, n_tasks=np.array(hp['n_tasks']), dec=dec, angles=angles,
-                 train=train_hist, test=test_mse, ccgp=ccgp, ps=ps)
-    pair_angles = angles[..., np.triu_indices(angles.shape[-1], 1)[0], np.triu_indices(angles.shape[-1], 1)[1]]
+    results.save_results(path + '.npz', r_sq=r_sq, n_tasks=np.array(hp['n_tasks']), dec=dec,
+                         angles=angles, train=train_hist, test=test_mse, ccgp=ccgp, ps=ps,
+                         protocol=np.array(hp['protocol']))
     summary = {'config': hp, 'networks': {str(k): folders[k] for k in hp['n_tasks']},
-               'n_tasks': hp['n_tasks'], 'r_sq': summarise(r_sq), 'angle': summarise(pair_angles),
-               'ccgp': summarise(ccgp), 'parallelism': summarise(ps),
+               'n_tasks': hp['n_tasks'], 'protocol': hp['protocol'],
+               'r_sq': results.summarise(r_sq), 'r_sq_networks': results.network_summary(r_sq),
+               'angle': results.summarise(results.pair_angles(angles)),
+               'ccgp': results.summarise(ccgp), 'parallelism': results.summarise(ps),
                'seconds': time.time() - t0}
     checkpoints.save_json(summary, path + '.json')
-    plot(hp['results_dir'], hp['label'])
+    plot(hp['results_dir'], name)
     print(f"wrote {path}.npz, .json and plots ({time.time() - t0:.0f} s)")
     return path
 
 
-def check(hp):
-    """Reject impossible settings before any work is done."""
-    if hp['decoder'] not in ('adam', 'lstsq'):
-        raise ValueError(f"decoder={hp['decoder']!r} is not allowed: 'adam' or 'lstsq'")
-    if not hp['n_tasks'] or any(not isinstance(k, int) or k < 1 for k in hp['n_tasks']):
-        raise ValueError(f"n_tasks={hp['n_tasks']!r} is not allowed: a list of positive integers")
-    for name in ('n_runs', 'n_fit', 'batch_sz', 'n_test'):
-        if not isinstance(hp[name], int) or hp[name] < 1:
-            raise ValueError(f"{name}={hp[name]!r} is not allowed: a positive integer")
-    if any(not isinstance(n, int) or n < 1 for n in hp['n_batch'].values()):
-        raise ValueError(f"n_batch={hp['n_batch']!r} is not allowed: positive integers")
-    if hp['split'] is not None and (not isinstance(hp['split'], int) or hp['split'] < 1):
-        raise ValueError(f"split={hp['split']!r} is not allowed: None or a positive integer")
+def result_name(hp):
+    """results/<label>[_ID][_paper]: in-distribution and the paper's protocol get their own files."""
+    return hp['label'] + ('' if hp['out_of_distribution'] else '_ID') + ('_paper' if hp['protocol'] == 'paper' else '')
 
 
-def load_results(results_dir, name):
-    """A results file (ours or the paper's), read without unpickling."""
-    with np.load(os.path.join(results_dir, name + '.npz'), allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+def plot(results_dir, name):
+    """r² vs number of tasks (one dot per network, median over networks with its
+    bootstrap interval; with the in-distribution file beside it when present), the
+    angle between the decoded latents, and the decoder loss curves; PNG and PDF in
+    results_dir, named after the results file."""
+    res = results.load_results(results_dir, name)
+    ood = name.removesuffix('_ID')
+    pair = dict.fromkeys((ood, ood.removesuffix('_paper') + '_ID'))  # this file and its partner
+    found = {n: results.load_results(results_dir, n) for n in pair
+             if os.path.exists(os.path.join(results_dir, n + '.npz'))}
+    fig, ax = plots.subplots()
+    plots.compare(ax, found, {n: 'ID' if n.endswith('_ID') else 'OOD' for n in found})
+    plots.reference(ax, plots.CEILING, f'ceiling {plots.CEILING}')
+    ax.set(ylabel='decoder r²', title=ood)
+    ax.legend(fontsize=7)
+    plots.save_figure(fig, os.path.join(results_dir, f'{name}_r2.png'))
 
+    fig, ax = plots.subplots()
+    plots.compare(ax, {name: res}, {name: name}, key='angles')
+    plots.reference(ax, 90)
+    ax.set(ylabel='angle between latents (°)')
+    plots.save_figure(fig, os.path.join(results_dir, f'{name}_angle.png'))
 
-def plot(results_dir, label):
-    """r² vs number of tasks (OOD and, when present, ID), the angle between the
-    decoded latents, and the decoder loss curves; PNG and PDF in results_dir."""
-    plt = util.plot_style()
-    curves = {kind: load_results(results_dir, label + suffix)
-              for kind, suffix in (('OOD', ''), ('ID', '_ID'))
-              if os.path.exists(os.path.join(results_dir, label + suffix + '.npz'))}
-    fig, ax = plt.subplots(figsize=(3.2, 2.6))
-    for kind, res in curves.items():
-        q = np.nanpercentile(res['r_sq'].reshape(len(res['n_tasks']), -1), [25, 50, 75], axis=1)
-        ax.plot(res['n_tasks'], q[1], 'o-', label=kind)
-        ax.fill_between(res['n_tasks'], q[0], q[2], alpha=0.3)
-    ax.axhline(0.975, ls='--', c='gray', lw=0.8, label='ceiling 0.975')
-    ax.set(xscale='log', xlabel='number of tasks', ylabel='r²', title=label)
-    ax.set_xticks(curves[next(iter(curves))]['n_tasks'], labels=curves[next(iter(curves))]['n_tasks'])
-    ax.legend()
-    util.save_figure(fig, os.path.join(results_dir, f'{label}_r2.png'))
-
-    for kind, res in curves.items():
-        a = res['angles']
-        iu = np.triu_indices(a.shape[-1], 1)
-        q = np.nanpercentile(a[..., iu[0], iu[1]].reshape(len(res['n_tasks']), -1), [25, 50, 75], axis=1)
-        fig, ax = plt.subplots(figsize=(3.2, 2.6))
-        ax.plot(res['n_tasks'], q[1], 'o-')
-        ax.fill_between(res['n_tasks'], q[0], q[2], alpha=0.3)
-        ax.axhline(90, ls='--', c='gray', lw=0.8)
-        ax.set(xscale='log', xlabel='number of tasks', ylabel='angle between latents (°)', title=f'{label} {kind}')
-        util.save_figure(fig, os.path.join(results_dir, f"{label}{'' if kind == 'OOD' else '_ID'}_angle.png"))
-
-        if res['train'].shape[-1]:
-            fig, ax = plt.subplots(figsize=(3.2, 2.6))
-            for i, k in enumerate(res['n_tasks']):
-                curves = res['train'][i].reshape(-1, res['train'].shape[-1])
-                curves = curves[:, np.isfinite(curves).any(0)]  # histories are NaN-padded to the longest
-                ax.plot(np.nanmean(curves, 0), label=f'{k} tasks')
-            ax.set(yscale='log', xlabel='decoder batch', ylabel='train MSE', title=f'{label} {kind}')
-            ax.legend()
-            util.save_figure(fig, os.path.join(results_dir, f"{label}{'' if kind == 'OOD' else '_ID'}_loss.png"))
+    if res['train'].shape[-1]:
+        fig, ax = plots.subplots()
+        for i, k in enumerate(res['n_tasks']):
+            hist = res['train'][i].reshape(-1, res['train'].shape[-1])
+            hist = hist[:, np.isfinite(hist).any(0)]  # histories are NaN-padded to the longest
+            ax.plot(np.nanmean(hist, 0), label=f'{k} tasks')
+        ax.set(yscale='log', xlabel='decoder batch', ylabel='train MSE', title=name)
+        ax.legend()
+        plots.save_figure(fig, os.path.join(results_dir, f'{name}_loss.png'))
 
 
 if __name__ == '__main__':
-    run_script(generalize, globals(), doc=__doc__)
+    configurator.run(generalize, _hp)

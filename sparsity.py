@@ -18,16 +18,37 @@ results_dir = 'results'  # where results and plots are written
 n_stim = 1000  # noise-free random stimuli per network
 seed = 0  # seed of the stimuli
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
+n_threads = 1  # CPU threads for torch
 # ------------------------------------------------------------------------
-import os
+import checks
+import configurator
 
-import numpy as np
 
-import analyze
-import checkpoints
-import metrics
-import util
-from configurator import run_script
+def check(hp):
+    """Reject impossible settings before any work is done (no slow imports needed)."""
+    checks.positive_ints('n_tasks', hp['n_tasks'])
+    checks.positive_int('n_runs', hp['n_runs'])
+    checks.positive_int('n_threads', hp['n_threads'])
+    if not isinstance(hp['n_stim'], int) or hp['n_stim'] < 2:
+        checks.fail('n_stim', hp['n_stim'], 'an integer >= 2')
+    checks.non_negative_int('seed', hp['seed'])
+    checks.dictionary('select', hp['select'])
+
+
+if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
+    _hp = configurator.configure(globals(), doc=__doc__, check=check)
+
+import os  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import checkpoints  # noqa: E402
+import metrics  # noqa: E402
+import plots  # noqa: E402
+import representations as rep  # noqa: E402
+import results  # noqa: E402
+import tasks  # noqa: E402
+import util  # noqa: E402
 
 
 def steady_state_sparsity(rates):
@@ -40,29 +61,24 @@ def steady_state_sparsity(rates):
 def sparsity_sweep(hp):
     """Evaluate every selected network; write results/sparsity_<label>.npz, .json and
     the plot; returns the path stem."""
-    if not hp['n_tasks'] or any(not isinstance(k, int) or k < 1 for k in hp['n_tasks']):
-        raise ValueError(f"n_tasks={hp['n_tasks']!r} is not allowed: a list of positive integers")
-    for name, low in (('n_runs', 1), ('n_stim', 2)):
-        if not isinstance(hp[name], int) or hp[name] < low:
-            raise ValueError(f"{name}={hp[name]!r} is not allowed: an integer >= {low}")
-    if not isinstance(hp['select'], dict):
-        raise ValueError(f"select={hp['select']!r} is not allowed: a dict of config values")
+    check(hp)
     folders = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'], hp['n_runs'])
     device = util.pick_device(hp['device'])
+    util.set_threads(hp['n_threads'])
     shape = (len(hp['n_tasks']), hp['n_runs'])
     sparse, ci, active = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
     for i, k in enumerate(hp['n_tasks']):
         for j, folder in enumerate(folders[k]):
-            net, encoder, config = analyze.load_noise_free(folder, device)
+            net, encoder, config = checkpoints.load_network(folder, device, noise_free=True)
             x = np.random.default_rng(hp['seed']).uniform(-0.5, 0.5, (hp['n_stim'], config['n_dim']))
-            rates = analyze.steady_states(net, encoder, util.training_env(config), x)
+            rates = rep.steady_states(net, encoder, tasks.training_env(config), x)
             sparse[i, j], ci[i, j], active[i, j] = steady_state_sparsity(rates)
             print(f"n_task={k:>3} {os.path.basename(folder)}: sparseness {sparse[i, j]:.3f} "
                   f"± {ci[i, j]:.3f}, {active[i, j]:.1f} % active")
     os.makedirs(hp['results_dir'], exist_ok=True)
     stem = os.path.join(hp['results_dir'], f"sparsity_{hp['label']}")
-    with open(stem + '.npz', 'wb') as f:
-        np.savez(f, sparsity=sparse, confidence_intervals=ci, active=active, n_tasks=np.array(hp['n_tasks']))
+    results.save_results(stem + '.npz', sparsity=sparse, confidence_intervals=ci, active=active,
+                         n_tasks=np.array(hp['n_tasks']))
     summary = {'config': hp, 'networks': {str(k): folders[k] for k in hp['n_tasks']},
                'n_tasks': hp['n_tasks'],
                'sparsity_mean': _nan_to_none(_mean_over_runs(sparse)),
@@ -90,8 +106,7 @@ def _nan_to_none(a):
 def plot(stem, n_tasks, sparse, ci, active, label):
     """Sparseness (runs with their CIs, and the mean) and % active units vs the
     number of tasks, log x."""
-    plt = util.plot_style()
-    fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.6), layout='constrained')
+    fig, axes = plots.subplots(1, 2)
     k = np.asarray(n_tasks, dtype=float)
     for j in range(sparse.shape[1]):
         jitter = k * 1.03 ** (j - (sparse.shape[1] - 1) / 2)  # spread the runs on the log axis
@@ -102,11 +117,10 @@ def plot(stem, n_tasks, sparse, ci, active, label):
     axes[0].set(ylabel='sparseness (Vinje–Gallant)')
     axes[1].set(ylabel='active units (%)')
     for ax in axes:
-        ax.set(xscale='log', xlabel='number of tasks', title=label)
-        ax.set_xticks(k, labels=[str(n) for n in n_tasks])
-        ax.minorticks_off()
-    util.save_figure(fig, stem + '.png')
+        plots.task_axis(ax, n_tasks)
+        ax.set(title=label)
+    plots.save_figure(fig, stem + '.png')
 
 
 if __name__ == '__main__':
-    run_script(sparsity_sweep, globals(), doc=__doc__)
+    configurator.run(sparsity_sweep, _hp)

@@ -14,6 +14,7 @@ the target of the current step is in info['gt'].
 """
 
 import difflib
+import inspect
 
 import numpy as np
 import torch
@@ -118,6 +119,13 @@ class LatentTask(TrialEnv):
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(self.n_obs,), dtype=np.float32, name=names)
         self.action_space = spaces.Box(-target_high, target_high, shape=(n_out,), dtype=np.float32)
         self.rng = np.random.default_rng()
+
+    def period_mask(self, period, trial_num=1):
+        """Boolean mask (trial_num·n_steps,) of the steps of `period` in a sequence of
+        trial_num concatenated trials."""
+        mask = np.zeros(self.n_steps, dtype=bool)
+        mask[self.start_step[period] : self.end_step[period]] = True
+        return np.tile(mask, trial_num)
 
     # -- sampling --------------------------------------------------------------
 
@@ -550,3 +558,77 @@ class BatchSource:
         self.rng.bit_generator.state = state["rng_state"]
         self._refill()
         self._index = int(state["index"])
+
+
+# -----------------------------------------------------------------------------
+# tasks from a run's configuration (train.py's hyperparameters, SPEC §4)
+
+REGRESSION_TASKS = ("DenoiseQuads", "DenoiseQuadsHighDim", "DenoiseQuadsFreeRT")
+FREE_RT_TASK = "LinearClassificationBound"
+
+
+def family(config, name=None):
+    """The task class a configuration trains on: non-zero `corr` / `autocorr` select
+    the correlated / autocorrelated variants of LinearClassificationCentOut."""
+    name = name or config["task"]
+    if name == "LinearClassificationCentOut":
+        if config.get("corr", 0):
+            return "LinearClassificationCorr"
+        if config.get("autocorr", 0):
+            return "LinearClassificationAutocorr"
+    return name
+
+
+def from_config(config, name=None, n_task=None, rule_vec=None, **overrides):
+    """One task built with the configuration's timing, noise, latent dimensionality
+    and task options. Keywords the class does not take are left out; `overrides` win."""
+    name = family(config, name)
+    if name not in TASKS:
+        make_env(name)  # raises ValueError with a suggestion
+    cls = TASKS[name]
+    sigma = 0 if config.get("noise_enc") else config["n_sd_in"]  # noise_enc: the noise goes after the encoder
+    kwargs = dict(dt=config["dt"], timing=dict(config["timing"]), sigma=sigma,
+                  n_task=config["n_task"] if n_task is None else n_task, n_dim=config["n_dim"],
+                  dist=config.get("dist", "gauss"), corr=config.get("corr", 0),
+                  ar_coef=config.get("autocorr", 0), thres=config.get("bound", 5), rule_vec=rule_vec)
+    kwargs.update(overrides)
+    accepted = inspect.signature(cls.__init__).parameters
+    if config["n_dim"] != 2 and "n_dim" not in accepted:
+        raise ValueError(f"task {name!r} is two-dimensional; for n_dim={config['n_dim']} "
+                         "use LinearClassificationHighDim (training) or DenoiseQuadsHighDim")
+    if kwargs["dist"] != "gauss" and "dist" not in accepted:
+        raise ValueError(f"dist={kwargs['dist']!r} is only available for LinearClassificationCentOut")
+    return cls(**{k: v for k, v in kwargs.items() if k in accepted})
+
+
+def training_envs(config, n_task=None):
+    """The task families of a run, each with its own one-hot rule input when there
+    are several (SPEC §2: one family per batch)."""
+    names = config["task"] if isinstance(config["task"], list) else [config["task"]]
+    if len(names) == 1:
+        return [from_config(config, names[0], n_task)]
+    eye = np.eye(len(names))
+    return [from_config(config, name, n_task, rule_vec=eye[i]) for i, name in enumerate(names)]
+
+
+def training_env(config):
+    """The (first) task family a network was trained on, with its rule input."""
+    return training_envs(config)[0]
+
+
+def decoding_env(config, quads=None, timing=None):
+    """The regression task that reads x* out of a trained network, in the input layout
+    it was trained with: DenoiseQuads (D = 2), DenoiseQuadsHighDim (D > 2) or
+    DenoiseQuadsFreeRT (free-RT networks), with the training noise and the rule input
+    of its first task family. `quads` restricts the quadrants / orthants (default all);
+    `timing` replaces the training timing."""
+    trained = training_env(config)
+    cfg = dict(config, task="DenoiseQuads", corr=0, autocorr=0, dist="gauss")
+    if timing is not None:
+        cfg["timing"] = timing
+    if config["task"] == FREE_RT_TASK:
+        name = "DenoiseQuadsFreeRT"
+    else:
+        name = "DenoiseQuadsHighDim" if config["n_dim"] > 2 else "DenoiseQuads"
+    rule_vec = trained.rule_vec if len(trained.rule_vec) else None
+    return from_config(cfg, name, rule_vec=rule_vec, **({} if quads is None else {"quad_num": quads}))

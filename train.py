@@ -21,11 +21,14 @@ tau = 100  # RNN time constant (ms)
 dt = 100  # time step (ms), for the tasks and the RNN
 n_layer = 1  # gpt-2: transformer blocks
 n_head = 8  # gpt-2: attention heads
+dropout = 0.1  # gpt-2: dropout on embeddings, attention and residuals (training only)
 n_sd_in = 2.0  # input noise: the task's sigma (per-step std sigma/sqrt(dt))
 n_sd_net = 0.0  # RNN: network noise std
 encode = True  # mix the latents through a frozen random MLP encoder
 activ_enc = 'relu'  # encoder nonlinearity: 'relu' or 'Quad' (x²)
 noise_enc = False  # noise after the encoder (std n_sd_in/20) instead of on the input
+enc_hidden = 100  # encoder hidden layer sizes
+enc_out = 40  # encoder output features
 corr = 0.0  # non-zero: correlated latents (LinearClassificationCorr)
 autocorr = 0.0  # non-zero: AR(1) input noise with this coefficient (LinearClassificationAutocorr)
 dist = 'gauss'  # input noise distribution: 'gauss' or 'gumbel'
@@ -44,25 +47,72 @@ runs = 1  # independently seeded networks per n_task value
 run = 0  # index of the first run (members get run ... run+runs-1)
 seed = 0  # base seed; a network's seed derives from (seed, n_task, run) only
 device = 'auto'  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
-n_threads = None  # CPU threads for torch; None: torch's default (use 1 when sharing the machine)
+n_threads = 1  # CPU threads for torch (1 is fastest when processes share the machine; more help a large ensemble on a quiet one)
 out_dir = 'trained_networks'  # where the run folders are written
 resume = False  # continue from the checkpoints in the run folders
 ckpt_every = 2000  # batches between checkpoints
 # ------------------------------------------------------------------------
 import os
-import platform
-import subprocess
-import time
 
-import numpy as np
-import torch
-from tqdm import tqdm
+import checks
+import configurator
 
-import checkpoints
-import ensemble
-import tasks
-import util
-from configurator import hyperparameters, run_script
+_NETWORKS = ('RNN', 'LSTM', 'gpt-2')
+
+
+def check_config(config):
+    """Raise ValueError for impossible hyperparameters (the checks that need no task
+    or model code, so they answer before the slow imports); returns the n_task values."""
+    n_tasks = checks.positive_ints('n_task', config['n_task'] if isinstance(config['n_task'], list)
+                                   else [config['n_task']])
+    checks.one_of('network', config['network'], _NETWORKS)
+    checks.one_of('activation', config['activation'], ('relu', 'tanh'))
+    checks.one_of('init', config['init'], (None, 'sparse', 'ortho'))
+    checks.one_of('activ_enc', config['activ_enc'], ('relu', 'Quad'))
+    checks.one_of('loss', config['loss'], ('paper', 'logits'))
+    checks.one_of('dist', config['dist'], ('gauss', 'gumbel'))
+    for name in ('n_dim', 'n_neu', 'n_layer', 'n_head', 'enc_hidden', 'enc_out', 'trial_num',
+                 'batch_sz', 'runs', 'ckpt_every', 'n_threads'):
+        checks.positive_int(name, config[name])
+    if config['n_batch'] is not None:
+        checks.positive_int('n_batch', config['n_batch'])
+    checks.non_negative_int('run', config['run'])
+    checks.non_negative_int('seed', config['seed'])
+    for name in ('tau', 'dt', 'lr', 'bound'):
+        checks.positive(name, config[name])
+    for name in ('n_sd_in', 'n_sd_net'):
+        checks.non_negative(name, config[name])
+    if not 0 <= config['dropout'] < 1:
+        checks.fail('dropout', config['dropout'], 'a number in [0, 1)')
+    if sum(bool(config[k]) for k in ('bal_err', 'pen_end', 'rand_pen')) > 1:
+        checks.fail('pen_end', config['pen_end'], 'at most one of bal_err, pen_end, rand_pen set to True')
+    if config['corr'] and config['autocorr']:
+        checks.fail('corr', config['corr'], 'corr and autocorr not both non-zero')
+    if config['network'] == 'gpt-2' and config['n_neu'] % config['n_head']:
+        checks.fail('n_head', config['n_head'], f"a divisor of n_neu={config['n_neu']}")
+    if not (config['device'] in ('auto', 'cpu') or str(config['device']).startswith('cuda')):
+        checks.fail('device', config['device'], "'auto', 'cpu' or 'cuda[:i]'")
+    if not config['out_dir']:
+        checks.fail('out_dir', config['out_dir'], 'a folder name (not empty)')
+    return n_tasks
+
+
+if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
+    _config = configurator.configure(globals(), lists=('task', 'n_task'), doc=__doc__, check=check_config)
+
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import checkpoints  # noqa: E402
+import ensemble  # noqa: E402
+import networks  # noqa: E402
+import tasks  # noqa: E402
+import util  # noqa: E402
+from configurator import hyperparameters  # noqa: E402
+from objective import Objective  # noqa: E402
 
 _N_RECORD = 100  # points of the loss / accuracy / confusion history
 _DEFAULTS = hyperparameters(globals())  # captured before any override
@@ -73,79 +123,25 @@ def defaults():
     return dict(_DEFAULTS)
 
 
-# ---------------------------------------------------------------------------------
-# Configuration checks: every mistake is reported before any work is done
-
-def check_config(config):
-    """Raise ValueError for impossible hyperparameters; returns the n_task values."""
-    def need(ok, name, allowed):
-        if not ok:
-            raise ValueError(f"{name}={config[name]!r} is not allowed: {allowed}")
-
-    def pos_int(name):
-        v = config[name]
-        need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, 'a positive integer')
-
-    n_tasks = config['n_task'] if isinstance(config['n_task'], list) else [config['n_task']]
-    need(len(n_tasks) > 0 and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
-                                  for k in n_tasks) and len(set(n_tasks)) == len(n_tasks),
-         'n_task', 'a positive integer or a list of distinct positive integers')
-    need(config['network'] in ('RNN', 'LSTM', 'gpt-2'), 'network', "'RNN', 'LSTM' or 'gpt-2'")
-    need(config['activation'] in ('relu', 'tanh'), 'activation', "'relu' or 'tanh'")
-    need(config['init'] in (None, 'sparse', 'ortho'), 'init', "None, 'sparse' or 'ortho'")
-    need(config['activ_enc'] in ('relu', 'Quad'), 'activ_enc', "'relu' or 'Quad'")
-    need(config['loss'] in ('paper', 'logits'), 'loss', "'paper' or 'logits'")
-    if config['n_threads'] is not None:
-        pos_int('n_threads')
-    for name in ('n_dim', 'n_neu', 'n_layer', 'n_head', 'trial_num', 'batch_sz', 'runs', 'ckpt_every'):
-        pos_int(name)
-    if isinstance(config['n_batch'], float) and config['n_batch'].is_integer():
-        config['n_batch'] = int(config['n_batch'])  # --n_batch=1e5 for a None default
-    if config['n_batch'] is not None:
-        pos_int('n_batch')
-    need(isinstance(config['run'], int) and config['run'] >= 0, 'run', 'an integer >= 0')
-    for name in ('tau', 'dt', 'lr', 'bound'):
-        need(config[name] > 0, name, 'a number > 0')
-    for name in ('n_sd_in', 'n_sd_net'):
-        need(config[name] >= 0, name, 'a number >= 0')
-    need(sum(bool(config[k]) for k in ('bal_err', 'pen_end', 'rand_pen')) <= 1,
-         'pen_end', 'at most one of bal_err, pen_end, rand_pen may be True')
-    need(not (config['corr'] and config['autocorr']), 'corr', 'corr and autocorr cannot both be non-zero')
-    if config['network'] == 'gpt-2':
-        need(config['n_neu'] % config['n_head'] == 0, 'n_head', f"a divisor of n_neu={config['n_neu']}")
-    dev = str(config['device'])
-    need(dev in ('auto', 'cpu') or (dev.startswith('cuda') and torch.cuda.is_available()),
-         'device', "'auto', 'cpu' or a cuda device (none is available here)" if dev.startswith('cuda')
-         else "'auto', 'cpu' or 'cuda[:i]'")
+def check_tasks(config, n_tasks):
+    """The checks that need the task classes: names, regression vs classification,
+    and each task's own keywords (timing, n_dim, ...)."""
     names = config['task'] if isinstance(config['task'], list) else [config['task']]
     for name in names:
         if name not in tasks.TASKS:
             tasks.make_env(name)  # ValueError with a close-match suggestion
-        if name in util.REGRESSION_TASKS and config['CE_loss']:
+        if name in tasks.REGRESSION_TASKS and config['CE_loss']:
             raise ValueError(f"task {name!r} is a regression task: use --CE_loss=False")
-        if name == 'LinearClassificationBound' and len(names) > 1:
-            raise ValueError('LinearClassificationBound cannot be mixed with other task families')
+        if name == tasks.FREE_RT_TASK and len(names) > 1:
+            raise ValueError(f'{tasks.FREE_RT_TASK} cannot be mixed with other task families')
     for k in n_tasks:
-        util.make_envs(config, k)  # the task classes check their own keywords
-    return n_tasks
+        tasks.training_envs(config, k)  # the task classes check their own keywords
 
 
 def member_seeds(base_seed, n_task, run):
     """Seeds of one network for (init, data, noise), derived from (seed, n_task, run) only."""
     children = np.random.SeedSequence([base_seed, n_task, run]).spawn(3)
     return [int(c.generate_state(1)[0]) for c in children]
-
-
-def provenance():
-    """Versions and git commit saved with every network."""
-    import neurogym
-    try:
-        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-    except OSError:
-        commit = ''
-    return {'python': platform.python_version(), 'torch': str(torch.__version__),
-            'numpy': np.__version__, 'neurogym': neurogym.__version__, 'git_commit': commit or None}
 
 
 # ---------------------------------------------------------------------------------
@@ -160,7 +156,7 @@ class Member:
         self.folder = os.path.join(config['out_dir'], self.name)
         self.config = {**config, 'n_task': n_task, 'run': run, 'member_seed': self.init_seed,
                        'name': self.name}
-        self.envs = util.make_envs(config, n_task)
+        self.envs = tasks.training_envs(config, n_task)
         self.offsets = np.cumsum([0] + [env.n_out for env in self.envs]).tolist()
         self.n_out = self.offsets[-1]
         self.source = tasks.BatchSource(self.envs, config['batch_sz'], data_seed,
@@ -177,15 +173,14 @@ def build_ensemble(config, members, n_in, device):
     alone under its own seed and copied in, so its weights do not depend on the
     other members; readouts of members with fewer outputs are zero-padded."""
     n_out = max(m.n_out for m in members)
-    net = util.build_network(config, n_in, n_out, n_members=len(members))
-    encoder = util.build_encoder(config['n_dim'], config['activ_enc'], len(members)) \
-        if config['encode'] else None
+    net = networks.build_network(config, n_in, n_out, n_members=len(members))
+    encoder = networks.build_encoder(config, len(members))
     for i, m in enumerate(members):
         torch.manual_seed(m.init_seed)
         if encoder is not None:
-            single = util.build_encoder(config['n_dim'], config['activ_enc'])
+            single = networks.build_encoder(config)
             ensemble.load_member_state_dict(encoder, i, ensemble.member_state_dict(single, 0))
-        single = util.build_network(config, n_in, m.n_out)
+        single = networks.build_network(config, n_in, m.n_out)
         ensemble.load_member_state_dict(net, i, pad_readout(ensemble.member_state_dict(single, 0), n_out))
     return net.to(device), (encoder.to(device) if encoder is not None else None)
 
@@ -283,7 +278,7 @@ def next_batch(members, T, n_obs, n_out):
     return ob, gt, active
 
 
-def member_noise(members, config, shape, stim_steps, decision):
+def member_noise(members, config, shape, stim_steps, objective, decision):
     """What each member draws from its own noise generator this batch: network noise
     (RNN), noise after the encoder (`noise_enc`) and the `rand_pen` loss steps; None
     where not used."""
@@ -291,9 +286,10 @@ def member_noise(members, config, shape, stim_steps, decision):
     noise = draw(config['n_neu']) if config['n_sd_net'] and config['network'] == 'RNN' else None
     enc_noise = None
     if config['noise_enc'] and config['encode']:
-        enc_noise = draw(util.ENC_OUT) * (config['n_sd_in'] / 20) * torch.as_tensor(stim_steps)[:, None]
-    w = torch.stack([util.loss_weights(config, decision, m.noise, shape[:1]) for m in members]) \
-        if config['rand_pen'] else None
+        std = config['n_sd_in'] * networks.ENC_NOISE_SCALE
+        enc_noise = draw(config['enc_out']) * std * torch.as_tensor(stim_steps)[:, None]
+    w = torch.stack([objective.step_weights(decision, m.noise, shape[:1]) for m in members]) \
+        if objective.weighting == 'rand_pen' else None
     return noise, enc_noise, w
 
 
@@ -301,11 +297,11 @@ def to(x, device):
     return None if x is None else x.to(device)
 
 
-def decision_scores(logits, gt, active, decision, config):
+def decision_scores(logits, gt, active, decision, objective):
     """Per member: accuracy of the decision-step answers over the active outputs and
     the 2×2 confusion matrix (true × predicted, flattened, as fractions)."""
     with torch.no_grad():
-        out = util.readout(logits[:, :, decision], config) > util.decision_threshold(config)
+        out = objective.squash(logits[:, :, decision]) > objective.threshold
         true = gt[:, :, decision] > 0
         mask = active.expand_as(out).bool()
         n = mask.sum((1, 2, 3)).float()
@@ -319,6 +315,7 @@ def train(config):
     above); returns the run folders."""
     config = dict(config)
     n_tasks = check_config(config)
+    check_tasks(config, n_tasks)
     default_batches = 20_000 if config['network'] == 'gpt-2' else 100_000
     if config['n_batch'] is None:
         config['n_batch'] = default_batches
@@ -326,10 +323,9 @@ def train(config):
     naming = dict(_DEFAULTS, n_batch=default_batches)
     runs = [(k, r, checkpoints.run_name(config, naming, k, r)) for k in n_tasks
             for r in range(config['run'], config['run'] + config['runs'])]
-    config.update(provenance())
+    config.update(util.provenance())
     n_batch, device = config['n_batch'], util.pick_device(config['device'])
-    if config['n_threads']:
-        torch.set_num_threads(config['n_threads'])
+    util.set_threads(config['n_threads'])
     members = [Member(config, name, k, r) for k, r, name in runs]
     for m in members:
         exists = os.path.exists(m.checkpoint_path())
@@ -340,17 +336,14 @@ def train(config):
             raise FileNotFoundError(f'--resume=True but {m.checkpoint_path()} does not exist')
 
     env = members[0].envs[0]
-    n_in = util.n_inputs(env, config['encode'])
-    net, encoder = build_ensemble(config, members, n_in, device)
+    net, encoder = build_ensemble(config, members, networks.n_inputs(env, config), device)
     opt = torch.optim.Adam(net.parameters(), lr=config['lr'], fused=True)
     M, n_out = len(members), net.rec_to_out.out_features
-    stim_steps, decision = util.step_masks(config['timing'], config['dt'], config['trial_num'])
+    objective = Objective(config)
+    stim_steps = env.period_mask('stimulus', config['trial_num'])
+    decision = env.period_mask('decision', config['trial_num'])
     decision_t = torch.as_tensor(decision, device=device)
-    weights = util.loss_weights(config, decision).to(device) if not config['rand_pen'] else None
-    readout = {'activation': ('bound_tanh' if config['task'] == 'LinearClassificationBound'
-                              else 'sigmoid' if config['CE_loss'] else 'tanh'),
-               'bound': config['bound'], 'families': config['task'] if isinstance(config['task'], list)
-               else [config['task']]}
+    weights = objective.step_weights(decision).to(device) if objective.weighting != 'rand_pen' else None
     # running sums since the last record, on the device: no host sync per batch
     accum = {k: torch.zeros(M, *s, device=device) for k, s in (('loss', ()), ('acc', ()), ('conf', (4,)), ('n', ()))}
     torch.manual_seed(config['seed'])  # dropout (gpt-2) draws from the global generator
@@ -366,9 +359,9 @@ def train(config):
     for step in bar:
         ob, gt, active = next_batch(members, len(decision), env.n_obs, n_out)
         ob, gt, active = ob.to(device), gt.to(device), active.to(device)
-        noise, enc_noise, w = member_noise(members, config, ob.shape[1:3], stim_steps, decision)
-        _, logits = net(util.network_inputs(ob, env, encoder, to(enc_noise, device)), to(noise, device))
-        per_step = (util.step_losses(logits, gt, config) * active).sum(-1) / active.sum(-1)
+        noise, enc_noise, w = member_noise(members, config, ob.shape[1:3], stim_steps, objective, decision)
+        _, logits = net(networks.network_inputs(ob, env, encoder, to(enc_noise, device)), to(noise, device))
+        per_step = (objective.step_losses(logits, gt) * active).sum(-1) / active.sum(-1)
         loss = (per_step * (weights if weights is not None else w.to(device))).sum(-1).mean(-1)  # (M,)
         if not torch.isfinite(loss).all():
             bad = [members[i].name for i in torch.nonzero(~torch.isfinite(loss)).flatten().tolist()]
@@ -378,7 +371,7 @@ def train(config):
         loss.sum().backward()
         opt.step()
 
-        acc, conf = decision_scores(logits, gt, active, decision_t, config)
+        acc, conf = decision_scores(logits, gt, active, decision_t, objective)
         accum['loss'] += loss.detach()
         accum['acc'] += acc
         accum['conf'] += conf
@@ -397,7 +390,7 @@ def train(config):
                             refresh=False)
         if done % config['ckpt_every'] == 0 or done == n_batch:
             for i, m in enumerate(members):
-                save_member(i, m, net, encoder, opt, done, n_batch, accum, readout)
+                save_member(i, m, net, encoder, opt, done, n_batch, accum, objective.describe(config))
     bar.close()
 
     wall = time.time() - t0
@@ -415,4 +408,4 @@ def train(config):
 
 
 if __name__ == '__main__':
-    run_script(train, globals(), lists=('task', 'n_task'), doc=__doc__)
+    configurator.run(train, _config)

@@ -1,20 +1,16 @@
-"""What the figure notebooks share, written once: finding result files (and the
-commands that make a missing one), median + IQR summaries, and the recurring plot
-elements. The notebooks import it after putting the repo root on sys.path."""
+"""What the figure notebooks share beyond the library's plots and results modules:
+finding result files (and the commands that make a missing one) and the sweep plots.
+The notebooks import it after putting the repo root on sys.path."""
 import os
 import re
 import sys
-import warnings
 
 import numpy as np
-from matplotlib import colormaps, ticker
 
-import generalize
-import util
+import plots
+import results
 
-CEILING = 0.975  # OOD r² of a perfect network under the protocol (SPEC §7: σ = 0.2, T = 20)
-NOISE_CEILINGS = {0.1: 0.994, 0.2: 0.975, 0.3: 0.942, 0.4: 0.893, 0.6: 0.755}  # same, per σ (SPEC §7)
-PANEL = (3.2, 2.6)  # inches per panel
+NOISE_CEILINGS = {0.1: 0.994, 0.2: 0.975, 0.3: 0.942, 0.4: 0.893, 0.6: 0.755}  # OOD r² ceiling per σ (SPEC §7)
 
 # ---------------------------------------------------------------------------------
 # Where each result file comes from. Every experiment is one sweep trained into its
@@ -73,7 +69,7 @@ def load(results_dir, name, required=True):
     `required`, prints a note and returns None."""
     path = os.path.join(results_dir, name + '.npz')
     if os.path.exists(path):
-        return generalize.load_results(results_dir, name)
+        return results.load_results(results_dir, name)
     how = f'{recipe(name)}\n(or put the paper\'s published {name}.npz there; see Figures/README.md)'
     if required:
         raise FileNotFoundError(f'{path} not found; produce it with:\n  {how}')
@@ -108,118 +104,31 @@ def load_analysis(analysis_dir, run, filename, command, required=True):
 
 
 # ---------------------------------------------------------------------------------
-# Summaries
+# Plotting across files
 
-def pair_angles(angles):
-    """The angle of every pair of decoded latents: the strict upper triangle of
-    (..., D, D) matrices; arrays without a square trailing pair are taken as they are."""
-    angles = np.asarray(angles, dtype=float)
-    if angles.ndim >= 2 and angles.shape[-1] == angles.shape[-2] > 1:
-        i, j = np.triu_indices(angles.shape[-1], 1)
-        return angles[..., i, j]
-    return angles
-
-
-def quantity(res, key):
-    """One quantity of a results file, per N_task on the first axis: 'r_sq',
-    'angles' (between decoded latents) or 'sparsity'."""
-    return pair_angles(res['angles']) if key == 'angles' else np.asarray(res[key], dtype=float)
-
-
-def summary(values):
-    """Median, 25th and 75th percentile of each item of `values` (an array: over all
-    but the first axis; or a list of arrays of any sizes), NaNs ignored."""
-    rows = [np.asarray(v, dtype=float).ravel() for v in values]
-    with warnings.catch_warnings():  # an all-NaN row (networks not evaluated) gives NaN quietly
-        warnings.simplefilter('ignore', RuntimeWarning)
-        q = np.array([np.nanpercentile(r, [50, 25, 75]) if r.size else [np.nan] * 3 for r in rows])
-    return q[:, 0], q[:, 1], q[:, 2]
-
-
-def print_summary(title, xs, values):
-    """One line per curve: x: median [p25, p75]."""
-    med, lo, hi = summary(values)
-    print(f'{title}: ' + ', '.join(f'{x}: {m:.3f} [{a:.3f}, {b:.3f}]' for x, m, a, b in zip(xs, med, lo, hi)))
-
-
-# ---------------------------------------------------------------------------------
-# Plotting
-
-def subplots(nrows=1, ncols=1, panel=PANEL, **kwargs):
-    """A figure in the project style with panels of `panel` inches."""
-    kwargs.setdefault('layout', 'constrained')
-    return util.plot_style().subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), **kwargs)
-
-
-def figure(width, height):
-    """An empty figure in the project style (for fig.subplot_mosaic layouts)."""
-    return util.plot_style().figure(figsize=(width, height), layout='constrained')
-
-
-def plot_iqr(ax, xs, values, label=None, color=None):
-    """Median (line) and interquartile range (band) of `values` at each x."""
-    med, lo, hi = summary(values)
-    line, = ax.plot(xs, med, 'o-', ms=3, label=label, color=color)
-    ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.25, lw=0)
-    return line
-
-
-def task_axis(ax, n_tasks):
-    """Log x-axis labelled with the task counts."""
-    n_tasks = sorted(int(k) for k in n_tasks)
-    ax.set_xscale('log')
-    ax.set_xticks(n_tasks, labels=[str(k) for k in n_tasks])
-    ax.xaxis.set_minor_locator(ticker.NullLocator())
-    ax.set_xlabel('number of tasks $N_{task}$')
-
-
-def reference(ax, y, label=None):
-    """A dashed horizontal reference line (ceiling, 90°)."""
-    ax.axhline(y, ls='--', c='gray', lw=0.8, label=label)
-
-
-def compare(ax, results, names, key='r_sq'):
-    """One median + IQR curve vs N_task per results file; `results` maps a label to
-    its loaded file (None: missing, skipped), `names` the label to its legend entry."""
-    present = {label: res for label, res in results.items() if res is not None}
-    for label, res in present.items():
-        values = quantity(res, key)
-        plot_iqr(ax, res['n_tasks'], values, label=names[label])
-        print_summary(f'{label} {key}', res['n_tasks'].tolist(), values)
-    task_axis(ax, set().union(*(res['n_tasks'].tolist() for res in present.values())))
-    ax.legend()
-
-
-def task_colors(n_tasks):
-    """A fixed colour per task count, so every panel uses the same ones."""
-    cmap = colormaps['viridis']
-    n_tasks = sorted(n_tasks)
-    return {k: cmap(i / max(len(n_tasks) - 1, 1) * 0.9) for i, k in enumerate(n_tasks)}
-
-
-def plot_sweep(ax, results, key='r_sq', n_tasks=None):
-    """One median + IQR curve per N_task of a quantity across files: `results` maps
-    the swept value (σ, D, T, correlation) to its loaded file. `n_tasks`: the task
+def plot_sweep(ax, files, key='r_sq', n_tasks=None):
+    """One median + IQR curve per N_task of a quantity across files: `files` maps
+    the swept value (σ, D, T, correlation) to its loaded results. `n_tasks`: the task
     counts to show (default: all present)."""
-    present = sorted(set().union(*(res['n_tasks'].tolist() for res in results.values())))
-    colors = task_colors(present)
+    present = sorted(set().union(*(res['n_tasks'].tolist() for res in files.values())))
+    colors = plots.task_colors(present)
     for k in (present if n_tasks is None else n_tasks):
         xs, values = [], []
-        for x in sorted(results):
-            ks = results[x]['n_tasks'].tolist()
+        for x in sorted(files):
+            ks = files[x]['n_tasks'].tolist()
             if k in ks:
                 xs.append(x)
-                values.append(quantity(results[x], key)[ks.index(k)])
+                values.append(plots.quantity(files[x], key)[ks.index(k)])
         if xs:
-            plot_iqr(ax, xs, values, label=f'{k} tasks', color=colors.get(k))
-            print_summary(f'{k} tasks {key}', xs, values)
+            plots.plot_iqr(ax, xs, values, label=f'{k} tasks', color=colors.get(k))
+            plots.print_summary(f'{k} tasks {key}', xs, values)
     ax.legend(fontsize=7)
 
 
 def save(fig, out_dir, name):
     """Write out_dir/<name>.png and .pdf; inside Jupyter also show the PNG (the
     project style draws off-screen)."""
-    path = util.save_figure(fig, os.path.join(out_dir, name + '.png'))
+    path = plots.save_figure(fig, os.path.join(out_dir, name + '.png'))
     print(f'wrote {path} and .pdf')
     ipython = sys.modules.get('IPython')
     if ipython is not None and ipython.get_ipython() is not None:

@@ -15,8 +15,10 @@ import checkpoints
 import sparsity
 import tasks
 import train
-import util
+import representations as rep
 from configurator import hyperparameters
+
+pytestmark = pytest.mark.slow  # every test here trains networks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT = {'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100}
@@ -59,7 +61,7 @@ def load(folder, name):
 
 def blank_map(path):
     """The one-step map under encoder(0) with fixation 1, built by hand."""
-    net, encoder, _ = analyze.load_noise_free(path)
+    net, encoder, _ = checkpoints.load_network(path, noise_free=True)
     with torch.no_grad():
         u = torch.cat([torch.ones(1, 1), encoder(torch.zeros(1, 1, 2))[0]], dim=1)
     return net, lambda h: net.dynamics(u.double(), h)
@@ -84,17 +86,17 @@ def test_noise_free_observations_match_the_task_layout(name, kwargs):
 
 
 def test_grid_rate_maps_and_correlations():
-    x = analyze.stimulus_grid(4)
+    x = rep.stimulus_grid(4)
     assert x.shape == (16, 2) and x.min() == -0.5 and x.max() == 0.5
     states = np.stack([x[:, 0], -x[:, 1], np.zeros(16), x[:, 0] + x[:, 1]], 1)
-    maps = analyze.rate_maps(states, 4)
+    maps = rep.rate_maps(states, 4)
     np.testing.assert_array_equal(maps[1, 3], states[1 * 4 + 3])
     assert maps[1, 3, 0] == 0.5 and maps[1, 3, 1] == -x[4, 1]  # [x2 index, x1 index]
-    corr = analyze.unit_correlations(states, x)
+    corr = rep.unit_correlations(states, x)
     np.testing.assert_allclose(corr[:2], [[1, 0], [0, -1]], atol=1e-12)
     assert np.isnan(corr[2]).all()  # a constant unit has no correlation
     np.testing.assert_allclose(corr[3], [np.corrcoef(states[:, 3], x[:, d])[0, 1] for d in (0, 1)])
-    np.testing.assert_array_equal(analyze.quadrants(np.array([[.1, .2], [-.1, .2], [-.1, -.2], [.1, -.2]])),
+    np.testing.assert_array_equal(rep.quadrants(np.array([[.1, .2], [-.1, .2], [-.1, -.2], [.1, -.2]])),
                                   [1, 2, 3, 4])
 
 
@@ -155,13 +157,13 @@ def test_analyze_rnn_rate_maps_and_trajectories(rnn_folder, nets):
     assert rm['rate_maps'].min() >= 0  # ReLU rates
     # entry [i2, i1] is the steady state of the noise-free stimulus (g[i1], g[i2])
     path = checkpoints.find_runs(nets, network='RNN', n_task=4)[0]
-    net, encoder, config = analyze.load_noise_free(path)
+    net, encoder, config = checkpoints.load_network(path, noise_free=True)
     g = rm['grid']
-    state = analyze.steady_states(net, encoder, util.training_env(config), np.array([[g[6], g[1]]]))
+    state = rep.steady_states(net, encoder, tasks.training_env(config), np.array([[g[6], g[1]]]))
     np.testing.assert_allclose(rm['rate_maps'][1, 6], state[0], rtol=1e-5, atol=1e-6)
     tr = load(rnn_folder, 'trajectories.npz')
     assert tr['trajectories'].shape == (40, 7, 3) and set(tr['quadrant']) <= {1, 2, 3, 4}
-    np.testing.assert_array_equal(tr['quadrant'], analyze.quadrants(tr['stim']))
+    np.testing.assert_array_equal(tr['quadrant'], rep.quadrants(tr['stim']))
     with open(os.path.join(rnn_folder, 'trajectories.html')) as f:
         page = f.read()
     data = json.loads(re.search(r'type="application/json">(.*?)</script>', page, re.S).group(1))

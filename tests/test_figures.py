@@ -31,6 +31,7 @@ def _load_runner():
 run_notebooks = _load_runner()
 sys.path.insert(0, FIGURES)
 import figlib  # noqa: E402  (lives in Figures/, beside the notebooks)
+import results  # noqa: E402
 
 
 def generalize_file(path, rng, n_dim=2, n_split=4, n_runs=2, n_fits=2, n_neu=8, minimal=False):
@@ -90,6 +91,7 @@ def data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_every_notebook_writes_png_and_pdf(data, tmp_path, capsys):
     out = tmp_path / 'out'
     status = run_notebooks.main([f'--results_dir={data / "results"}', f'--analysis_dir={data / "analysis"}',
@@ -104,6 +106,7 @@ def test_every_notebook_writes_png_and_pdf(data, tmp_path, capsys):
     assert 'FreeRT_T30.npz not found, skipped' in printed.out
 
 
+@pytest.mark.slow
 def test_missing_main_input_fails_naming_file_and_command(tmp_path, capsys):
     empty = tmp_path / 'results'
     empty.mkdir()
@@ -116,6 +119,7 @@ def test_missing_main_input_fails_naming_file_and_command(tmp_path, capsys):
     assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.slow
 def test_paper_style_files_with_only_r_sq_n_tasks_angles(tmp_path, capsys):
     results = tmp_path / 'results'
     results.mkdir()
@@ -183,14 +187,14 @@ def test_recipes_name_the_producing_commands():
 def test_summaries_pool_everything_after_the_first_axis(tmp_path):
     values = np.arange(2 * 3 * 4, dtype=float).reshape(2, 3, 4)
     values[1, 0, 0] = np.nan  # a network not evaluated
-    med, lo, hi = figlib.summary(values)
+    med, lo, hi = results.quantile_rows(values)
     assert np.allclose(med, [5.5, 18]) and np.allclose(lo, [2.75, 15.5]) and np.allclose(hi, [8.25, 20.5])
-    med, _, _ = figlib.summary([np.array([1., 2., 3.]), np.array([[10.]])])  # ragged (sweeps over D)
+    med, _, _ = results.quantile_rows([np.array([1., 2., 3.]), np.array([[10.]])])  # ragged (sweeps over D)
     assert np.allclose(med, [2, 10])
     angles = np.full((2, 3, 3), np.nan)
     angles[:, 0, 1], angles[:, 0, 2], angles[:, 1, 2] = 80, 90, 100
-    assert np.allclose(figlib.pair_angles(angles), [[80, 90, 100]] * 2)
-    assert np.allclose(figlib.pair_angles(np.full((4, 5), 88.)), 88)  # paper files storing angles directly
+    assert np.allclose(results.pair_angles(angles), [[80, 90, 100]] * 2)
+    assert np.allclose(results.pair_angles(np.full((4, 5), 88.)), 88)  # paper files storing angles directly
     np.savez(tmp_path / 'Noise_2.npz', r_sq=np.ones((5, 1)), n_tasks=np.array(N_TASKS))
     assert list(figlib.load_sweep(tmp_path, {0.1: 'Noise_1', 0.2: 'Noise_2'})) == [0.2]
     with pytest.raises(FileNotFoundError, match='Noise_1.npz.*Noise_3.npz'):

@@ -10,7 +10,12 @@ import torch
 
 import checkpoints
 import generalize
+import results
+import tasks
 import train
+from configurator import hyperparameters
+
+pytestmark = pytest.mark.slow  # every test here trains networks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT = {'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100}
@@ -28,7 +33,8 @@ def runs(tmp_path_factory):
 
 
 def settings(runs, tmp_path, **over):
-    hp = dict(runs_dir=runs, select={'network': 'RNN'}, n_tasks=[2, 4], n_runs=2, label='tiny',
+    hp = dict(hyperparameters(vars(generalize)))  # the script's defaults, then:
+    hp.update(runs_dir=runs, select={'network': 'RNN'}, n_tasks=[2, 4], n_runs=2, label='tiny',
               results_dir=str(tmp_path), out_of_distribution=True, decoder='lstsq', n_fit=2,
               n_batch={2: 40, 4: 40}, batch_sz=16, lr=3e-3, n_test=10, split=None, split_var=False,
               timing=None, seed=0, device='cpu')
@@ -50,7 +56,7 @@ def test_splits_hold_out_each_quadrant_or_orthant():
 
 def test_results_files_have_documented_keys_and_shapes(runs, tmp_path):
     path = generalize.generalize(settings(runs, tmp_path))
-    res = generalize.load_results(str(tmp_path), 'tiny')
+    res = results.load_results(str(tmp_path), 'tiny')
     assert path.endswith('tiny')
     assert res['r_sq'].shape == (2, 2, 4, 2)  # n_tasks × runs × quadrants × fits
     assert res['dec'].shape == (2, 2, 4, 2, 16, 2) and res['test'].shape == (2, 2, 4, 2)
@@ -70,8 +76,8 @@ def test_results_files_have_documented_keys_and_shapes(runs, tmp_path):
 def test_in_distribution_fits_better_than_out_of_distribution(runs, tmp_path):
     generalize.generalize(settings(runs, tmp_path))
     generalize.generalize(settings(runs, tmp_path, out_of_distribution=False))
-    ood = generalize.load_results(str(tmp_path), 'tiny')['r_sq']
-    iid = generalize.load_results(str(tmp_path), 'tiny_ID')['r_sq']
+    ood = results.load_results(str(tmp_path), 'tiny')['r_sq']
+    iid = results.load_results(str(tmp_path), 'tiny_ID')['r_sq']
     # briefly trained tiny networks decode x* well in distribution, not (yet) out of it
     assert np.median(iid) > 0.5 and np.median(iid) > np.median(ood) + 0.1
 
@@ -81,18 +87,18 @@ def test_adam_and_lstsq_decoders_agree(runs, tmp_path):
                   lr=1e-2)
     lstsq = generalize.generalize(dict(hp, label='lstsq'))
     adam = generalize.generalize(dict(hp, label='adam', decoder='adam'))
-    a = generalize.load_results(str(tmp_path), 'adam_ID')
-    b = generalize.load_results(str(tmp_path), 'lstsq_ID')
+    a = results.load_results(str(tmp_path), 'adam_ID')
+    b = results.load_results(str(tmp_path), 'lstsq_ID')
     assert abs(np.median(a['r_sq']) - np.median(b['r_sq'])) < 0.05
     assert a['train'].shape == (1, 1, 4, 2, 2000)
     assert np.nanmean(a['train'][..., -100:]) < np.nanmean(a['train'][..., :100])
-    assert os.path.exists(adam + '_loss.png') and lstsq
+    assert os.path.exists(adam + '_loss.png') and not os.path.exists(lstsq + '_loss.png')  # lstsq has no history
 
 
 def test_lstm_is_evaluated_through_the_same_loader(runs, tmp_path):
     generalize.generalize(settings(runs, tmp_path, select={'network': 'LSTM'}, n_tasks=[4], n_runs=1,
                                    label='lstm', out_of_distribution=False))
-    assert np.median(generalize.load_results(str(tmp_path), "lstm_ID")["r_sq"]) > 0.5
+    assert np.median(results.load_results(str(tmp_path), "lstm_ID")["r_sq"]) > 0.5
 
 
 def paper_checkpoint(folder, path):
@@ -121,8 +127,8 @@ def test_paper_checkpoint_loads_safely_and_evaluates(runs, tmp_path):
     generalize.generalize(settings(str(paper_dir), tmp_path, select={}, n_tasks=[4], n_runs=1,
                                    timing=SHORT, label='paper'))
     generalize.generalize(settings(runs, tmp_path, n_tasks=[4], n_runs=1, label='ours'))
-    np.testing.assert_allclose(generalize.load_results(str(tmp_path), 'paper')['r_sq'],
-                               generalize.load_results(str(tmp_path), 'ours')['r_sq'], rtol=1e-6)
+    np.testing.assert_allclose(results.load_results(str(tmp_path), 'paper')['r_sq'],
+                               results.load_results(str(tmp_path), 'ours')['r_sq'], rtol=1e-6)
 
 
 def test_malicious_checkpoint_is_refused(tmp_path):
@@ -161,3 +167,51 @@ def test_command_line(runs, tmp_path):
     bad = subprocess.run([sys.executable, 'generalize.py', f'--runs_dir={runs}', '--n_tasks=[5]'],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and 'n_task' in bad.stderr
+
+
+def test_paper_protocol_reproduces_the_release_test_sets():
+    """'paper': held-out quadrants 2 and 4 are tested on an even mix of quadrants 1 and
+    3 (coordinates of equal sign), 1 and 3 on themselves; 'correct' on the held-out one."""
+    config = train.defaults()
+    rng = np.random.default_rng(0)
+    hp = {'protocol': 'paper', 'split': None, 'split_var': False}
+    for q in (1, 2, 3, 4):
+        env = tasks.decoding_env(config, generalize.test_orthants(config, [q], hp))
+        x = env.sample(rng, 4000)['stim']
+        if q in (1, 3):
+            assert np.all(np.sign(x) == tasks.QUAD_SIGNS[q - 1])
+        else:
+            assert np.all(np.sign(x[:, 0]) == np.sign(x[:, 1]))
+            assert abs(np.mean(x[:, 0] > 0) - 0.5) < 0.03  # an even mix of Q1 and Q3
+        correct = tasks.decoding_env(config, generalize.test_orthants(config, [q], dict(hp, protocol='correct')))
+        assert np.all(np.sign(correct.sample(rng, 1000)['stim']) == tasks.QUAD_SIGNS[q - 1])
+
+
+def test_paper_protocol_in_higher_dimensions():
+    """D > 2 without split: each held-out orthant is tested on the all-positive and
+    all-negative orthants in proportion to its signs; with split or split_var the
+    held-out orthants themselves (the release passed lists there)."""
+    config = dict(train.defaults(), task='LinearClassificationHighDim', n_dim=4)
+    rng = np.random.default_rng(1)
+    hp = {'protocol': 'paper', 'split': None, 'split_var': False}
+    orthant = 0b0111 + 1  # signs (-, +, +, +): three of four entries positive
+    env = tasks.decoding_env(config, generalize.test_orthants(config, [orthant], hp))
+    x = env.sample(rng, 8000)['stim']
+    same = np.all(np.sign(x) == np.sign(x[:, :1]), axis=1)
+    assert same.all() and abs(np.mean(x[:, 0] > 0) - 0.75) < 0.02
+    for over in ({'split': 2}, {'split_var': True}):
+        for _, test in generalize.splits(4, True, **over):
+            assert generalize.test_orthants(config, test, dict(hp, **over)) == test
+
+
+def test_results_record_the_protocol_and_per_network_values(runs, tmp_path):
+    generalize.generalize(settings(runs, tmp_path, protocol='paper'))
+    res = results.load_results(str(tmp_path), 'tiny_paper')
+    assert str(res['protocol']) == 'paper'
+    summary = json.load(open(tmp_path / 'tiny_paper.json'))
+    nets = summary['r_sq_networks']
+    assert summary['protocol'] == 'paper' and len(nets['per_network']) == 2
+    assert len(nets['per_network'][0]) == 2  # two runs per task count
+    np.testing.assert_allclose(nets['per_network'], res['r_sq'].mean((2, 3)))
+    for i in range(2):
+        assert nets['ci_low'][i] <= nets['median'][i] <= nets['ci_high'][i]

@@ -11,6 +11,7 @@ from scipy import stats
 from scipy.special import ndtri
 
 import tasks
+import train
 
 N = 2000  # trials per statistical check
 ALL = sorted(tasks.TASKS)
@@ -420,3 +421,28 @@ def test_make_env():
     assert (env.n_dim, env.n_out, env.n_obs) == (4, 3, 5)
     with pytest.raises(ValueError, match="LinearClassificationCentOut"):
         tasks.make_env("LinearClassificationCentout")
+
+
+# -----------------------------------------------------------------------------
+# tasks from a run's configuration
+
+
+def test_period_masks_follow_the_timing():
+    env = tasks.LinearClassificationCentOut(timing={"fixation": 100, "stimulus": 300, "delay": 200, "decision": 100})
+    assert env.period_mask("stimulus", trial_num=2).tolist() == [0, 1, 1, 1, 0, 0, 0] * 2
+    assert env.period_mask("decision", trial_num=2).tolist() == [0, 0, 0, 0, 0, 0, 1] * 2
+
+
+def test_from_config_resolves_variants_and_options():
+    config = train.defaults()
+    assert type(tasks.from_config(dict(config, corr=0.5))).__name__ == "LinearClassificationCorr"
+    assert type(tasks.from_config(dict(config, autocorr=0.5))).__name__ == "LinearClassificationAutocorr"
+    env = tasks.from_config(config, "DenoiseQuads", quad_num=[2])
+    assert np.all(env.sample(np.random.default_rng(0), 50)["stim"] * [-1, 1] > 0)
+    assert tasks.from_config(dict(config, noise_enc=True)).noise_std == 0  # noise goes after the encoder
+    two = tasks.training_envs(dict(config, task=["LinearClassificationCentOut", "AttributeIntegrationCent"]), 4)
+    assert [e.rule_vec.tolist() for e in two] == [[1, 0], [0, 1]]
+    with pytest.raises(ValueError, match="did you mean"):
+        tasks.from_config(dict(config, task="LinearClassificationCentOur"))
+    with pytest.raises(ValueError, match="gumbel"):
+        tasks.from_config(dict(config, dist="gumbel"), "DenoiseQuads")

@@ -11,6 +11,8 @@ import torch
 import checkpoints
 import train
 
+pytestmark = pytest.mark.slow  # every test here trains networks
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT = {'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100}
 
@@ -67,7 +69,7 @@ def test_resume_continues_as_if_never_stopped(tmp_path, over, monkeypatch):
     full = train.train(tiny(tmp_path / 'full', n_task=[2, 4], **over))
     # the same run, killed at batch 31 (a checkpoint was written at batch 30) ...
     part = tiny(tmp_path / 'part', n_task=[2, 4], **over)
-    calls, step_losses = [], train.util.step_losses
+    calls, step_losses = [], train.Objective.step_losses
 
     def killed(*args):
         calls.append(1)
@@ -75,7 +77,7 @@ def test_resume_continues_as_if_never_stopped(tmp_path, over, monkeypatch):
             raise KeyboardInterrupt
         return step_losses(*args)
 
-    monkeypatch.setattr(train.util, 'step_losses', killed)
+    monkeypatch.setattr(train.Objective, 'step_losses', killed)
     with pytest.raises(KeyboardInterrupt):
         train.train(part)
     monkeypatch.undo()
@@ -127,20 +129,74 @@ def test_same_seed_same_network_other_seed_differs(tmp_path):
     assert not torch.equal(weights(a)['rec_to_rec.weight'], weights(c)['rec_to_rec.weight'])
 
 
-@pytest.mark.parametrize('over', [
-    dict(task='MultiplyClassificationFull', n_task=8),
-    dict(task='LinearClassificationBound', CE_loss=False, n_task=4),
-    dict(task='DenoiseQuads', CE_loss=False),
-    dict(task=['LinearClassificationCentOut', 'TwoAlternativeForcedChoiceCent'], n_task=4),
-    dict(CE_loss=False, bal_err=True, trial_num=2, noise_enc=True),
-    dict(pen_end=True, encode=False, corr=0.5),
-    dict(autocorr=0.5, dist='gauss', init='sparse'),
-    dict(network='LSTM', dist='gumbel', activ_enc='Quad'),
-], ids=['multiply', 'bound', 'denoise', 'families', 'mse-bal-trials', 'pen_end', 'autocorr', 'gumbel'])
-def test_every_task_and_option_trains(tmp_path, over):
-    folder, = train.train(tiny(tmp_path, n_batch=10, **over))
+def spy(monkeypatch):
+    """Record what the training step sees: the task, the network inputs, the noise
+    after the encoder, the objective and the logits."""
+    seen = {}
+    inputs, losses = train.networks.network_inputs, train.Objective.step_losses
+
+    def network_inputs(ob, env, encoder=None, enc_noise=None):
+        u = inputs(ob, env, encoder, enc_noise)
+        seen.update(env=env, u=u, enc_noise=enc_noise)
+        return u
+
+    def step_losses(self, logits, gt):
+        seen.update(objective=self, logits=logits)
+        return losses(self, logits, gt)
+
+    monkeypatch.setattr(train.networks, 'network_inputs', network_inputs)
+    monkeypatch.setattr(train.Objective, 'step_losses', step_losses)
+    return seen
+
+
+T = 7  # steps of a SHORT trial
+
+
+def sparse_init(config):
+    """The fraction of zero recurrent weights of a freshly built network."""
+    m = train.Member(config, 'x', config['n_task'], 0)
+    net, _ = train.build_ensemble(config, [m], 41, 'cpu')
+    return float((net.rec_to_rec.weight == 0).float().mean())
+
+
+OPTIONS = {  # name: (overrides, what the training step must show)
+    'multiply': (dict(task='MultiplyClassificationFull', n_task=8),
+                 lambda s, c: type(s['env']).__name__ == 'MultiplyClassificationFull' and s['logits'].shape[-1] == 8),
+    'bound': (dict(task='LinearClassificationBound', CE_loss=False, n_task=4),
+              lambda s, c: s['objective'].kind == 'bound_tanh' and s['objective'].loss == 'mse'
+              and s['u'].shape[-1] == 40),  # no fixation channel
+    'denoise': (dict(task='DenoiseQuads', CE_loss=False),
+                lambda s, c: s['objective'].kind == 'tanh' and s['logits'].shape[-1] == 2),
+    'families': (dict(task=['LinearClassificationCentOut', 'TwoAlternativeForcedChoiceCent'], n_task=4),
+                 lambda s, c: s['u'].shape[-1] == 43 and s['logits'].shape[-1] == 5
+                 and set(s['u'][0, :, 0, -2:].sum(-1).tolist()) == {1.0}),  # one rule input per batch
+    'mse-bal-trials': (dict(CE_loss=False, bal_err=True, trial_num=2, noise_enc=True),
+                       lambda s, c: s['objective'].weighting == 'bal_err' and s['u'].shape[2] == 2 * T
+                       and s['env'].noise_std == 0 and s['enc_noise'][..., 1:6, :].abs().sum() > 0
+                       and s['enc_noise'][..., 0, :].abs().sum() == 0),  # noise only on stimulus steps
+    'pen_end': (dict(pen_end=True, encode=False, corr=0.5),
+                lambda s, c: s['objective'].weighting == 'pen_end' and s['u'].shape[-1] == 3
+                and type(s['env']).__name__ == 'LinearClassificationCorr'),
+    'autocorr': (dict(autocorr=0.5, dist='gauss', init='sparse'),
+                 lambda s, c: type(s['env']).__name__ == 'LinearClassificationAutocorr'
+                 and abs(sparse_init(c) - 0.85) < 0.01),
+    'gumbel': (dict(network='LSTM', dist='gumbel', activ_enc='Quad'),
+               lambda s, c: s['env'].dist == 'gumbel'),
+}
+
+
+@pytest.mark.parametrize('name', list(OPTIONS))
+def test_every_task_and_option_trains_and_shows_its_effect(tmp_path, monkeypatch, name):
+    over, shows = OPTIONS[name]
+    seen = spy(monkeypatch)
+    config = tiny(tmp_path, n_batch=10, **over)
+    folder, = train.train(config)
     ckpt = checkpoints.load_checkpoint(os.path.join(folder, 'net.pth'))
     assert np.isfinite(ckpt['loss_hist'].numpy()).all()
+    assert shows(seen, config)
+    if name == 'gumbel':  # the LSTM and the quadratic encoder come back from disk
+        net, encoder, _ = checkpoints.load_network(folder)
+        assert isinstance(net, train.networks.LSTM) and isinstance(encoder[1], train.networks.Square)
 
 
 @pytest.mark.parametrize('over, words', [
@@ -166,14 +222,14 @@ def test_existing_runs_are_not_overwritten_and_resume_needs_a_checkpoint(tmp_pat
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path, monkeypatch):
-    calls, step_losses = [], train.util.step_losses
+    calls, step_losses = [], train.Objective.step_losses
 
-    def blows_up(logits, gt, config):  # the loss turns NaN at batch 40
+    def blows_up(self, logits, gt):  # the loss turns NaN at batch 40
         calls.append(1)
-        out = step_losses(logits, gt, config)
+        out = step_losses(self, logits, gt)
         return out * float('nan') if len(calls) > 40 else out
 
-    monkeypatch.setattr(train.util, 'step_losses', blows_up)
+    monkeypatch.setattr(train.Objective, 'step_losses', blows_up)
     with pytest.raises(FloatingPointError, match='non-finite loss at batch 40'):
         train.train(tiny(tmp_path, n_batch=60))
     folder, = checkpoints.find_runs(str(tmp_path / 'nets'))

@@ -1,0 +1,83 @@
+"""The one validator of hyperparameter and argument values, used by every script and
+library module. Each check raises ValueError naming the value and what is allowed,
+e.g. "seed=-1 is not allowed: expected a non-negative integer". Pure Python (no
+torch), so scripts can check their whole configuration before the slow imports."""
+import math
+import numbers
+
+
+def fail(name, value, expected):
+    """Raise the project's one error message for a bad value."""
+    raise ValueError(f"{name}={value!r} is not allowed: expected {expected}")
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def positive_int(name, value):
+    """An integer >= 1; returned as int."""
+    if not _is_int(value) or value < 1:
+        fail(name, value, 'a positive integer')
+    return int(value)
+
+
+def non_negative_int(name, value):
+    """An integer >= 0; returned as int."""
+    if not _is_int(value) or value < 0:
+        fail(name, value, 'a non-negative integer')
+    return int(value)
+
+
+def positive(name, value):
+    """A finite number > 0."""
+    if not _is_real(value) or not math.isfinite(value) or value <= 0:
+        fail(name, value, 'a finite number > 0')
+    return value
+
+
+def non_negative(name, value):
+    """A finite number >= 0."""
+    if not _is_real(value) or not math.isfinite(value) or value < 0:
+        fail(name, value, 'a finite number >= 0')
+    return value
+
+
+def finite(name, value):
+    """A finite number."""
+    if not _is_real(value) or not math.isfinite(value):
+        fail(name, value, 'a finite number')
+    return value
+
+
+def open_interval(name, value, low=-1, high=1):
+    """A number strictly between low and high."""
+    if not _is_real(value) or not low < value < high:
+        fail(name, value, f'a number in the open interval ({low}, {high})')
+    return value
+
+
+def one_of(name, value, allowed):
+    """One of the allowed values."""
+    if value not in allowed:
+        fail(name, value, ' or '.join(repr(a) for a in allowed))
+    return value
+
+
+def positive_ints(name, values, distinct=True):
+    """A non-empty list of positive integers (distinct unless told otherwise)."""
+    if not isinstance(values, (list, tuple)) or not values or not all(
+            _is_int(v) and v >= 1 for v in values) or (distinct and len(set(values)) != len(values)):
+        fail(name, values, 'a non-empty list of ' + ('distinct ' if distinct else '') + 'positive integers')
+    return [int(v) for v in values]
+
+
+def dictionary(name, value):
+    """A dict (of config values, for selections)."""
+    if not isinstance(value, dict):
+        fail(name, value, 'a dict')
+    return value

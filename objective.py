@@ -1,0 +1,74 @@
+"""The training objective in one place (SPEC §3-4): how the linear readout is
+squashed, the targets it is compared with, the weight of each step, the loss and
+the decision threshold. What kind of readout a run has is decided once, here, from
+its configuration:
+
+- 'sigmoid' (CE_loss=True): BCE against targets 0.5 before the decision step and
+  0/1 at it, either as the paper computes it (loss='paper': torch.nn.BCELoss on the
+  float32 sigmoid, log clamped at -100, no gradient where the sigmoid rounds to
+  exactly 0 or 1, |logit| above ≈ 16.6) or with logits (loss='logits');
+- 'tanh' (CE_loss=False): MSE against the ±1 labels;
+- 'bound_tanh' (the free-RT task): MSE of bound·tanh against the accumulators.
+"""
+import torch
+from torch import nn
+
+from tasks import FREE_RT_TASK
+
+
+class Objective:
+    """The objective of one run's configuration."""
+
+    def __init__(self, config):
+        if config['task'] == FREE_RT_TASK:
+            self.kind = 'bound_tanh'
+        else:
+            self.kind = 'sigmoid' if config['CE_loss'] else 'tanh'
+        self.loss = config['loss'] if self.kind == 'sigmoid' else 'mse'
+        self.bound = config['bound']
+        self.threshold = 0.5 if self.kind == 'sigmoid' else 0.0  # separates the two answers
+        self.weighting = next((k for k in ('rand_pen', 'pen_end', 'bal_err') if config[k]), 'uniform')
+
+    def squash(self, logits):
+        """The readout: sigmoid, tanh or bound·tanh of the logits."""
+        if self.kind == 'sigmoid':
+            return torch.sigmoid(logits)
+        if self.kind == 'bound_tanh':
+            return self.bound * torch.tanh(logits)
+        return torch.tanh(logits)
+
+    def targets(self, gt):
+        """What the readout is compared with: for BCE 0.5 outside the decision and 0/1 at
+        it (the task gives 0 outside, ±1 at it); the task's targets otherwise."""
+        return (gt + 1) / 2 if self.kind == 'sigmoid' else gt
+
+    def step_losses(self, logits, gt):
+        """Elementwise loss (…, T, n_out) of the readout against the task targets."""
+        if self.loss == 'paper':
+            return nn.functional.binary_cross_entropy(torch.sigmoid(logits), self.targets(gt), reduction='none')
+        if self.loss == 'logits':
+            return nn.functional.binary_cross_entropy_with_logits(logits, self.targets(gt), reduction='none')
+        return (self.squash(logits) - gt) ** 2
+
+    def step_weights(self, decision, generator=None, shape=None):
+        """Per-step loss weights (…, T) summing to one per trial, for the decision-step
+        mask `decision` (T,). 'uniform': every step equally; 'bal_err': decision and
+        integration steps weigh half each; 'pen_end': only the last step; 'rand_pen':
+        one random step per trial of `shape`, drawn from `generator` (so each ensemble
+        member keeps its own stream)."""
+        T = len(decision)
+        if self.weighting == 'rand_pen':
+            return nn.functional.one_hot(torch.randint(T, shape, generator=generator), T).float()
+        if self.weighting == 'pen_end':
+            w = torch.zeros(T)
+            w[-1] = 1
+            return w
+        dec = torch.as_tensor(decision)
+        if self.weighting == 'bal_err' and dec.any() and not dec.all():
+            return torch.where(dec, 0.5 / dec.sum(), 0.5 / (~dec).sum())
+        return torch.full((T,), 1 / T)
+
+    def describe(self, config):
+        """What a checkpoint records about its readout (the `decoder` entry)."""
+        families = config['task'] if isinstance(config['task'], list) else [config['task']]
+        return {'activation': self.kind, 'loss': self.loss, 'bound': self.bound, 'families': families}
