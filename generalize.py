@@ -63,106 +63,17 @@ def check(hp):
 if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
     _hp = configurator.configure(globals(), doc=__doc__, check=check)
 
-import itertools  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 import checkpoints  # noqa: E402
+import decoding  # noqa: E402
 import metrics  # noqa: E402
-import networks  # noqa: E402
 import plots  # noqa: E402
 import results  # noqa: E402
-import tasks  # noqa: E402
 import util  # noqa: E402
-
-
-def splits(n_dim, out_of_distribution, split=None, split_var=False):
-    """(train orthants, test orthants) per split. Orthant k (1-based) is the k-th sign
-    pattern of itertools.product([-.5, .5], repeat=D); for D = 2 these are the
-    paper's quadrants 1:(+,+) 2:(−,+) 3:(−,−) 4:(+,−)."""
-    if n_dim == 2:
-        tests = [[q] for q in (1, 2, 3, 4)]
-        everything = [1, 2, 3, 4]
-    else:
-        signs = list(itertools.product([-1, 1], repeat=n_dim))
-        everything = list(range(1, len(signs) + 1))
-        if split_var:
-            tests = [[k for k, s in zip(everything, signs) if s[q] > 0] for q in range(n_dim)]
-        else:
-            step = split or 1
-            tests = [everything[i::step] for i in range(step)] if split else [[k] for k in everything]
-    pairs = []
-    for test in tests:
-        train = [k for k in everything if k not in test] if out_of_distribution else everything
-        pairs.append((train, test))
-    return pairs
-
-
-def test_orthants(config, test, hp):
-    """The orthants the test trials of one split are drawn from. 'correct': the
-    held-out ones. 'paper': where the release passed a single held-out orthant as a
-    scalar (D = 2; D > 2 without split / split_var), each trial's common sign is one
-    entry of that orthant's sign row, i.e. the all-positive or all-negative orthant in
-    proportion to the row's signs (listing an orthant twice doubles its weight)."""
-    single = config['n_dim'] == 2 or (hp['split'] is None and not hp['split_var'])
-    if hp['protocol'] == 'correct' or not single:
-        return test
-    signs = tasks.decoding_env(config, test).signs[0]
-    all_positive, all_negative = (1, 3) if config['n_dim'] == 2 else (2 ** config['n_dim'], 1)
-    return [all_positive if s > 0 else all_negative for s in signs]
-
-
-def collect(net, encoder, env, rng, n_trials):
-    """Final hidden states (n, N) and latents (n, D) of n fresh trials."""
-    trials = env.sample(rng, n_trials)
-    return networks.hidden_states(net, encoder, env, trials['ob'], last_only=True), \
-        torch.as_tensor(trials['stim'], dtype=torch.float32)
-
-
-def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
-    """The SPEC §5 protocol for one network: every split × n_fit decoders fit together.
-    Returns r² (n_split, n_fit), weights (n_split, n_fit, N, D), train loss history
-    (n_split, n_fit, n_batch) and test MSE (n_split, n_fit)."""
-    pairs = splits(config['n_dim'], hp['out_of_distribution'], hp['split'], hp['split_var'])
-    H_train, X_train, H_test, X_test = [], [], [], []
-    for s, (train_q, test_q) in enumerate(pairs):
-        train_env = tasks.decoding_env(config, train_q, hp['timing'])
-        test_env = tasks.decoding_env(config, test_orthants(config, test_q, hp), hp['timing'])
-        for f in range(hp['n_fit']):
-            rng = np.random.default_rng([hp['seed'], net_seed, s, f])
-            h, x = collect(net, encoder, train_env, rng, n_train_batches * hp['batch_sz'])
-            H_train.append(h), X_train.append(x)
-            h, x = collect(net, encoder, test_env, rng, hp['n_test'] * hp['batch_sz'])
-            H_test.append(h), X_test.append(x)
-    H_train, X_train = torch.stack(H_train), torch.stack(X_train)  # float32: large
-    H_test, X_test = torch.stack(H_test).double(), torch.stack(X_test).double()
-    if hp['decoder'] == 'adam':
-        W, b, hist = metrics.fit_adam(H_train, X_train, lr=hp['lr'], batch_size=hp['batch_sz'],
-                                      n_batch=n_train_batches, seed=hp['seed'] + net_seed)
-    else:  # solved in float64 inside
-        (W, b), hist = metrics.fit_lstsq(H_train, X_train), np.full((len(H_train), 0), np.nan)
-    W, b = W.double(), b.double()
-    pred = metrics.predict(H_test, W, b)
-    shape = (len(pairs), hp['n_fit'])
-    r2 = metrics.r_squared(pred, X_test).numpy().reshape(shape)
-    mse = ((pred - X_test) ** 2).mean((1, 2)).numpy().reshape(shape)
-    W = W.numpy().reshape(shape + W.shape[1:])
-    return r2, W, np.asarray(hist).reshape(shape + (-1,)), mse
-
-
-def abstraction(net, encoder, config, hp, net_seed, n_trials=2000):
-    """CCGP and parallelism score (x1, x2) of the final hidden states over all four
-    quadrants (SPEC §6; D = 2 only, NaN otherwise)."""
-    if config['n_dim'] != 2:
-        return np.full(2, np.nan), np.full(2, np.nan)
-    rng = np.random.default_rng([hp['seed'], net_seed, 10 ** 6])
-    H, X = collect(net, encoder, tasks.decoding_env(config, timing=hp['timing']), rng, n_trials)
-    scores = metrics.abstraction_metrics(H.numpy(), X.numpy(), seed=hp['seed'])
-    return (np.array([scores['ccgp_x1'], scores['ccgp_x2']]),
-            np.array([scores['ps_x1'], scores['ps_x2']]))
 
 
 def batches_for(hp, n_task):
@@ -185,8 +96,8 @@ def generalize(hp):
         for j, folder in enumerate(folders[k]):
             t1 = time.time()
             net, encoder, config = checkpoints.load_network(folder, device)
-            r2, W, hist, mse = evaluate_network(net, encoder, config, hp, n_train,
-                                                net_seed=1000 * k + config['run'])
+            out = decoding.evaluate_network(net, encoder, config, hp, n_train, net_seed=1000 * k + config['run'])
+            r2, W, hist, mse = out['r2'], out['W'], out['hist'], out['mse']
             if r_sq is None:  # allocate once the split count and sizes are known
                 shape = (len(hp['n_tasks']), hp['n_runs']) + r2.shape
                 r_sq, test_mse = np.full(shape, np.nan), np.full(shape, np.nan)
@@ -196,7 +107,7 @@ def generalize(hp):
             r_sq[i, j], dec[i, j], test_mse[i, j] = r2, W, mse
             angles[i, j] = metrics.decoder_angles(W)
             train_hist[i, j, ..., :hist.shape[-1]] = hist
-            ccgp[i, j], ps[i, j] = abstraction(net, encoder, config, hp, net_seed=1000 * k + config['run'])
+            ccgp[i, j], ps[i, j] = out['ccgp'], out['ps']
             print(f"n_task={k:>3} {os.path.basename(folder)}: r² mean {np.mean(r2):.3f}, "
                   f"CCGP {np.mean(ccgp[i, j]):.2f}, PS {np.mean(ps[i, j]):.2f} ({time.time() - t1:.1f} s)")
     os.makedirs(hp['results_dir'], exist_ok=True)

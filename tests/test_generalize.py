@@ -11,7 +11,6 @@ import torch
 import checkpoints
 import generalize
 import results
-import tasks
 import train
 from configurator import hyperparameters
 
@@ -40,18 +39,6 @@ def settings(runs, tmp_path, **over):
               timing=None, seed=0, device='cpu')
     hp.update(over)
     return hp
-
-
-def test_splits_hold_out_each_quadrant_or_orthant():
-    assert generalize.splits(2, True) == [([2, 3, 4], [1]), ([1, 3, 4], [2]), ([1, 2, 4], [3]),
-                                          ([1, 2, 3], [4])]
-    assert all(train == [1, 2, 3, 4] for train, _ in generalize.splits(2, False))
-    every_other = generalize.splits(3, True, split=2)
-    assert every_other == [([2, 4, 6, 8], [1, 3, 5, 7]), ([1, 3, 5, 7], [2, 4, 6, 8])]
-    # split_var on D = 3: orthant k is the k-th sign pattern of product([-, +], repeat=3)
-    per_var = generalize.splits(3, True, split_var=True)
-    assert per_var[0] == ([1, 2, 3, 4], [5, 6, 7, 8])  # x1 > 0 held out
-    assert per_var[2] == ([1, 3, 5, 7], [2, 4, 6, 8])  # x3 > 0 held out
 
 
 def test_results_files_have_documented_keys_and_shapes(runs, tmp_path):
@@ -167,41 +154,6 @@ def test_command_line(runs, tmp_path):
     bad = subprocess.run([sys.executable, 'generalize.py', f'--runs_dir={runs}', '--n_tasks=[5]'],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and 'n_task' in bad.stderr
-
-
-def test_paper_protocol_reproduces_the_release_test_sets():
-    """'paper': held-out quadrants 2 and 4 are tested on an even mix of quadrants 1 and
-    3 (coordinates of equal sign), 1 and 3 on themselves; 'correct' on the held-out one."""
-    config = train.defaults()
-    rng = np.random.default_rng(0)
-    hp = {'protocol': 'paper', 'split': None, 'split_var': False}
-    for q in (1, 2, 3, 4):
-        env = tasks.decoding_env(config, generalize.test_orthants(config, [q], hp))
-        x = env.sample(rng, 4000)['stim']
-        if q in (1, 3):
-            assert np.all(np.sign(x) == tasks.QUAD_SIGNS[q - 1])
-        else:
-            assert np.all(np.sign(x[:, 0]) == np.sign(x[:, 1]))
-            assert abs(np.mean(x[:, 0] > 0) - 0.5) < 0.03  # an even mix of Q1 and Q3
-        correct = tasks.decoding_env(config, generalize.test_orthants(config, [q], dict(hp, protocol='correct')))
-        assert np.all(np.sign(correct.sample(rng, 1000)['stim']) == tasks.QUAD_SIGNS[q - 1])
-
-
-def test_paper_protocol_in_higher_dimensions():
-    """D > 2 without split: each held-out orthant is tested on the all-positive and
-    all-negative orthants in proportion to its signs; with split or split_var the
-    held-out orthants themselves (the release passed lists there)."""
-    config = dict(train.defaults(), task='LinearClassificationHighDim', n_dim=4)
-    rng = np.random.default_rng(1)
-    hp = {'protocol': 'paper', 'split': None, 'split_var': False}
-    orthant = 0b0111 + 1  # signs (-, +, +, +): three of four entries positive
-    env = tasks.decoding_env(config, generalize.test_orthants(config, [orthant], hp))
-    x = env.sample(rng, 8000)['stim']
-    same = np.all(np.sign(x) == np.sign(x[:, :1]), axis=1)
-    assert same.all() and abs(np.mean(x[:, 0] > 0) - 0.75) < 0.02
-    for over in ({'split': 2}, {'split_var': True}):
-        for _, test in generalize.splits(4, True, **over):
-            assert generalize.test_orthants(config, test, dict(hp, **over)) == test
 
 
 def test_results_record_the_protocol_and_per_network_values(runs, tmp_path):

@@ -1,0 +1,108 @@
+"""decoding.py: held-out splits, the correct and the paper's test sets, trial pools."""
+import numpy as np
+import torch
+
+import decoding
+import tasks
+import train
+
+
+def test_splits_hold_out_each_quadrant_or_orthant():
+    assert decoding.splits(2, True) == [([2, 3, 4], [1]), ([1, 3, 4], [2]), ([1, 2, 4], [3]),
+                                          ([1, 2, 3], [4])]
+    assert all(train == [1, 2, 3, 4] for train, _ in decoding.splits(2, False))
+    every_other = decoding.splits(3, True, split=2)
+    assert every_other == [([2, 4, 6, 8], [1, 3, 5, 7]), ([1, 3, 5, 7], [2, 4, 6, 8])]
+    # split_var on D = 3: orthant k is the k-th sign pattern of product([-, +], repeat=3)
+    per_var = decoding.splits(3, True, split_var=True)
+    assert per_var[0] == ([1, 2, 3, 4], [5, 6, 7, 8])  # x1 > 0 held out
+    assert per_var[2] == ([1, 3, 5, 7], [2, 4, 6, 8])  # x3 > 0 held out
+
+
+def test_paper_protocol_reproduces_the_release_test_sets():
+    """'paper': held-out quadrants 2 and 4 are tested on an even mix of quadrants 1 and
+    3 (coordinates of equal sign), 1 and 3 on themselves; 'correct' on the held-out one."""
+    config = train.defaults()
+    rng = np.random.default_rng(0)
+    hp = {'protocol': 'paper', 'split': None, 'split_var': False}
+    for q in (1, 2, 3, 4):
+        env = tasks.decoding_env(config, decoding.test_orthants(config, [q], hp))
+        x = env.sample(rng, 4000)['stim']
+        if q in (1, 3):
+            assert np.all(np.sign(x) == tasks.QUAD_SIGNS[q - 1])
+        else:
+            assert np.all(np.sign(x[:, 0]) == np.sign(x[:, 1]))
+            assert abs(np.mean(x[:, 0] > 0) - 0.5) < 0.03  # an even mix of Q1 and Q3
+        correct = tasks.decoding_env(config, decoding.test_orthants(config, [q], dict(hp, protocol='correct')))
+        assert np.all(np.sign(correct.sample(rng, 1000)['stim']) == tasks.QUAD_SIGNS[q - 1])
+
+
+def test_paper_protocol_in_higher_dimensions():
+    """D > 2 without split: each held-out orthant is tested on the all-positive and
+    all-negative orthants in proportion to its signs; with split or split_var the
+    held-out orthants themselves (the release passed lists there)."""
+    config = dict(train.defaults(), task='LinearClassificationHighDim', n_dim=4)
+    rng = np.random.default_rng(1)
+    hp = {'protocol': 'paper', 'split': None, 'split_var': False}
+    orthant = 0b0111 + 1  # signs (-, +, +, +): three of four entries positive
+    env = tasks.decoding_env(config, decoding.test_orthants(config, [orthant], hp))
+    x = env.sample(rng, 8000)['stim']
+    same = np.all(np.sign(x) == np.sign(x[:, :1]), axis=1)
+    assert same.all() and abs(np.mean(x[:, 0] > 0) - 0.75) < 0.02
+    for over in ({'split': 2}, {'split_var': True}):
+        for _, test in decoding.splits(4, True, **over):
+            assert decoding.test_orthants(config, test, dict(hp, **over)) == test
+
+
+class SampleMean(torch.nn.Module):
+    """A perfect network: its state is the running sample mean of the two stimulus
+    channels (the Bayes-optimal estimate, SPEC §7), a disentangled linear code."""
+
+    def __init__(self, warp=False):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))  # a parameter, for the device lookup
+        self.warp = warp
+
+    def forward(self, u, noise=None):
+        h = torch.cumsum(u[..., 1:3], dim=-2) / 20
+        if self.warp:  # a code with an extra unit active in quadrant 2 (x1 < 0 < x2) only
+            h = torch.cat([h, torch.relu(-h[..., :1]) * torch.relu(h[..., 1:]) * 8], -1)
+        return h, h
+
+
+HP = dict(out_of_distribution=True, split=None, split_var=False, protocol='correct', timing=None,
+          n_fit=2, batch_sz=16, n_test=40, decoder='lstsq', lr=3e-3, seed=0)
+
+
+def test_a_perfect_network_reaches_the_ceiling_under_both_protocols():
+    config = dict(train.defaults(), encode=False)
+    for protocol in ('correct', 'paper'):
+        out = decoding.evaluate_network(SampleMean(), None, config, dict(HP, protocol=protocol), 300, 0)
+        assert out['r2'].shape == (4, 2) and out['W'].shape == (4, 2, 2, 2)
+        assert abs(out['r2'].mean() - 0.975) < 0.01  # SPEC §7: the ceiling for σ = 0.2, T = 20
+        assert np.all(out['ccgp'] > 0.95) and np.all(out['ps'] > 0.95)
+
+
+def test_a_quadrant_dependent_code_generalizes_worse_only_under_the_correct_protocol():
+    """Held out, quadrant 2 (where the warped code has its extra unit) is decoded
+    badly; the paper's test set for quadrant 2 is an even mix of quadrants 1 and 3,
+    which the decoder was trained on, and hides the loss."""
+    config = dict(train.defaults(), encode=False)
+    correct = decoding.evaluate_network(SampleMean(warp=True), None, config, HP, 300, 0)['r2']
+    paper = decoding.evaluate_network(SampleMean(warp=True), None, config, dict(HP, protocol='paper'), 300, 0)['r2']
+    ideal = dict(HP, out_of_distribution=False)
+    iid = decoding.evaluate_network(SampleMean(warp=True), None, config, ideal, 300, 0)['r2']
+    assert iid.mean() > correct.mean() + 0.05
+    assert correct[1].mean() < 0.8 and paper[1].mean() > 0.95  # held-out quadrant 2
+    np.testing.assert_allclose(paper[[0, 2]], correct[[0, 2]], atol=0.01)  # quadrants 1 and 3: the same test
+
+
+def test_training_sets_take_equal_fresh_shares_of_each_training_orthant():
+    pools = {k: (torch.full((2, 10, 3), float(k)) + torch.arange(10.)[None, :, None] / 100
+                 + torch.arange(2.)[:, None, None] * 10, torch.zeros(2, 10, 2)) for k in (1, 2, 3, 4)}
+    pairs = decoding.splits(2, True)
+    H, X = decoding.training_sets(pools, pairs, [(0, 0), (0, 1)], 9, np.random.default_rng(0))
+    assert H.shape == (2, 9, 3) and X.shape == (2, 9, 2)
+    orthant = H[..., 0].floor() % 10
+    assert sorted(orthant[0].tolist()) == [2.0] * 3 + [3.0] * 3 + [4.0] * 3  # split 0 holds out quadrant 1
+    assert torch.all(H[0, :, 0] < 10) and torch.all(H[1, :, 0] >= 10)  # fit 0 and fit 1 use their own slices
