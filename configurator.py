@@ -266,8 +266,11 @@ def configure(namespace, argv=None, lists=(), doc=None, print_config=True, check
 def run(main, config):
     """A script's entry point: call main(config). Expected failures (impossible
     values, missing or corrupt files, unwritable outputs, a non-finite loss) end the
-    program with `error: ...` and status 1 instead of a traceback."""
+    program with `error: ...` and status 1 instead of a traceback; an interrupt (whose
+    handler has said what was saved) with status 130, as shells expect."""
     try:
         return main(config)
     except (ValueError, OSError, FloatingPointError) as e:  # FileNotFoundError, FileExistsError are OSErrors
         sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -537,6 +537,34 @@ class BatchSource:
 
     next = __next__
 
+    def next_many(self, n):
+        """The next n batches, as n calls of next() give them, with every family's outputs
+        side by side: inputs (n, B, T, n_obs), targets (n, B, T, Σ n_out), zero outside
+        each batch's family, and that family's outputs marked in active (n, Σ n_out).
+        Copies whole runs of a chunk at once (the training loop's data path)."""
+        offsets = np.cumsum([0] + [env.n_out for env in self.envs])
+        T, n_obs = self.trial_num * self.envs[0].n_steps, self.envs[0].n_obs
+        ob = torch.zeros(n, self.batch_sz, T, n_obs)
+        gt = torch.zeros(n, self.batch_sz, T, int(offsets[-1]))
+        active = torch.zeros(n, int(offsets[-1]))
+        done = 0
+        while done < n:
+            if self._index == self.chunk:
+                self._refill()
+            take = min(n - done, self.chunk - self._index)
+            families = self._family[self._index : self._index + take]
+            slots = self._slot[self._index : self._index + take]
+            for f, (ob_f, gt_f, _) in self._data.items():
+                rows = np.flatnonzero(families == f)
+                if len(rows):
+                    lo, hi, at = int(offsets[f]), int(offsets[f + 1]), torch.as_tensor(done + rows)
+                    ob[at] = ob_f[slots[rows]]
+                    gt[at, ..., lo:hi] = gt_f[slots[rows]]
+                    active[at, lo:hi] = 1
+            self._index += take
+            done += take
+        return ob, gt, active
+
     def state_dict(self):
         """Position in the stream, as plain ints/strings/dicts."""
         return {

@@ -100,10 +100,17 @@ def check_config(config):
 if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
     _config = configurator.configure(globals(), lists=('task', 'n_task'), doc=__doc__, check=check_config)
 
+import fcntl  # noqa: E402
+import shlex  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import checkpoints  # noqa: E402
@@ -115,6 +122,7 @@ from configurator import hyperparameters  # noqa: E402
 from objective import Objective  # noqa: E402
 
 _N_RECORD = 100  # points of the loss / accuracy / confusion history
+BLOCK = 16  # batches whose data is drawn and moved to the device at once
 _DEFAULTS = hyperparameters(globals())  # captured before any override
 
 
@@ -206,17 +214,20 @@ def member_state(net, i, n_out):
 # ---------------------------------------------------------------------------------
 # Checkpoints
 
-def save_member(i, m, net, encoder, opt, step, n_batch, accum, readout):
-    """Write member i's net.pth (atomically): weights, encoder, histories, config
-    and everything resuming needs."""
-    names = dict(net.named_parameters())
+def save_member(i, m, net, encoder, opt, done, accum, readout, wall):
+    """Write member i's net.pth (atomically) after `done` batches: weights, encoder,
+    histories, config and everything resuming needs. The folder's config.json is
+    written with its first checkpoint, so a run that fails before it leaves nothing."""
     adam = {}
-    for name, p in names.items():
+    for name, p in net.named_parameters():
         state = opt.state.get(p)
         if state:
             cut = slice(None, m.n_out) if name.startswith('rec_to_out') else slice(None)
             adam[name] = {'exp_avg': state['exp_avg'][i][cut].cpu().clone(),
                           'exp_avg_sq': state['exp_avg_sq'][i][cut].cpu().clone()}
+    rng = {'torch_rng': torch.get_rng_state()}
+    if torch.cuda.is_available():  # dropout on the GPU draws from its generator
+        rng['cuda_rng'] = torch.cuda.get_rng_state()
     ckpt = {'state_dict': {k: v.cpu() for k, v in member_state(net, i, m.n_out).items()},
             'encoder': ({k: v.cpu() for k, v in ensemble.member_state_dict(encoder, i).items()}
                         if encoder is not None else None),
@@ -225,16 +236,17 @@ def save_member(i, m, net, encoder, opt, step, n_batch, accum, readout):
             'acc_hist': torch.tensor(m.history['acc']),
             'conf_matr_hist': torch.tensor(m.history['conf']).reshape(-1, 2, 2),
             'config': m.config,
-            'resume': {'batch': step, 'n_batch': n_batch, 'adam': adam,
-                       'data': m.source.state_dict(), 'noise_rng': m.noise.get_state(),
-                       'torch_rng': torch.get_rng_state(),
+            'resume': {'batch': done, 'adam': adam, 'data': m.source.state_dict(),
+                       'noise_rng': m.noise.get_state(), 'wall_seconds': wall, **rng,
                        'accum': {k: v[i].cpu().clone() for k, v in accum.items()}}}
+    if not os.path.exists(os.path.join(m.folder, checkpoints.CONFIG)):
+        checkpoints.save_json(m.config, os.path.join(m.folder, checkpoints.CONFIG))
     checkpoints.save_torch(ckpt, m.checkpoint_path())
 
 
-def restore(members, net, encoder, opt, accum):
-    """Load every member's checkpoint into the ensemble; returns the batch to resume at."""
-    ckpts = [checkpoints.load_checkpoint(m.checkpoint_path()) for m in members]
+def restore(members, ckpts, net, encoder, opt, accum):
+    """Load every member's checkpoint into the ensemble; returns (the batch to resume
+    at, the wall seconds trained so far)."""
     steps = {m.name: c['resume']['batch'] for m, c in zip(members, ckpts)}
     if len(set(steps.values())) > 1:
         raise ValueError(f'checkpoints are at different batches {steps}: resume them in separate calls')
@@ -257,25 +269,98 @@ def restore(members, net, encoder, opt, accum):
                                 'exp_avg': torch.zeros_like(p), 'exp_avg_sq': torch.zeros_like(p)}
             for key in ('exp_avg', 'exp_avg_sq'):
                 opt.state[p][key][i, :len(state[key])] = state[key]
-    torch.set_rng_state(ckpts[0]['resume']['torch_rng'])
-    return ckpts[0]['resume']['batch']
+    first = ckpts[0]['resume']
+    torch.set_rng_state(first['torch_rng'])
+    if 'cuda_rng' in first and torch.cuda.is_available():
+        torch.cuda.set_rng_state(first['cuda_rng'])
+    return first['batch'], first.get('wall_seconds', 0.0)
+
+
+# ---------------------------------------------------------------------------------
+# Run folders: locks, finished runs, the resume command
+
+class RunLock:
+    """An exclusive lock on a run folder (`.lock` inside it), so two processes never
+    train the same network; the holder's pid, host and start time are in the file."""
+
+    def __init__(self, folder):
+        os.makedirs(folder, exist_ok=True)
+        self.path = os.path.join(folder, '.lock')
+        self.file = open(self.path, 'a+')
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or 'another process'
+            self.file.close()
+            raise FileExistsError(f'{folder} is being trained by {holder}; wait for it or stop it') from None
+        self.file.truncate(0)
+        self.file.write(f'pid {os.getpid()} on {socket.gethostname()} since {time.strftime("%Y-%m-%d %H:%M:%S")}')
+        self.file.flush()
+
+    def release(self):
+        """Unlock; the folder goes too if training left nothing in it."""
+        self.file.close()
+        os.remove(self.path)
+        folder = os.path.dirname(self.path)
+        if not os.listdir(folder):
+            os.rmdir(folder)
+
+
+def finished(m, n_batch):
+    """True when the member's run folder holds a network trained for n_batch batches."""
+    if not os.path.exists(os.path.join(m.folder, checkpoints.METRICS)):
+        return False
+    return checkpoints.load_json(os.path.join(m.folder, checkpoints.METRICS)).get('batches_done') == n_batch
+
+
+def resume_command(config):
+    """The command that continues this call: its non-default hyperparameters and --resume=True."""
+    args = [f'--{k}={v!r}' if not isinstance(v, str) else f'--{k}={v}' for k, v in config.items()
+            if k in _DEFAULTS and k not in ('resume',) and v != _DEFAULTS[k]]
+    return ' '.join(['python train.py', *map(shlex.quote, args), '--resume=True'])
+
+
+class Stop:
+    """Turns SIGINT (Ctrl-C) and SIGTERM (what Slurm sends before killing a job) into a
+    flag the training loop checks after each batch, so it stops at a consistent state."""
+
+    def __init__(self):
+        self.signal = None
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self.catch)
+        return self
+
+    def catch(self, signum, frame):
+        if self.signal:  # a second one: stop now
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------------------------
 # Training
 
-def next_batch(members, T, n_obs, n_out):
-    """One batch per member from its own data stream: observations (M, B, T, n_obs),
-    targets (M, B, T, n_out) in the slice of the member's current task family, and
-    the mask of those active outputs (M, 1, 1, n_out)."""
-    B = members[0].source.batch_sz
-    ob, gt = torch.zeros(len(members), B, T, n_obs), torch.zeros(len(members), B, T, n_out)
-    active = torch.zeros(len(members), 1, 1, n_out)
-    for i, m in enumerate(members):
-        inputs, targets, _, fam = next(m.source)
-        lo, hi = m.offsets[fam], m.offsets[fam + 1]
-        ob[i], gt[i, ..., lo:hi], active[i, ..., lo:hi] = inputs, targets, 1
-    return ob, gt, active
+def next_block(members, n, n_out, device):
+    """The members' next n batches, each from its own data stream: observations
+    (n, M, B, T, n_obs), targets (n, M, B, T, n_out) in the slice of each member's
+    current task family, and the mask of those active outputs (n, M, 1, 1, n_out).
+    Each member's source state before the block is kept (to rewind on interrupt)."""
+    obs, gts, actives = [], [], []
+    for m in members:
+        m.block_state = m.source.state_dict()
+        ob, gt, active = m.source.next_many(n)
+        obs.append(ob), gts.append(nn.functional.pad(gt, (0, n_out - gt.shape[-1])))
+        actives.append(nn.functional.pad(active, (0, n_out - active.shape[-1])))
+    return (torch.stack(obs, 1).to(device), torch.stack(gts, 1).to(device),
+            torch.stack(actives, 1)[:, :, None, None].to(device))
 
 
 def member_noise(members, config, shape, stim_steps, objective, decision):
@@ -293,10 +378,6 @@ def member_noise(members, config, shape, stim_steps, objective, decision):
     return noise, enc_noise, w
 
 
-def to(x, device):
-    return None if x is None else x.to(device)
-
-
 def decision_scores(logits, gt, active, decision, objective):
     """Per member: accuracy of the decision-step answers over the active outputs and
     the 2×2 confusion matrix (true × predicted, flattened, as fractions)."""
@@ -310,12 +391,14 @@ def decision_scores(logits, gt, active, decision, objective):
         return count(out == true) / n, conf / n[:, None]
 
 
-def train(config):
-    """Train every network the configuration asks for (a dict of every hyperparameter
-    above); returns the run folders."""
+def setup(config):
+    """Check the configuration, name the networks, lock their folders and sort out
+    what exists: returns (config with n_batch resolved, members to train, folders of
+    every member, their checkpoints when resuming, locks)."""
     config = dict(config)
     n_tasks = check_config(config)
     check_tasks(config, n_tasks)
+    util.pick_device(config['device'])  # a missing GPU is an error before any folder is made
     default_batches = 20_000 if config['network'] == 'gpt-2' else 100_000
     if config['n_batch'] is None:
         config['n_batch'] = default_batches
@@ -324,9 +407,8 @@ def train(config):
     runs = [(k, r, checkpoints.run_name(config, naming, k, r)) for k in n_tasks
             for r in range(config['run'], config['run'] + config['runs'])]
     config.update(util.provenance())
-    n_batch, device = config['n_batch'], util.pick_device(config['device'])
-    util.set_threads(config['n_threads'])
     members = [Member(config, name, k, r) for k, r, name in runs]
+    folders = [m.folder for m in members]
     for m in members:
         exists = os.path.exists(m.checkpoint_path())
         if exists and not config['resume']:
@@ -334,7 +416,40 @@ def train(config):
                                   'to continue it, or another out_dir')
         if config['resume'] and not exists:
             raise FileNotFoundError(f'--resume=True but {m.checkpoint_path()} does not exist')
+    todo = [m for m in members if not (config['resume'] and finished(m, config['n_batch']))]
+    for m in set(members) - set(todo):
+        print(f'{m.folder} is complete ({config["n_batch"]} batches): nothing to do')
+    locks = []
+    try:
+        for m in todo:
+            locks.append(RunLock(m.folder))
+        ckpts = [checkpoints.load_checkpoint(m.checkpoint_path()) for m in todo] if config['resume'] else []
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+    return config, todo, folders, ckpts, locks
 
+
+def train(config):
+    """Train every network the configuration asks for (a dict of every hyperparameter
+    above); returns the run folders. Ctrl-C or SIGTERM saves a checkpoint of every
+    network, prints the command that continues and raises KeyboardInterrupt."""
+    config, members, folders, ckpts, locks = setup(config)
+    try:
+        if members:
+            with Stop() as stop:
+                run_ensemble(config, members, ckpts, stop)
+    finally:
+        for lock in locks:
+            lock.release()
+    return folders
+
+
+def run_ensemble(config, members, ckpts, stop):
+    """The training loop of one vectorised ensemble."""
+    n_batch, device = config['n_batch'], util.pick_device(config['device'])
+    util.set_threads(config['n_threads'])
     env = members[0].envs[0]
     net, encoder = build_ensemble(config, members, networks.n_inputs(env, config), device)
     opt = torch.optim.Adam(net.parameters(), lr=config['lr'], fused=True)
@@ -344,40 +459,69 @@ def train(config):
     decision = env.period_mask('decision', config['trial_num'])
     decision_t = torch.as_tensor(decision, device=device)
     weights = objective.step_weights(decision).to(device) if objective.weighting != 'rand_pen' else None
-    # running sums since the last record, on the device: no host sync per batch
+    # running sums since the last record, and the first non-finite batch of each member, on
+    # the device: the loop never waits for the device except at records and checkpoints
     accum = {k: torch.zeros(M, *s, device=device) for k, s in (('loss', ()), ('acc', ()), ('conf', (4,)), ('n', ()))}
+    bad_batch = torch.full((M,), -1, device=device)
     torch.manual_seed(config['seed'])  # dropout (gpt-2) draws from the global generator
-    start = restore(members, net, encoder, opt, accum) if config['resume'] else 0
-    for m in members:
-        os.makedirs(m.folder, exist_ok=True)
-        checkpoints.save_json(m.config, os.path.join(m.folder, checkpoints.CONFIG))
-    bounds = np.linspace(0, n_batch, min(_N_RECORD, n_batch) + 1).round().astype(int)[1:]
+    start, wall0 = restore(members, ckpts, net, encoder, opt, accum) if ckpts else (0, 0.0)
+    records = set(np.linspace(0, n_batch, min(_N_RECORD, n_batch) + 1).round().astype(int)[1:].tolist())
+    # checkpoints and records fall on block boundaries, so each source's state there is exact
+    stops = sorted({b for b in range(config['ckpt_every'], n_batch, config['ckpt_every'])} | records | {n_batch})
+    readout = objective.describe(config)
     net.train()
-    t0, bar = time.time(), tqdm(range(start, n_batch), initial=start, total=n_batch,
-                                desc=f'{M} network{"s" * (M > 1)}', dynamic_ncols=True,
-                                mininterval=1)
-    for step in bar:
-        ob, gt, active = next_batch(members, len(decision), env.n_obs, n_out)
-        ob, gt, active = ob.to(device), gt.to(device), active.to(device)
-        noise, enc_noise, w = member_noise(members, config, ob.shape[1:3], stim_steps, objective, decision)
-        _, logits = net(networks.network_inputs(ob, env, encoder, to(enc_noise, device)), to(noise, device))
-        per_step = (objective.step_losses(logits, gt) * active).sum(-1) / active.sum(-1)
-        loss = (per_step * (weights if weights is not None else w.to(device))).sum(-1).mean(-1)  # (M,)
-        if not torch.isfinite(loss).all():
-            bad = [members[i].name for i in torch.nonzero(~torch.isfinite(loss)).flatten().tolist()]
-            raise FloatingPointError(f'non-finite loss at batch {step} for {bad}; the last good '
-                                     f'checkpoints (every {config["ckpt_every"]} batches) are kept')
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        opt.step()
+    t0, bar = time.time(), tqdm(total=n_batch, initial=start, desc=f'{M} network{"s" * (M > 1)}',
+                                dynamic_ncols=True, mininterval=1)
 
-        acc, conf = decision_scores(logits, gt, active, decision_t, objective)
-        accum['loss'] += loss.detach()
-        accum['acc'] += acc
-        accum['conf'] += conf
-        accum['n'] += 1
-        done = step + 1
-        if done in bounds:
+    def save_all(done):
+        for i, m in enumerate(members):
+            save_member(i, m, net, encoder, opt, done, accum, readout, wall0 + time.time() - t0)
+
+    def check_finite(done):
+        if (bad_batch >= 0).any():
+            first = int(bad_batch[bad_batch >= 0].min())
+            bad = [members[i].name for i in torch.nonzero(bad_batch >= 0).flatten().tolist()]
+            raise FloatingPointError(f'non-finite loss at batch {first} for {bad}; the last good '
+                                     f'checkpoints (every {config["ckpt_every"]} batches) are kept')
+
+    def interrupt(j):
+        """Save every network after batch j of the current block and stop."""
+        check_finite(step)
+        for m in members:  # rewind each data stream to just after that batch
+            m.source.load_state_dict(m.block_state)
+            m.source.next_many(j + 1)
+        save_all(step)
+        bar.close()
+        print(f'\n{stop.signal}: saved every network at batch {step}. Continue with:\n'
+              f'  {resume_command(config)}', file=sys.stderr)
+        raise KeyboardInterrupt(f'stopped by {stop.signal} at batch {step}')
+
+    step = start
+    while step < n_batch:
+        n = min(BLOCK, next(b for b in stops if b > step) - step)
+        block_ob, block_gt, block_active = next_block(members, n, n_out, device)
+        for j in range(n):
+            ob, gt, active = block_ob[j], block_gt[j], block_active[j]
+            noise, enc_noise, w = member_noise(members, config, ob.shape[1:3], stim_steps, objective, decision)
+            _, logits = net(networks.network_inputs(ob, env, encoder, to(enc_noise, device)), to(noise, device))
+            per_step = (objective.step_losses(logits, gt) * active).sum(-1) / active.sum(-1)
+            loss = (per_step * (weights if weights is not None else w.to(device))).sum(-1).mean(-1)  # (M,)
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+
+            acc, conf = decision_scores(logits, gt, active, decision_t, objective)
+            bad_batch = torch.where((bad_batch < 0) & ~torch.isfinite(loss), step, bad_batch)
+            accum['loss'] += loss.detach()
+            accum['acc'] += acc
+            accum['conf'] += conf
+            accum['n'] += 1
+            step += 1
+            bar.update()
+            if stop.signal and j < n - 1:
+                interrupt(j)
+        if step in records:
+            check_finite(step)
             for i, m in enumerate(members):
                 c = accum['n'][i]
                 m.history['loss'].append(float(accum['loss'][i] / c))
@@ -386,11 +530,12 @@ def train(config):
             for v in accum.values():
                 v.zero_()
             bar.set_postfix(loss=f"{np.mean([m.history['loss'][-1] for m in members]):.4f}",
-                            acc=f"{np.mean([m.history['acc'][-1] for m in members]):.3f}",
-                            refresh=False)
-        if done % config['ckpt_every'] == 0 or done == n_batch:
-            for i, m in enumerate(members):
-                save_member(i, m, net, encoder, opt, done, n_batch, accum, objective.describe(config))
+                            acc=f"{np.mean([m.history['acc'][-1] for m in members]):.3f}", refresh=False)
+        if step % config['ckpt_every'] == 0 or step == n_batch:
+            check_finite(step)
+            save_all(step)
+        if stop.signal and step < n_batch:
+            interrupt(n - 1)
     bar.close()
 
     wall = time.time() - t0
@@ -398,13 +543,16 @@ def train(config):
     for m in members:
         checkpoints.save_json({'final_loss': m.history['loss'][-1] if m.history['loss'] else None,
                                'final_accuracy': m.history['acc'][-1] if m.history['acc'] else None,
-                               'batches_done': n_batch, 'wall_seconds': wall,
+                               'batches_done': n_batch, 'wall_seconds': wall0 + wall,
                                'batches_per_second': rate, 'ensemble_size': M,
                                'network_batches_per_second': rate * M},
                               os.path.join(m.folder, checkpoints.METRICS))
     print(f'trained {M} network(s), {n_batch - start} batches in {wall:.0f} s '
           f'({rate:.0f} batches/s, {rate * M:.0f} network-batches/s) -> {config["out_dir"]}/')
-    return [m.folder for m in members]
+
+
+def to(x, device):
+    return None if x is None else x.to(device)
 
 
 if __name__ == '__main__':

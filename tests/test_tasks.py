@@ -446,3 +446,23 @@ def test_from_config_resolves_variants_and_options():
         tasks.from_config(dict(config, task="LinearClassificationCentOur"))
     with pytest.raises(ValueError, match="gumbel"):
         tasks.from_config(dict(config, dist="gumbel"), "DenoiseQuads")
+
+
+def test_next_many_gives_the_batches_next_gives_with_families_side_by_side():
+    def two_families():
+        return [tasks.LinearClassificationCentOut(n_task=3, rule_vec=[1, 0]),
+                tasks.TwoAlternativeForcedChoiceCent(rule_vec=[0, 1])]
+
+    one = tasks.BatchSource(two_families(), batch_sz=4, seed=5, chunk=3)
+    many = tasks.BatchSource(two_families(), batch_sz=4, seed=5, chunk=3)
+    many.next()  # start mid-chunk
+    one.next()
+    ob, gt, active = many.next_many(8)
+    assert ob.shape == (8, 4, 22, 5) and gt.shape == (8, 4, 22, 4) and active.shape == (8, 4)
+    for i in range(8):
+        inputs, targets, _, family = one.next()
+        lo, hi = (0, 3) if family == 0 else (3, 4)
+        assert torch.equal(ob[i], inputs) and torch.equal(gt[i, ..., lo:hi], targets)
+        assert active[i].tolist() == [float(lo <= k < hi) for k in range(4)]
+        assert not gt[i, ..., [k for k in range(4) if not lo <= k < hi]].any()
+    assert many.state_dict() == one.state_dict()  # the stream is at the same place

@@ -1,8 +1,11 @@
 """train.py on tiny networks: learning, ensembles, resuming, checkpoints, bad input."""
+import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -249,3 +252,91 @@ def test_command_line(tmp_path):
     bad = subprocess.run([sys.executable, 'train.py', '--network=GRU', f'--out_dir={tmp_path}/x'],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and 'network' in bad.stderr and not os.path.exists(f'{tmp_path}/x')
+
+
+def signal_at(monkeypatch, sig, at):
+    """Send `sig` to this process during the `at`-th training batch."""
+    calls, step_losses = [], train.Objective.step_losses
+
+    def send(self, logits, gt):
+        calls.append(1)
+        if len(calls) == at:
+            os.kill(os.getpid(), sig)
+        return step_losses(self, logits, gt)
+
+    monkeypatch.setattr(train.Objective, 'step_losses', send)
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=['ctrl-c', 'sigterm'])
+def test_interrupt_saves_every_network_and_resume_is_exact(tmp_path, monkeypatch, capsys, sig):
+    full = train.train(tiny(tmp_path / 'full', n_task=[2, 4], n_sd_net=0.1))
+    part = tiny(tmp_path / 'part', n_task=[2, 4], n_sd_net=0.1)
+    signal_at(monkeypatch, sig, 37)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(part)
+    monkeypatch.undo()
+    assert signal.getsignal(sig) is not None  # the previous handler is back
+    for folder in checkpoints.find_runs(part['out_dir']):
+        ckpt = checkpoints.load_checkpoint(os.path.join(folder, 'net.pth'))
+        assert ckpt['resume']['batch'] == 37 and ckpt['resume']['wall_seconds'] > 0
+        assert not os.path.exists(os.path.join(folder, 'metrics.json'))
+    err = capsys.readouterr().err
+    assert 'saved every network at batch 37' in err and '--resume=True' in err and 'python train.py' in err
+    resumed = train.train(dict(part, resume=True))
+    for a, b in zip(full, resumed):
+        ca, cb = (checkpoints.load_checkpoint(os.path.join(f, 'net.pth')) for f in (a, b))
+        for k in ca['state_dict']:
+            torch.testing.assert_close(ca['state_dict'][k], cb['state_dict'][k], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ca['loss_hist'], cb['loss_hist'])
+
+
+def test_resume_of_a_finished_run_changes_nothing_and_wall_time_accumulates(tmp_path, monkeypatch, capsys):
+    config = tiny(tmp_path)
+    signal_at(monkeypatch, signal.SIGINT, 20)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(config)
+    monkeypatch.undo()
+    folder, = train.train(dict(config, resume=True))
+    first = checkpoints.load_json(os.path.join(folder, 'metrics.json'))
+    before = open(os.path.join(folder, 'metrics.json')).read()
+    assert first['wall_seconds'] > 0 and first['batches_done'] == 60
+    capsys.readouterr()
+    assert train.train(dict(config, resume=True)) == [folder]
+    assert 'is complete' in capsys.readouterr().out
+    assert open(os.path.join(folder, 'metrics.json')).read() == before
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(train.Objective, 'step_losses', lambda self, logits, gt: logits * float('nan'))
+    with pytest.raises(FloatingPointError, match='batch 0'):
+        train.train(tiny(tmp_path, ckpt_every=1000))
+    assert os.listdir(tmp_path / 'nets') == []
+
+
+def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path):
+    config = tiny(tmp_path, n_batch=5)
+    name = checkpoints.run_name(config, dict(train.defaults(), n_batch=100_000), 4, 0)
+    lock = train.RunLock(os.path.join(config['out_dir'], name))
+    try:
+        with pytest.raises(FileExistsError, match=f'being trained by pid {os.getpid()}'):
+            train.train(config)
+    finally:
+        lock.release()
+    folder, = train.train(config)
+    assert os.path.basename(folder) == name and not os.path.exists(os.path.join(folder, '.lock'))
+
+
+def test_ctrl_c_on_the_command_line_exits_130_with_the_resume_command(tmp_path):
+    proc = subprocess.Popen([sys.executable, 'train.py', '--n_batch=100000', '--n_neu=8', f'--out_dir={tmp_path}',
+                             "--timing={'fixation': 100, 'stimulus': 300, 'delay': 0, 'decision': 100}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not glob.glob(str(tmp_path / '*' / '.lock')):
+        time.sleep(0.2)
+    time.sleep(3)  # some batches
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert 'Continue with' in err and '--resume=True' in err and 'Traceback' not in err
+    folder, = checkpoints.find_runs(str(tmp_path))
+    assert checkpoints.load_checkpoint(os.path.join(folder, 'net.pth'))['resume']['batch'] > 0
