@@ -85,6 +85,10 @@ class LatentTask(TrialEnv):
     override `_noise(rng, n, steps)` (default Gaussian, std sigma/sqrt(dt) per step).
     """
 
+    # targets are 0 except in the decision period, where they are 'ground_truth': the
+    # training data can then carry ground_truth alone and spread it over the steps later
+    targets_at_decision = True
+
     def __init__(self, dt, timing, sigma, rule_vec, n_dim, n_out, target_high, fixation=True):
         if not dt > 0:
             raise ValueError(f"dt must be > 0 (ms), got {dt!r}")
@@ -147,15 +151,15 @@ class LatentTask(TrialEnv):
         ob[:, :, self.rule_channels] = self.rule_vec
         return ob
 
-    def sample(self, rng, n):
-        """Draw n trials: dict with 'stim' (n, D) latents, 'ob' (n, T, n_obs), 'gt' (n, T, n_out),
-        'ground_truth' (n, n_out) decision targets."""
+    def sample(self, rng, n, gt=True):
+        """Draw n trials: dict with 'stim' (n, D) latents, 'ob' (n, T, n_obs), 'gt' (n, T, n_out)
+        (left out with gt=False) and 'ground_truth' (n, n_out) decision targets."""
         x = self._latents(rng, n)
-        ob = self.observations(x, rng)
-        y = self._targets(x)
-        gt = np.zeros((n, self.n_steps, self.n_out), dtype=np.float32)
-        gt[:, self.start_step["decision"] : self.end_step["decision"]] = y[:, None, :]
-        return {"stim": x, "ob": ob, "gt": gt, "ground_truth": y}
+        trials = {"stim": x, "ob": self.observations(x, rng), "ground_truth": self._targets(x)}
+        if gt:
+            trials["gt"] = np.zeros((n, self.n_steps, self.n_out), dtype=np.float32)
+            trials["gt"][:, self.start_step["decision"] : self.end_step["decision"]] = trials["ground_truth"][:, None, :]
+        return trials
 
     # -- neurogym / gymnasium interface ----------------------------------------
 
@@ -339,6 +343,8 @@ class LinearClassificationBound(LatentTask):
     accumulator value.
     """
 
+    targets_at_decision = False  # the accumulators change at every stimulus step
+
     def __init__(self, dt=100, timing=None, sigma=2, rule_vec=None, n_task=24, thres=5):
         n_task = _check_int("n_task", n_task, 1)
         if not thres > 0:
@@ -350,7 +356,7 @@ class LinearClassificationBound(LatentTask):
     def _latents(self, rng, n):
         return _uniform(rng, n, 2)
 
-    def sample(self, rng, n):
+    def sample(self, rng, n, gt=True):
         x = self._latents(rng, n)
         ob = self.observations(x, rng)
         a, b = self.stim_steps
@@ -489,7 +495,9 @@ class BatchSource:
     (inputs (B, trial_num*T, n_obs), targets (B, trial_num*T, n_out), latents
     (B, trial_num, D), family) as float32 torch tensors and an int. Batches are drawn
     `chunk` at a time; state_dict() records where the stream is, so a source restored
-    with load_state_dict continues identically.
+    with load_state_dict continues identically. When every family's targets live in
+    the decision period alone (`compact`), a chunk keeps just the decision targets
+    and `dense()` spreads them over the steps (on any device).
     """
 
     def __init__(self, envs, batch_sz, seed, trial_num=1, chunk=64):
@@ -501,6 +509,10 @@ class BatchSource:
         self.batch_sz = _check_int("batch_sz", batch_sz, 1)
         self.trial_num = _check_int("trial_num", trial_num, 1)
         self.chunk = _check_int("chunk", chunk, 1)
+        self.compact = all(env.targets_at_decision for env in self.envs)
+        first = self.envs[0]
+        self._decision = torch.as_tensor(first.period_mask("decision", self.trial_num))
+        self._trial_of_step = torch.arange(self.trial_num).repeat_interleave(first.n_steps)
         self.rng = np.random.default_rng(seed)
         self._refill()
 
@@ -516,10 +528,13 @@ class BatchSource:
                 continue
             self._slot[batches] = np.arange(len(batches))
             k = len(batches)
-            s = env.sample(self.rng, k * B * k_trials)
+            s = env.sample(self.rng, k * B * k_trials, gt=not self.compact)
             # trials of one sequence are consecutive in memory, so reshaping concatenates them in time
             ob = s["ob"].reshape(k, B, k_trials * env.n_steps, env.n_obs)
-            gt = s["gt"].reshape(k, B, k_trials * env.n_steps, env.n_out)
+            if self.compact:
+                gt = s["ground_truth"].astype(np.float32).reshape(k, B, k_trials, env.n_out)
+            else:
+                gt = s["gt"].reshape(k, B, k_trials * env.n_steps, env.n_out)
             stim = s["stim"].astype(np.float32).reshape(k, B, k_trials, env.n_dim)
             self._data[f] = (torch.from_numpy(ob), torch.from_numpy(gt), torch.from_numpy(stim))
         self._index = 0
@@ -533,19 +548,29 @@ class BatchSource:
         f, j = int(self._family[self._index]), int(self._slot[self._index])
         self._index += 1
         ob, gt, stim = self._data[f]
-        return ob[j], gt[j], stim[j], f
+        return ob[j], self.dense(gt[j]), stim[j], f
 
     next = __next__
 
+    def dense(self, targets):
+        """Targets (..., B, trial_num, n_out) of a compact source spread over the steps:
+        (..., B, T, n_out), each trial's decision targets on its decision steps and 0
+        elsewhere; dense targets are returned as they are."""
+        if not self.compact:
+            return targets
+        decision = self._decision.to(targets.device, targets.dtype)[:, None]
+        return targets[..., self._trial_of_step.to(targets.device), :] * decision
+
     def next_many(self, n):
         """The next n batches, as n calls of next() give them, with every family's outputs
-        side by side: inputs (n, B, T, n_obs), targets (n, B, T, Σ n_out), zero outside
-        each batch's family, and that family's outputs marked in active (n, Σ n_out).
-        Copies whole runs of a chunk at once (the training loop's data path)."""
+        side by side: inputs (n, B, T, n_obs), targets (n, B, K, Σ n_out) (K = trial_num
+        for a compact source, see dense(); T otherwise), zero outside each batch's
+        family, and that family's outputs marked in active (n, Σ n_out). Copies whole
+        runs of a chunk at once (the training loop's data path)."""
         offsets = np.cumsum([0] + [env.n_out for env in self.envs])
         T, n_obs = self.trial_num * self.envs[0].n_steps, self.envs[0].n_obs
         ob = torch.zeros(n, self.batch_sz, T, n_obs)
-        gt = torch.zeros(n, self.batch_sz, T, int(offsets[-1]))
+        gt = torch.zeros(n, self.batch_sz, self.trial_num if self.compact else T, int(offsets[-1]))
         active = torch.zeros(n, int(offsets[-1]))
         done = 0
         while done < n:
@@ -556,11 +581,16 @@ class BatchSource:
             slots = self._slot[self._index : self._index + take]
             for f, (ob_f, gt_f, _) in self._data.items():
                 rows = np.flatnonzero(families == f)
-                if len(rows):
-                    lo, hi, at = int(offsets[f]), int(offsets[f + 1]), torch.as_tensor(done + rows)
-                    ob[at] = ob_f[slots[rows]]
-                    gt[at, ..., lo:hi] = gt_f[slots[rows]]
-                    active[at, lo:hi] = 1
+                if not len(rows):
+                    continue
+                lo, hi = int(offsets[f]), int(offsets[f + 1])
+                if len(rows) == take:  # one family: consecutive slots, copied as slices
+                    at, src = slice(done, done + take), slice(int(slots[0]), int(slots[0]) + take)
+                else:
+                    at, src = torch.as_tensor(done + rows), torch.as_tensor(slots[rows])
+                ob[at] = ob_f[src]
+                gt[at, ..., lo:hi] = gt_f[src]
+                active[at, lo:hi] = 1
             self._index += take
             done += take
         return ob, gt, active

@@ -48,6 +48,8 @@ run = 0  # index of the first run (members get run ... run+runs-1)
 seed = 0  # base seed; a network's seed derives from (seed, n_task, run) only
 device = 'auto'  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
 n_threads = 1  # CPU threads for torch (1 is fastest when processes share the machine; more help a large ensemble on a quiet one)
+data_threads = 0  # threads drawing the members' training data in parallel (0: none; helps a large ensemble on a GPU)
+cuda_graph = True  # on a GPU: record one training batch as a CUDA graph and replay it (removes launch overhead)
 out_dir = 'trained_networks'  # where the run folders are written
 resume = False  # continue from the checkpoints in the run folders
 ckpt_every = 2000  # batches between checkpoints
@@ -74,6 +76,7 @@ def check_config(config):
     for name in ('n_dim', 'n_neu', 'n_layer', 'n_head', 'enc_hidden', 'enc_out', 'trial_num',
                  'batch_sz', 'runs', 'ckpt_every', 'n_threads'):
         checks.positive_int(name, config[name])
+    checks.non_negative_int('data_threads', config['data_threads'])
     if config['n_batch'] is not None:
         checks.positive_int('n_batch', config['n_batch'])
     checks.non_negative_int('run', config['run'])
@@ -107,6 +110,7 @@ import socket  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -123,6 +127,7 @@ from objective import Objective  # noqa: E402
 
 _N_RECORD = 100  # points of the loss / accuracy / confusion history
 BLOCK = 16  # batches whose data is drawn and moved to the device at once
+WARMUP = 3  # eager batches before a CUDA graph is recorded (cuBLAS and the allocator settle)
 _DEFAULTS = hyperparameters(globals())  # captured before any override
 
 
@@ -348,19 +353,67 @@ class Stop:
 # ---------------------------------------------------------------------------------
 # Training
 
-def next_block(members, n, n_out, device):
+def next_block(members, n, n_out, device, pool=None):
     """The members' next n batches, each from its own data stream: observations
-    (n, M, B, T, n_obs), targets (n, M, B, T, n_out) in the slice of each member's
-    current task family, and the mask of those active outputs (n, M, 1, 1, n_out).
-    Each member's source state before the block is kept (to rewind on interrupt)."""
-    obs, gts, actives = [], [], []
-    for m in members:
+    (n, M, B, T, n_obs), targets (n, M, B, K, n_out) in the slice of each member's
+    current task family (K = trial_num while compact, see tasks.BatchSource.dense),
+    and the mask of those active outputs (n, M, 1, 1, n_out). Each member's source
+    state before the block is kept (to rewind on interrupt)."""
+    def draw(m):
         m.block_state = m.source.state_dict()
-        ob, gt, active = m.source.next_many(n)
-        obs.append(ob), gts.append(nn.functional.pad(gt, (0, n_out - gt.shape[-1])))
-        actives.append(nn.functional.pad(active, (0, n_out - active.shape[-1])))
-    return (torch.stack(obs, 1).to(device), torch.stack(gts, 1).to(device),
-            torch.stack(actives, 1)[:, :, None, None].to(device))
+        return m.source.next_many(n)
+
+    # each member's stream is its own, so drawing them in parallel changes nothing
+    blocks = list(pool.map(draw, members)) if pool else [draw(m) for m in members]
+    obs = torch.stack([ob for ob, _, _ in blocks], 1)
+    gts = torch.stack([nn.functional.pad(gt, (0, n_out - gt.shape[-1])) for _, gt, _ in blocks], 1)
+    actives = torch.stack([nn.functional.pad(a, (0, n_out - a.shape[-1])) for _, _, a in blocks], 1)
+    return obs.to(device), gts.to(device), actives[:, :, None, None].to(device)
+
+
+class Batch:
+    """The work of one training batch, all on the device: forward, loss, backward,
+    Adam, and the running sums updated in place. With `graph` (a GPU), the first
+    WARMUP batches run eagerly on a side stream, then one batch is recorded as a
+    CUDA graph and replayed with each batch's inputs copied into its buffers."""
+
+    def __init__(self, work, opt, graph):
+        self.work, self.opt, self.use_graph = work, opt, graph
+        self.graph, self.inputs, self.calls = None, None, 0
+
+    def __call__(self, **inputs):
+        self.calls += 1
+        if not self.use_graph:
+            self.opt.zero_grad(set_to_none=True)
+            return self.work(**inputs)
+        if self.calls <= WARMUP:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.opt.zero_grad(set_to_none=True)
+                self.work(**inputs)
+            torch.cuda.current_stream().wait_stream(side)
+            return
+        if self.graph is None:
+            self.record(inputs)
+        for name, value in inputs.items():
+            if value is not None:
+                self.inputs[name].copy_(value)
+        self.graph.replay()
+
+    def record(self, inputs):
+        """Record the batch once (recording runs nothing); fall back to eager on failure."""
+        self.inputs = {k: (v.clone() if v is not None else None) for k, v in inputs.items()}
+        self.opt.zero_grad(set_to_none=True)  # the gradients are allocated inside the graph
+        try:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.work(**self.inputs)
+        except Exception as e:  # noqa: BLE001 (any failure: train on, without the graph)
+            print(f'warning: CUDA graph recording failed ({type(e).__name__}: {e}); training eagerly',
+                  file=sys.stderr)
+            torch.cuda.synchronize()
+            self.use_graph, self.graph = False, None
 
 
 def member_noise(members, config, shape, stim_steps, objective, decision):
@@ -452,7 +505,8 @@ def run_ensemble(config, members, ckpts, stop):
     util.set_threads(config['n_threads'])
     env = members[0].envs[0]
     net, encoder = build_ensemble(config, members, networks.n_inputs(env, config), device)
-    opt = torch.optim.Adam(net.parameters(), lr=config['lr'], fused=True)
+    graph = config['cuda_graph'] and device.type == 'cuda'
+    opt = torch.optim.Adam(net.parameters(), lr=config['lr'], fused=True, capturable=graph)
     M, n_out = len(members), net.rec_to_out.out_features
     objective = Objective(config)
     stim_steps = env.period_mask('stimulus', config['trial_num'])
@@ -469,6 +523,24 @@ def run_ensemble(config, members, ckpts, stop):
     # checkpoints and records fall on block boundaries, so each source's state there is exact
     stops = sorted({b for b in range(config['ckpt_every'], n_batch, config['ckpt_every'])} | records | {n_batch})
     readout = objective.describe(config)
+    source = members[0].source  # spreads compact targets over the steps, the same for every member
+    pool = ThreadPoolExecutor(config['data_threads']) if config['data_threads'] else None
+
+    def work(ob, gt, active, weights, noise, enc_noise, index):
+        _, logits = net(networks.network_inputs(ob, env, encoder, enc_noise), noise)
+        gt = source.dense(gt)
+        per_step = (objective.step_losses(logits, gt) * active).sum(-1) / active.sum(-1)
+        loss = (per_step * weights).sum(-1).mean(-1)  # (M,)
+        loss.sum().backward()
+        opt.step()
+        acc, conf = decision_scores(logits, gt, active, decision_t, objective)
+        bad_batch.copy_(torch.where((bad_batch < 0) & ~torch.isfinite(loss), index, bad_batch))
+        accum['loss'] += loss.detach()
+        accum['acc'] += acc
+        accum['conf'] += conf
+        accum['n'] += 1
+
+    batch = Batch(work, opt, graph)
     net.train()
     t0, bar = time.time(), tqdm(total=n_batch, initial=start, desc=f'{M} network{"s" * (M > 1)}',
                                 dynamic_ncols=True, mininterval=1)
@@ -499,23 +571,12 @@ def run_ensemble(config, members, ckpts, stop):
     step = start
     while step < n_batch:
         n = min(BLOCK, next(b for b in stops if b > step) - step)
-        block_ob, block_gt, block_active = next_block(members, n, n_out, device)
+        block_ob, block_gt, block_active = next_block(members, n, n_out, device, pool)
         for j in range(n):
-            ob, gt, active = block_ob[j], block_gt[j], block_active[j]
-            noise, enc_noise, w = member_noise(members, config, ob.shape[1:3], stim_steps, objective, decision)
-            _, logits = net(networks.network_inputs(ob, env, encoder, to(enc_noise, device)), to(noise, device))
-            per_step = (objective.step_losses(logits, gt) * active).sum(-1) / active.sum(-1)
-            loss = (per_step * (weights if weights is not None else w.to(device))).sum(-1).mean(-1)  # (M,)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-
-            acc, conf = decision_scores(logits, gt, active, decision_t, objective)
-            bad_batch = torch.where((bad_batch < 0) & ~torch.isfinite(loss), step, bad_batch)
-            accum['loss'] += loss.detach()
-            accum['acc'] += acc
-            accum['conf'] += conf
-            accum['n'] += 1
+            noise, enc_noise, w = member_noise(members, config, block_ob.shape[2:4], stim_steps, objective, decision)
+            batch(ob=block_ob[j], gt=block_gt[j], active=block_active[j],
+                  weights=weights if weights is not None else w.to(device), noise=to(noise, device),
+                  enc_noise=to(enc_noise, device), index=torch.full((), step, device=device))
             step += 1
             bar.update()
             if stop.signal and j < n - 1:
@@ -537,6 +598,8 @@ def run_ensemble(config, members, ckpts, stop):
         if stop.signal and step < n_batch:
             interrupt(n - 1)
     bar.close()
+    if pool:
+        pool.shutdown()
 
     wall = time.time() - t0
     rate = (n_batch - start) / wall if wall > 0 else float('nan')

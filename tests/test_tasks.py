@@ -458,6 +458,8 @@ def test_next_many_gives_the_batches_next_gives_with_families_side_by_side():
     many.next()  # start mid-chunk
     one.next()
     ob, gt, active = many.next_many(8)
+    assert many.compact and gt.shape == (8, 4, 1, 4)  # decision targets only ...
+    gt = many.dense(gt)  # ... spread over the steps
     assert ob.shape == (8, 4, 22, 5) and gt.shape == (8, 4, 22, 4) and active.shape == (8, 4)
     for i in range(8):
         inputs, targets, _, family = one.next()
@@ -466,3 +468,19 @@ def test_next_many_gives_the_batches_next_gives_with_families_side_by_side():
         assert active[i].tolist() == [float(lo <= k < hi) for k in range(4)]
         assert not gt[i, ..., [k for k in range(4) if not lo <= k < hi]].any()
     assert many.state_dict() == one.state_dict()  # the stream is at the same place
+
+
+def test_compact_targets_spread_over_each_trial_of_a_sequence():
+    env = tasks.LinearClassificationCentOut(n_task=3, timing={"fixation": 100, "stimulus": 300, "delay": 100, "decision": 200})
+    source = tasks.BatchSource([env], batch_sz=2, seed=0, trial_num=3)
+    reference = tasks.BatchSource([env], batch_sz=2, seed=0, trial_num=3)
+    reference.compact = False  # as if its targets changed in time: the dense path
+    reference.rng = np.random.default_rng(0)
+    reference._refill()
+    inputs, targets, _, _ = source.next()
+    assert torch.equal(targets, reference.next()[1]) and targets.shape == (2, 21, 3)
+    ob, gt, _ = source.next_many(2)
+    dense_ob, dense_gt, _ = reference.next_many(2)
+    assert torch.equal(source.dense(gt), dense_gt) and torch.equal(ob, dense_ob)
+    bound = tasks.BatchSource([tasks.LinearClassificationBound(n_task=2)], batch_sz=2, seed=0)
+    assert not bound.compact and bound.next_many(1)[1].shape == (1, 2, 22, 2)

@@ -340,3 +340,11 @@ def test_ctrl_c_on_the_command_line_exits_130_with_the_resume_command(tmp_path):
     assert 'Continue with' in err and '--resume=True' in err and 'Traceback' not in err
     folder, = checkpoints.find_runs(str(tmp_path))
     assert checkpoints.load_checkpoint(os.path.join(folder, 'net.pth'))['resume']['batch'] > 0
+
+
+def test_drawing_data_in_parallel_changes_nothing(tmp_path):
+    serial = train.train(tiny(tmp_path / 'a', n_task=[2, 4], runs=2, n_batch=40))
+    parallel = train.train(tiny(tmp_path / 'b', n_task=[2, 4], runs=2, n_batch=40, data_threads=3))
+    for a, b in zip(serial, parallel):
+        for k, v in weights(a).items():
+            assert torch.equal(weights(b)[k], v)
