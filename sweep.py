@@ -400,7 +400,8 @@ def run_submitit(hp, units, nb_step, cwd):
             with ex.batch():  # one array task per network, same networks as the ensemble
                 for cell in cells:
                     jobs.append(ex.submit(experiments.run_steps, [{**train, 'cells': [list(cell)]}], cwd, n_thr, None, True))
-            print(f"[{src}] submitted {len(jobs)} training job(s): {jobs[0].job_id.split('_')[0]}", flush=True)
+            ids = jobs[0].job_id.split('_')[0] if slurm else ', '.join(j.job_id for j in jobs)
+            print(f"[{src}] submitted {len(jobs)} training job(s): {ids}", flush=True)
         todo = [s for s in evals if pending(s, states)]
         if not todo:
             continue
