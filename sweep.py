@@ -68,15 +68,16 @@ max_requeue = 3  # slurm: requeues after preemption or time-out
 import ast
 import concurrent.futures
 import os
+import shutil
 import sys
 import time
 
 import experiments
 from configurator import configure
 
-EXECUTORS = ('local', 'slurm', 'submitit_local')
-PROTOCOLS = ('default', 'paper')
-SIGNAL_DELAY_S = 120  # slurm: seconds between USR2 and the end of a job
+_EXECUTORS = ('local', 'slurm', 'submitit_local')
+_PROTOCOLS = ('default', 'paper')
+_SIGNAL_DELAY_S = 120  # slurm: seconds between USR2 and the end of a job
 
 
 # ---------------------------------------------------------------------------------
@@ -85,10 +86,10 @@ SIGNAL_DELAY_S = 120  # slurm: seconds between USR2 and the end of a job
 def check(hp):
     """Validate the hyperparameters; returns (figures, per-script overrides)."""
     figs = experiments.check_figures(hp['figures'])
-    if hp['executor'] not in EXECUTORS:
-        raise ValueError(f"executor={hp['executor']!r} is not allowed: {', '.join(map(repr, EXECUTORS))}")
-    if not hp['protocols'] or any(p not in PROTOCOLS for p in hp['protocols']):
-        raise ValueError(f"protocols={hp['protocols']!r} is not allowed: a non-empty list of {PROTOCOLS}")
+    if hp['executor'] not in _EXECUTORS:
+        raise ValueError(f"executor={hp['executor']!r} is not allowed: {', '.join(map(repr, _EXECUTORS))}")
+    if not hp['protocols'] or any(p not in _PROTOCOLS for p in hp['protocols']):
+        raise ValueError(f"protocols={hp['protocols']!r} is not allowed: a non-empty list of {_PROTOCOLS}")
     for name in ('n_parallel', 'time_min', 'cpus_per_task', 'array_parallelism'):
         if not isinstance(hp[name], int) or hp[name] < 1:
             raise ValueError(f"{name}={hp[name]!r} is not allowed: a positive integer")
@@ -127,6 +128,9 @@ def check(hp):
             import submitit  # noqa: F401
         except ImportError:
             raise ValueError(f"executor={hp['executor']!r} needs submitit: pip install -r requirements.txt") from None
+        if hp['executor'] == 'slurm' and shutil.which('srun') is None:
+            raise ValueError("executor='slurm' needs Slurm (no srun here); executor='submitit_local' runs the "
+                             "same jobs on this machine")
     return figs, overrides
 
 
@@ -346,25 +350,31 @@ def run_local(hp, units, nb_step, cwd):
     return records
 
 
+def slurm_parameters(hp, name, minutes, dependency=None):
+    """submitit's SlurmExecutor parameters of one kind of job (its sbatch header)."""
+    params = {'job_name': name, 'time': minutes, 'cpus_per_task': hp['cpus_per_task'],
+              'array_parallelism': hp['array_parallelism'], 'signal_delay_s': _SIGNAL_DELAY_S,
+              'additional_parameters': {'requeue': True}}
+    if hp['partition']:
+        params['partition'] = hp['partition']
+    if hp['gpus_per_node']:
+        params['gpus_per_node'] = hp['gpus_per_node']
+    if dependency:  # a dependency that can no longer be met cancels the job instead of leaving it queued
+        params['dependency'] = dependency
+        params['additional_parameters']['kill-on-invalid-dep'] = 'yes'
+    return params
+
+
 def make_executor(hp, name, minutes, dependency=None):
     """A submitit executor for one kind of job ('slurm' or submitit's local one)."""
     import submitit
     if hp['executor'] == 'slurm':
         ex = submitit.SlurmExecutor(folder=hp['log_dir'], max_num_timeout=hp['max_requeue'])
-        params = {'job_name': name, 'time': minutes, 'cpus_per_task': hp['cpus_per_task'],
-                  'array_parallelism': hp['array_parallelism'], 'signal_delay_s': SIGNAL_DELAY_S,
-                  'additional_parameters': {'requeue': True, **({'kill-on-invalid-dep': 'yes'} if dependency else {})}}
-        if hp['partition']:
-            params['partition'] = hp['partition']
-        if hp['gpus_per_node']:
-            params['gpus_per_node'] = hp['gpus_per_node']
-        if dependency:
-            params['dependency'] = dependency
-        ex.update_parameters(**params)
+        ex.update_parameters(**slurm_parameters(hp, name, minutes, dependency))
     else:
         ex = submitit.LocalExecutor(folder=hp['log_dir'], max_num_timeout=hp['max_requeue'])
         ex.update_parameters(timeout_min=minutes, gpus_per_node=hp['gpus_per_node'],
-                             signal_delay_s=min(SIGNAL_DELAY_S, max(1, minutes * 60 // 4)))
+                             signal_delay_s=min(_SIGNAL_DELAY_S, max(1, minutes * 60 // 4)))
     return ex
 
 
