@@ -24,6 +24,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import configurator
@@ -110,7 +111,7 @@ EXPERIMENTS = {
 
 TRAIN_SET_BY_SWEEP = ('n_task', 'run', 'runs', 'out_dir', 'resume', 'n_batch', 'n_threads', 'device')
 EVAL_SCRIPTS = ('generalize.py', 'sparsity.py', 'analyze.py', 'analyze_transformer.py')
-EVAL_SET_BY_SWEEP = ('runs_dir', 'n_tasks', 'n_runs', 'label', 'results_dir', 'out_dir', 'path', 'run',
+EVAL_SET_BY_SWEEP = ('runs_dir', 'select', 'n_tasks', 'n_runs', 'label', 'results_dir', 'out_dir', 'path', 'run',
                      'out_of_distribution', 'protocol', 'device', 'n_threads')
 # config keys that do not make two networks different (train.py's NAME_SKIP and what it adds)
 _NOT_SETTINGS = ('n_task', 'runs', 'run', 'out_dir', 'device', 'n_threads', 'resume', 'ckpt_every')
@@ -230,7 +231,7 @@ def expected_config(label, train_overrides=None, n_batch=None):
     defaults, the row's values, the sweep's extra overrides and the training budget."""
     defaults = script_defaults('train.py')
     row = EXPERIMENTS[source(label)]
-    config = {**defaults, **row['train'], **(train_overrides or {})}
+    config = {**defaults, **(train_overrides or {}), **row['train']}  # the row's own values win
     config['n_batch'] = n_batch or BUDGET[config['network']]
     return json.loads(json.dumps(config))  # as config.json holds it (tuples as lists)
 
@@ -356,7 +357,8 @@ def analysis_output(step, states=None):
 #   {'kind': 'analysis', 'label', 'argv', 'sweep_dir', 'cell', 'expected', 'analysis_dir',
 #    'file'}: runs unless analysis_dir/<run>/<file> exists.
 
-_RUNNING = []  # the script run_steps is waiting for, for the preemption handler
+_RUNNING = []  # the scripts run_steps is waiting for, for the preemption handler
+STOP = threading.Event()  # set on Ctrl-C: running scripts are stopped, no new step starts
 
 
 def _execute(argv, cwd, threads, log):
@@ -372,6 +374,8 @@ def _execute(argv, cwd, threads, log):
         _RUNNING.append(proc)
         try:
             while proc.poll() is None:
+                if STOP.is_set():
+                    proc.terminate()
                 time.sleep(0.2)
         finally:
             _RUNNING.remove(proc)
@@ -417,6 +421,9 @@ def run_steps(steps, cwd=None, threads=None, log=None, raise_on_failure=False):
         return ok
 
     for step in steps:
+        if STOP.is_set():
+            record(step, step['argv'], 'not run (interrupted)')
+            continue
         if training_failed and step['kind'] != 'train':
             record(step, step['argv'], 'not run (training failed)')
             continue
@@ -489,9 +496,10 @@ def recipe(name, runs_dir='trained_networks', results_dir='results'):
 
 def eval_argv(script, label, row, sweep_dir, results_dir, n_tasks=None, runs=None, overrides=None):
     """generalize.py / sparsity.py for one row: its own overrides where the script has
-    them, the sweep's `overrides` likewise."""
+    them, then the sweep's `overrides` for the names the row does not set."""
     defaults = script_defaults(script)
-    own = {k: v for k, v in {**row['evaluate'], **(overrides or {})}.items() if k in defaults}
+    own = {k: v for k, v in row['evaluate'].items() if k in defaults}
+    own.update({k: v for k, v in (overrides or {}).items() if k not in own})
     return [script, flag('runs_dir', sweep_dir), flag('n_tasks', n_tasks or row['n_task']),
             flag('n_runs', runs or row['runs'])] + flags(own) + [flag('label', label),
                                                                   flag('results_dir', results_dir)]

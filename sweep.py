@@ -49,8 +49,8 @@ log_dir = 'sweep_logs'  # scripts' output when experiments run in parallel, and 
 n_tasks = None  # task counts of every experiment (None: the table's, e.g. [2, 3, 6, 12, 24])
 runs = None  # runs per task count of every experiment (None: the table's, 10 or 5)
 n_batch = None  # training batches of every network (None: each network type's paper budget)
-train_overrides = {}  # more train.py hyperparameters for every network, e.g. {'n_neu': 8}
-eval_overrides = {}  # hyperparameters of generalize / sparsity / analyze(_transformer).py, each given to the scripts that have it
+train_overrides = {}  # more train.py hyperparameters for every network, e.g. {'n_neu': 8} (an experiment's own values win)
+eval_overrides = {}  # hyperparameters of generalize / sparsity / analyze(_transformer).py, each given to the scripts that have it (an experiment's own values win)
 protocols = ['default', 'paper']  # OOD protocols: 'default' -> results/<label>.npz, 'paper' (--protocol=paper) -> <label>_paper.npz
 notebooks = True  # run the figures' notebooks at the end
 dry_run = False  # list every step that would run, with its estimated cost, and stop
@@ -157,7 +157,8 @@ def plan(hp, figs, overrides):
         if src not in units:
             row = experiments.EXPERIMENTS[src]
             sweep_dir = os.path.join(hp['runs_dir'], src)
-            train = (['train.py'] + experiments.flags(row['train']) + experiments.flags(hp['train_overrides'])
+            more = {k: v for k, v in hp['train_overrides'].items() if k not in row['train']}  # the row's values win
+            train = (['train.py'] + experiments.flags(row['train']) + experiments.flags(more)
                      + [experiments.flag('n_batch', hp['n_batch'])] * (hp['n_batch'] is not None)
                      + [experiments.flag('out_dir', sweep_dir), experiments.flag('n_threads', n_thr)]
                      + experiments.flags(extra))
@@ -343,8 +344,12 @@ def run_local(hp, units, nb_step, cwd):
 
     records = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=hp['n_parallel']) as pool:
-        for result in pool.map(chain, todo):
-            records += result
+        try:
+            for result in pool.map(chain, todo):
+                records += result
+        except KeyboardInterrupt:  # stop the running scripts; the chains start nothing new
+            experiments.STOP.set()
+            raise
     if nb_step:
         records += experiments.run_steps([nb_step], cwd, n_thr)
     return records
@@ -398,7 +403,7 @@ def run_submitit(hp, units, nb_step, cwd):
     each waited for before its dependents start (the local executor has no dependencies)."""
     slurm = hp['executor'] == 'slurm'
     n_thr = threads(hp)
-    records, eval_jobs = [], []
+    records, submitted = [], []
     # the jobs unpickle experiments.run_steps: they must find this repo's modules wherever they start
     os.environ['PYTHONPATH'] = os.pathsep.join([experiments.REPO] + [p for p in [os.environ.get('PYTHONPATH')] if p])
     for src, u in units.items():
@@ -412,6 +417,7 @@ def run_submitit(hp, units, nb_step, cwd):
                     jobs.append(ex.submit(experiments.run_steps, [{**train, 'cells': [list(cell)]}], cwd, n_thr, None, True))
             ids = jobs[0].job_id.split('_')[0] if slurm else ', '.join(j.job_id for j in jobs)
             print(f"[{src}] submitted {len(jobs)} training job(s): {ids}", flush=True)
+            submitted.append(jobs[0].job_id.split('_')[0])
         todo = [s for s in evals if pending(s, states)]
         if not todo:
             continue
@@ -420,7 +426,7 @@ def run_submitit(hp, units, nb_step, cwd):
             job = make_executor(hp, f'sweep-{src}-eval', hp['time_min'], dependency).submit(
                 experiments.run_steps, todo, cwd, n_thr, None, True)
             print(f'[{src}] submitted evaluation job {job.job_id}' + (f' ({dependency})' if dependency else ''), flush=True)
-            eval_jobs.append(job)
+            submitted.append(job.job_id)
             continue
         trained = wait(jobs, src)
         records += trained
@@ -431,7 +437,7 @@ def run_submitit(hp, units, nb_step, cwd):
         records += wait([make_executor(hp, f'sweep-{src}-eval', hp['time_min']).submit(
             experiments.run_steps, todo, cwd, n_thr, None, True)], src)
     if nb_step:
-        dependency = ('afterany:' + ':'.join(j.job_id for j in eval_jobs)) if slurm and eval_jobs else None
+        dependency = ('afterany:' + ':'.join(submitted)) if slurm and submitted else None
         job = make_executor(hp, 'sweep-figures', 60, dependency).submit(experiments.run_steps, [nb_step], cwd, n_thr, None, True)
         if slurm:
             print(f'[figures] submitted notebooks job {job.job_id}', flush=True)
@@ -476,3 +482,7 @@ if __name__ == '__main__':
     except ValueError as _e:
         print(f'error: {_e}', file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print('\ninterrupted: rerun the same command to go on (finished work is kept, partial networks resume)',
+              file=sys.stderr)
+        sys.exit(130)
