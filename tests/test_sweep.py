@@ -105,7 +105,7 @@ def table_differences():
             continue
         readme, m = matches[0]
         x = m.groupdict().get('x')
-        sweep_of = re.match(r'\(the (\S+) sweep\)', readme['train.py overrides'])
+        sweep_of = re.match(r'\(the `?([^`\s]+?)`? sweep', readme['train.py overrides'])  # (the RNN sweep...)
         evaluate = readme_flags(readme['generalize.py overrides'], x)
         src = sweep_of.group(1) if sweep_of else label
         src = os.path.basename(evaluate.pop('runs_dir', f'/{src}'))
