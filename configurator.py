@@ -121,9 +121,10 @@ def _read_comments(path):
     return comments
 
 
-def _print_help(namespace, defaults, doc):
+def _print_help(namespace, defaults, doc, positional=None):
     script = os.path.basename(namespace.get('__file__') or sys.argv[0] or 'script.py')
-    print(f"usage: python {script} [CONFIG.py ...] [--name=value ...]")
+    words = f" [{positional.upper()} ...]" if positional else ''
+    print(f"usage: python {script} [CONFIG.py ...]{words} [--name=value ...]")
     if doc:
         print()
         print(doc.strip())
@@ -192,15 +193,17 @@ def hyperparameters(namespace):
             if not name.startswith('_') and _is_literal(value)}
 
 
-def configure(namespace, argv=None, lists=(), doc=None, print_config=True, check=None):
+def configure(namespace, argv=None, lists=(), doc=None, print_config=True, positional=None, check=None):
     """Apply config files and --name=value overrides from `argv` to the hyperparameters in `namespace`.
 
     Hyperparameters are the names in `namespace` (a module's globals) not starting with '_'
     whose values are plain literals. Returns {name: resolved value} in definition order and
     updates `namespace` in place. Bad overrides print an error and exit with status 2;
     --help / -h prints every hyperparameter with its default and comment and exits with 0.
-    `check(values)` may raise ValueError for impossible values: the message is printed
-    and the program exits with status 2, before the resolved values are printed.
+    `positional` names a list hyperparameter that collects the bare words of argv that are
+    not existing .py files (`python sweep.py fig3a fig3b`); without it every bare word is a
+    config file. `check(values)` may raise ValueError for impossible values: the message
+    is printed and the program exits with status 2, before the resolved values are printed.
     """
     if not isinstance(namespace, dict):
         raise ValueError(f"namespace must be a dict such as globals(); got {type(namespace).__name__}")
@@ -212,14 +215,17 @@ def configure(namespace, argv=None, lists=(), doc=None, print_config=True, check
     if unknown:
         raise ValueError(f"lists names {', '.join(map(repr, unknown))}, which are not hyperparameters; "
                          f"known: {', '.join(defaults)}")
+    if positional is not None and not isinstance(defaults.get(positional), list):
+        raise ValueError(f"positional={positional!r} must name a hyperparameter whose default is a list")
     argv = sys.argv[1:] if argv is None else list(argv)
 
     if '--help' in argv or '-h' in argv:
-        _print_help(namespace, defaults, doc)
+        _print_help(namespace, defaults, doc, positional)
         raise SystemExit(0)
 
     values = dict(defaults)
     overridden = set()
+    words = []  # the bare words collected for `positional`
 
     def override(name, value, where):
         if name not in defaults:
@@ -247,9 +253,15 @@ def configure(namespace, argv=None, lists=(), doc=None, print_config=True, check
             override(name, value, where='')
         elif item.startswith('-'):
             _fail(f"unknown option {item!r}; overrides are written --name=value, -h shows help")
+        elif positional is not None and not (item.endswith('.py') and os.path.isfile(item)):
+            words.append(item)
         else:
             for line, name, value in _read_config(item):
                 override(name, value, where=f"{item}:{line}: ")
+    if words:
+        if positional in overridden:
+            _fail(f"give {positional} either as bare words or as --{positional}=[...], not both")
+        override(positional, words, where='')
 
     if check is not None:
         try:

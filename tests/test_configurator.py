@@ -291,3 +291,51 @@ def test_lists_must_name_hyperparameters(ns):
         run(ns, lists=('n_tasks',))
     with pytest.raises(ValueError, match='lists'):
         run(ns, lists='task')
+
+
+# ---- positional words (python sweep.py fig3a fig3b --runs=1) ----
+
+def sweep_ns(tmp_path):
+    path = tmp_path / 'toy_sweep.py'
+    path.write_text('figures = []  # figures to make (bare words)\nruns = 5  # runs\n')
+    namespace = {'__file__': str(path)}
+    exec(compile(path.read_text(), str(path), 'exec'), namespace)
+    return namespace
+
+
+def test_positional_words_fill_the_named_list(tmp_path, monkeypatch):
+    ns = sweep_ns(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'small.py').write_text('runs = 2\n')
+    config = configure(dict(ns), argv=['fig3a', 'small.py', 'fig3b', '--runs=3'], positional='figures',
+                       print_config=False)
+    assert config['figures'] == ['fig3a', 'fig3b']  # an existing .py file is still a config file
+    assert config['runs'] == 3
+    assert configure(dict(ns), argv=['--runs=1'], positional='figures', print_config=False)['figures'] == []
+    assert configure(dict(ns), argv=['--figures=["S1"]'], positional='figures', print_config=False)['figures'] == ['S1']
+
+
+def test_positional_words_and_flag_together_rejected(capsys, tmp_path):
+    ns = sweep_ns(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        configure(ns, argv=['fig3a', '--figures=["S1"]'], positional='figures', print_config=False)
+    assert exc.value.code == 2
+    assert 'not both' in capsys.readouterr().err
+
+
+def test_without_positional_bare_words_are_config_files(capsys, tmp_path):
+    ns = sweep_ns(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        configure(ns, argv=['fig3a'], print_config=False)
+    assert exc.value.code == 2
+    assert 'cannot read config file' in capsys.readouterr().err
+
+
+def test_positional_must_name_a_list_hyperparameter(tmp_path, capsys):
+    ns = sweep_ns(tmp_path)
+    for name in ('runs', 'nothing'):
+        with pytest.raises(ValueError, match='positional'):
+            configure(dict(ns), argv=[], positional=name, print_config=False)
+    with pytest.raises(SystemExit):
+        configure(dict(ns), argv=['-h'], positional='figures')
+    assert capsys.readouterr().out.startswith('usage: python toy_sweep.py [CONFIG.py ...] [FIGURES ...] [--name=value ...]')

@@ -1,0 +1,505 @@
+"""The paper's experiments as data, and the plumbing that runs them (used by sweep.py,
+and by figlib for the commands that make a missing result file).
+
+EXPERIMENTS maps a result label to one row: the train.py hyperparameters of its
+networks, the generalize.py overrides of its evaluation, its task counts and runs, and
+which figures read its results/<label>.npz, results/<label>_ID.npz,
+results/sparsity_<label>.npz and analysis/<run>/. Each row that trains has its own folder
+<runs_dir>/<label>/; a row with `networks` evaluates another row's folder instead
+(Noise_2 and Corr_0 are the RNN sweep, FreeRT_T<T> the FreeRT sweep at other trial
+durations). Figures/README.md shows the same table.
+
+The state of a network is read from its run folder: finished (metrics.json), partial
+(net.pth without metrics.json: train.py --resume=True continues it) or missing.
+run_steps() is the function that runs a chain of steps, locally or as a submitit job.
+Nothing here imports torch at the top: planning a sweep stays fast.
+"""
+import ast
+import difflib
+import glob
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import configurator
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+
+# ---------------------------------------------------------------------------------
+# Costs. Training throughput in network-batches per second on one CPU core, per network
+# type: `sweep.py --dry_run=True` divides each experiment's work by it. Placeholders:
+# the README's Performance table measured 1256 network-batches/s for the 25-member RNN
+# ensemble on the project's 2-core machines; LSTM and gpt-2 are rough guesses until
+# benchmarks/bench_train.py measures them.
+THROUGHPUT = {'RNN': 1300, 'LSTM': 350, 'gpt-2': 150}
+BUDGET = {'RNN': 100_000, 'LSTM': 100_000, 'gpt-2': 20_000}  # train.py's default n_batch per network type
+# Seconds per network of the evaluation scripts (generalize.py: the paper's protocol
+# with 4 held-out quadrants, README Performance table; it scales with the splits),
+# and per notebook.
+EVAL_SECONDS = {'generalize.py': 30, 'sparsity.py': 3, 'analyze.py': 300, 'analyze_transformer.py': 10}
+NOTEBOOK_SECONDS = 15
+
+# ---------------------------------------------------------------------------------
+# The table
+
+N_TASKS = [2, 3, 6, 12, 24]  # task counts of every sweep unless a row says otherwise
+DURATIONS = [5, 10, 20, 30, 40]  # free-RT evaluation trial durations T (stimulus steps)
+DIMS = [2, 4, 6, 8, 10]  # latent dimensionalities D
+NOISES = [1, 2, 3, 4, 6]  # training input noise n_sd_in
+CORRS = [0, 0.3, 0.5, 0.7, 0.9]  # latent correlations c
+
+# every figure, in the paper's order, with the PNGs its notebook writes (the first is
+# always written; a notebook reruns when it is missing or an input was remade)
+FIGURES = {
+    'fig3a': ['fig3a'], 'fig3b': ['fig3b'], 'fig3c': ['fig3c'], 'fig4': ['fig4_RNN', 'fig4_gpt-2'],
+    'fig5a': ['fig5a'], 'fig5b_S12': ['fig5b', 'S12'], 'fig5c': ['fig5c'], 'S1': ['S1'], 'S3b': ['S3b'],
+    'S5c': ['S5c'], 'S6': ['S6a', 'S6b'], 'fixed_points': ['fixed_points'], 'loss': ['loss'],
+}
+
+
+def experiment(train=None, evaluate=None, networks=None, n_task=None, runs=5, figures=(),
+               id_figures=(), sparsity=(), analysis=()):
+    """One row of the table.
+
+    train: train.py hyperparameters of the networks (the rest keep train.py's defaults).
+    evaluate: generalize.py overrides (those that sparsity.py also has go to it too).
+    networks: the row whose networks this one evaluates (None: its own, trained here).
+    n_task, runs: task counts (default N_TASKS) and runs per task count.
+    figures / id_figures / sparsity: figures reading results/<label>.npz (and
+    <label>_paper.npz), <label>_ID.npz, sparsity_<label>.npz.
+    analysis: (script, n_task, run, figures) for each network analysed into analysis/<run>/.
+    """
+    return {'train': dict(train or {}), 'evaluate': dict(evaluate or {}), 'networks': networks,
+            'n_task': list(n_task or N_TASKS), 'runs': runs, 'figures': tuple(figures),
+            'id_figures': tuple(id_figures), 'sparsity': tuple(sparsity), 'analysis': tuple(analysis)}
+
+
+def free_rt_timing(T):
+    """Evaluation timing of the free-RT networks on trials of T stimulus steps."""
+    return {'fixation': 100, 'stimulus': 100 * T, 'delay': 0, 'decision': 100}
+
+
+EXPERIMENTS = {
+    'RNN': experiment(runs=10, figures=('fig3a', 'fig3b', 'fig3c', 'S1', 'S5c', 'loss'),
+                      id_figures=('fig3a',), sparsity=('S6',),
+                      analysis=(('analyze.py', 24, 0, ('fig4', 'fixed_points')),
+                                ('analyze.py', 2, 0, ('fixed_points',)))),
+    'RNN_NoLeak': experiment({'leaky': False}, figures=('fig3b',), sparsity=('S6',)),
+    'LSTM': experiment({'network': 'LSTM'}, {'select': {'network': 'LSTM'}}, figures=('fig3b',),
+                       sparsity=('S6',)),
+    'gpt-2': experiment({'network': 'gpt-2'}, {'select': {'network': 'gpt-2'}}, figures=('fig3b', 'fig3c'),
+                        analysis=(('analyze_transformer.py', 24, 0, ('fig4',)),)),
+    'Quad': experiment({'activ_enc': 'Quad'}, figures=('S1',)),
+    'FreeRT': experiment({'task': 'LinearClassificationBound', 'CE_loss': False}, figures=('S5c',)),
+    **{f'FreeRT_T{T}': experiment(networks='FreeRT', evaluate={'timing': free_rt_timing(T)}, figures=('fig5a',))
+       for T in DURATIONS},
+    **{f'HighDim_D{D}': experiment({'task': 'LinearClassificationHighDim', 'n_dim': D},
+                                   figures=('fig5b_S12',), sparsity=('S6',)) for D in DIMS},
+    # n_sd_in = 2 and corr = 0 are the RNN sweep itself: evaluated from its folder, never trained twice
+    **{f'Noise_{n}': experiment(*(() if n == 2 else ({'n_sd_in': n},)), networks='RNN' if n == 2 else None,
+                                figures=('fig5c',)) for n in NOISES},
+    **{f'Corr_{c}': experiment(*(() if c == 0 else ({'corr': c},)), networks='RNN' if c == 0 else None,
+                               figures=('S3b',)) for c in CORRS},
+    'RNN_logits': experiment({'loss': 'logits'}, n_task=[24], runs=10, figures=('loss',)),
+}
+
+TRAIN_SET_BY_SWEEP = ('n_task', 'run', 'runs', 'out_dir', 'resume', 'n_batch', 'n_threads', 'device')
+EVAL_SCRIPTS = ('generalize.py', 'sparsity.py', 'analyze.py', 'analyze_transformer.py')
+EVAL_SET_BY_SWEEP = ('runs_dir', 'select', 'n_tasks', 'n_runs', 'label', 'results_dir', 'out_dir', 'path', 'run',
+                     'out_of_distribution', 'protocol', 'device', 'n_threads')
+# config keys that do not make two networks different (train.py's NAME_SKIP and what it adds)
+_NOT_SETTINGS = ('n_task', 'runs', 'run', 'out_dir', 'device', 'n_threads', 'resume', 'ckpt_every')
+
+
+def source(name):
+    """The row whose networks `name` evaluates (itself when it trains its own)."""
+    return EXPERIMENTS[name]['networks'] or name
+
+
+def network_type(name):
+    return EXPERIMENTS[source(name)]['train'].get('network', 'RNN')
+
+
+def check_figures(names):
+    """The figures named (`all`: every one), in table order; unknown names raise
+    ValueError with the closest match."""
+    if not names:
+        raise ValueError(f"name the figures to make (or all): {', '.join(FIGURES)}")
+    for name in names:
+        if name != 'all' and name not in FIGURES:
+            close = difflib.get_close_matches(name, list(FIGURES) + ['all'], n=2)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ''
+            raise ValueError(f"unknown figure {name!r}{hint} (known: {', '.join(FIGURES)}, all)")
+    return [f for f in FIGURES if 'all' in names or f in names]
+
+
+def reads(figure):
+    """What a figure's notebook reads: [(kind, label, detail)] with kind 'results', 'ID',
+    'sparsity' or 'analysis' (detail: (script, n_task, run))."""
+    out = []
+    for label, row in EXPERIMENTS.items():
+        out += [('results', label, None)] * (figure in row['figures'])
+        out += [('ID', label, None)] * (figure in row['id_figures'])
+        out += [('sparsity', label, None)] * (figure in row['sparsity'])
+        out += [('analysis', label, (script, k, r)) for script, k, r, figs in row['analysis'] if figure in figs]
+    return out
+
+
+# ---------------------------------------------------------------------------------
+# The scripts' hyperparameters, read from their source (scripts are never imported here)
+
+def script_defaults(script):
+    """{name: default} of a top-level script's hyperparameters: its module-level
+    `name = literal` assignments (names not starting with '_'), parsed, not run."""
+    with open(os.path.join(REPO, script), encoding='utf-8') as f:
+        body = ast.parse(f.read(), filename=script).body
+    defaults = {}
+    for stmt in body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            name = stmt.targets[0].id
+            try:
+                value = ast.literal_eval(stmt.value)
+            except (ValueError, TypeError, SyntaxError):
+                continue
+            if not name.startswith('_') and name not in defaults:
+                defaults[name] = value
+    return defaults
+
+
+def check_overrides(overrides, defaults, what, set_by_sweep=()):
+    """Type-check `overrides` against a script's defaults; unknown names (with the closest
+    match) and names the sweep sets itself raise ValueError. Returns them converted."""
+    out = {}
+    for name, value in overrides.items():
+        if name in set_by_sweep:
+            raise ValueError(f"{what}: {name!r} is set by the sweep itself (see sweep.py --help)")
+        if name not in defaults:
+            close = difflib.get_close_matches(name, list(defaults), n=2)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ''
+            raise ValueError(f"{what}: unknown hyperparameter {name!r}{hint}")
+        out[name] = configurator.check_type(name, value, defaults[name])
+    return out
+
+
+# ---------------------------------------------------------------------------------
+# Command lines: argv lists ['train.py', '--name=value', ...], run as
+# [sys.executable, REPO/<script>, ...] and shown as `python train.py ...`
+
+def flag(name, value):
+    """--name=value with the value as the configurator parses it (lists without spaces)."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str)) for v in value):
+        text = '[' + ','.join(repr(v) for v in value) + ']'
+    else:
+        text = repr(value)
+    return f'--{name}={text}'
+
+
+def flags(values):
+    return [flag(k, v) for k, v in values.items()]
+
+
+_SAFE = re.compile(r'[\w@%+=:,./\[\]-]+')
+
+
+def show(argv):
+    """A command as one might type it: `python train.py --select="{'network': 'LSTM'}"`."""
+    words = ['python']
+    for arg in argv:
+        name, eq, value = arg.partition('=')
+        if _SAFE.fullmatch(arg):
+            words.append(arg)
+        elif arg.startswith('--') and eq and not re.search(r'["$`\\!]', value):
+            words.append(f'{name}="{value}"')
+        else:
+            words.append(shlex.quote(arg))
+    return ' '.join(words)
+
+
+# ---------------------------------------------------------------------------------
+# Networks on disk
+
+def expected_config(label, train_overrides=None, n_batch=None):
+    """The train.py hyperparameters the networks of `label`'s folder must have: the
+    defaults, the row's values, the sweep's extra overrides and the training budget."""
+    defaults = script_defaults('train.py')
+    row = EXPERIMENTS[source(label)]
+    config = {**defaults, **(train_overrides or {}), **row['train']}  # the row's own values win
+    config['n_batch'] = n_batch or BUDGET[config['network']]
+    return json.loads(json.dumps(config))  # as config.json holds it (tuples as lists)
+
+
+def differences(config, expected):
+    """{name: (found, expected)} for the settings in which a saved config differs;
+    a hyperparameter the network was trained without is a difference too."""
+    missing = object()
+    diff = {}
+    for name, want in expected.items():
+        if name in _NOT_SETTINGS:
+            continue
+        got = config.get(name, missing)
+        if got is missing or got != want:
+            diff[name] = ('(not set: trained before it existed)' if got is missing else got, want)
+    return diff
+
+
+def network_states(sweep_dir, expected, cells):
+    """{(n_task, run): (state, folder, batch)} for the wanted cells: state 'finished'
+    (metrics.json), 'partial' (net.pth, checkpoint at `batch`) or 'missing'. A folder
+    trained with other settings raises ValueError: a sweep folder must not mix them."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(sweep_dir, '*', 'config.json'))):
+        folder = os.path.dirname(path)
+        try:
+            with open(path) as f:
+                config = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError(f'{path} is unreadable ({e}); remove {folder} to retrain it') from None
+        diff = differences(config, expected)
+        if diff:
+            what = ', '.join(f'{k}={v[0]!r} (this sweep: {v[1]!r})' for k, v in list(diff.items())[:4])
+            raise ValueError(f'{folder} was trained with other settings: {what}. A sweep folder must not mix '
+                             'networks of different settings: move it away or use another runs_dir')
+        found[(config.get('n_task'), config.get('run'))] = folder
+    states = {}
+    for cell in cells:
+        folder = found.get(tuple(cell))
+        if folder and os.path.exists(os.path.join(folder, 'metrics.json')):
+            states[tuple(cell)] = ('finished', folder, None)
+        elif folder and os.path.exists(os.path.join(folder, 'net.pth')):
+            states[tuple(cell)] = ('partial', folder, checkpoint_batch(os.path.join(folder, 'net.pth')))
+        else:  # no folder, or one killed before its first checkpoint (train.py starts it afresh)
+            states[tuple(cell)] = ('missing', folder, None)
+    return states
+
+
+def checkpoint_batch(path):
+    """The batch a partial network's checkpoint was written at (None: unreadable)."""
+    import checkpoints  # imports torch: only when there is a partial network
+    try:
+        return checkpoints.load_checkpoint(path)['resume']['batch']
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def rectangles(cells, order=N_TASKS):
+    """Cover a set of (n_task, run) cells exactly with few train.py calls, each a
+    rectangle: a list of task counts × a contiguous range of runs. Returns
+    [(n_tasks, first run, runs)], grouped by run or by task count, whichever needs fewer."""
+    cells = set(map(tuple, cells))
+    rank = {k: i for i, k in enumerate(order)}
+    sort = lambda ks: sorted(ks, key=lambda k: (rank.get(k, len(rank)), k))  # noqa: E731
+
+    def ranges(runs):
+        out, runs = [], sorted(runs)
+        for r in runs:
+            if out and r == out[-1][0] + out[-1][1]:
+                out[-1][1] += 1
+            else:
+                out.append([r, 1])
+        return [tuple(x) for x in out]
+
+    by_run = {}  # runs sharing the same task counts, then contiguous ranges of them
+    for r in sorted({r for _, r in cells}):
+        by_run.setdefault(tuple(sort(k for k, rr in cells if rr == r)), []).append(r)
+    a = [(list(ks), r0, n) for ks, runs in by_run.items() for r0, n in ranges(runs)]
+    by_task = {}  # task counts sharing the same run ranges
+    for k in sort({k for k, _ in cells}):
+        by_task.setdefault(tuple(ranges(r for kk, r in cells if kk == k)), []).append(k)
+    b = [(ks, r0, n) for rs, ks in by_task.items() for r0, n in rs]
+    return sorted(min(a, b, key=len), key=lambda c: (c[1], rank.get(c[0][0], 0)))
+
+
+def train_calls(states):
+    """The train.py calls for the networks that are not finished: [(n_tasks, first run,
+    runs, resume)]. Partial networks resume together only from the same batch."""
+    groups = {}
+    for cell, (state, _, batch) in states.items():
+        if state != 'finished':
+            groups.setdefault((state, batch), []).append(cell)
+    return [(ks, r0, n, state == 'partial') for (state, batch), cells in
+            sorted(groups.items(), key=lambda g: (g[0][0], g[0][1] or 0)) for ks, r0, n in rectangles(cells)]
+
+
+def train_argv(base, n_tasks, r0, n, resume):
+    """train.py for the rectangle n_tasks × runs r0 … r0+n-1: `base` (overrides, then
+    --out_dir=... and what follows) with the networks' flags before --out_dir."""
+    cut = next((i for i, a in enumerate(base) if a.startswith('--out_dir=')), len(base))
+    which = [flag('n_task', n_tasks[0] if len(n_tasks) == 1 else n_tasks)]
+    which += [flag('run', r0)] * (r0 != 0) + [flag('runs', n)]
+    return list(base[:cut]) + which + list(base[cut:]) + ['--resume=True'] * resume
+
+
+def analysis_output(step, states=None):
+    """Where an analysis step writes (analysis_dir/<run folder name>/<file>), or None
+    while its network is not trained."""
+    if states is None:
+        states = network_states(step['sweep_dir'], step['expected'], [step['cell']])
+    state, folder, _ = states[tuple(step['cell'])]
+    if state != 'finished':
+        return None
+    return os.path.join(step['analysis_dir'], os.path.basename(folder), step['file'])
+
+
+# ---------------------------------------------------------------------------------
+# Running steps. A step is a plain dict (it travels to cluster jobs):
+#   {'kind': 'train', 'label', 'argv' (train.py without n_task/run/runs/resume),
+#    'sweep_dir', 'cells', 'expected'}: trains what is not finished, resuming partial ones;
+#   {'kind': 'script', 'label', 'argv', 'output'}: runs unless `output` exists
+#    (None: always), removing a half-written output when it fails;
+#   {'kind': 'analysis', 'label', 'argv', 'sweep_dir', 'cell', 'expected', 'analysis_dir',
+#    'file'}: runs unless analysis_dir/<run>/<file> exists.
+
+_RUNNING = []  # the scripts run_steps is waiting for, for the preemption handler
+STOP = threading.Event()  # set on Ctrl-C: running scripts are stopped, no new step starts
+
+
+def _execute(argv, cwd, threads, log):
+    """Run one script to its end; returns its exit status. Polls instead of blocking in
+    wait(), so that a signal handler can stop the script meanwhile."""
+    cmd = [sys.executable, os.path.join(REPO, argv[0])] + list(argv[1:])
+    env = None
+    if threads:  # torch reads these at start: scripts without --n_threads use them too
+        env = {**os.environ, 'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads)}
+    out = open(log, 'a') if log else None
+    try:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+        _RUNNING.append(proc)
+        try:
+            while proc.poll() is None:
+                if STOP.is_set():
+                    proc.terminate()
+                time.sleep(0.2)
+        finally:
+            _RUNNING.remove(proc)
+        return proc.returncode
+    finally:
+        if out:
+            out.close()
+
+
+def _say(message, log):
+    print(message, flush=True)
+    if log:
+        with open(log, 'a') as f:
+            f.write(message + '\n')
+
+
+def run_steps(steps, cwd=None, threads=None, log=None, raise_on_failure=False):
+    """Run a chain of steps in order and report each; returns
+    [{'label', 'command', 'status': 'done' | 'skipped' | 'FAILED' | 'not run', 'outputs'}].
+    A failed step does not stop the others, except that when training fails the
+    steps after it (which read those networks) are not run. With raise_on_failure
+    (cluster jobs), failures end in RuntimeError so the job counts as failed. `threads`:
+    CPU threads of each script (OMP_NUM_THREADS); `log`: a file for the scripts' output."""
+    cwd = cwd or os.getcwd()
+    records, training_failed = [], False
+
+    def record(step, argv, status, outputs=(), seconds=0.0):
+        records.append({'label': step['label'], 'command': show(argv), 'status': status,
+                        'outputs': list(outputs)})
+        if status != 'skipped':
+            _say(f"[{step['label']}] {status} ({seconds:.0f} s): {show(argv)}", log)
+
+    def run(step, argv, outputs=()):
+        _say(f"[{step['label']}] run: {show(argv)}", log)
+        t0 = time.time()
+        status = _execute(argv, cwd, threads, log)
+        ok = status == 0
+        if not ok:
+            for path in outputs:  # half-written: a rerun makes it again
+                if path and os.path.exists(os.path.join(cwd, path)):
+                    os.remove(os.path.join(cwd, path))
+        record(step, argv, 'done' if ok else f'FAILED (exit {status})', outputs, time.time() - t0)
+        return ok
+
+    for step in steps:
+        if STOP.is_set():
+            record(step, step['argv'], 'not run (interrupted)')
+            continue
+        if training_failed and step['kind'] != 'train':
+            record(step, step['argv'], 'not run (training failed)')
+            continue
+        try:
+            if step['kind'] == 'train':
+                states = network_states(os.path.join(cwd, step['sweep_dir']), step['expected'], step['cells'])
+                for ks, r0, n, resume in train_calls(states):
+                    training_failed |= not run(step, train_argv(step['argv'], ks, r0, n, resume))
+            elif step['kind'] == 'analysis':
+                output = analysis_output({**step, 'sweep_dir': os.path.join(cwd, step['sweep_dir'])})
+                if output and os.path.exists(os.path.join(cwd, output)):
+                    record(step, step['argv'], 'skipped')
+                else:
+                    run(step, step['argv'])
+            elif step.get('output') and os.path.exists(os.path.join(cwd, step['output'])):
+                record(step, step['argv'], 'skipped')
+            else:
+                run(step, step['argv'], [step.get('output')])
+        except (ValueError, OSError) as e:  # a folder of other settings, an unreadable config
+            _say(f"[{step['label']}] FAILED: {e}", log)
+            records.append({'label': step['label'], 'command': show(step['argv']), 'status': f'FAILED ({e})',
+                            'outputs': []})
+            training_failed |= step['kind'] == 'train'
+    failed = [r for r in records if r['status'].startswith(('FAILED', 'not run'))]
+    if failed and raise_on_failure:
+        raise RuntimeError(f'{len(failed)} step(s) failed:\n' + '\n'.join(f"{r['status']}: {r['command']}"
+                                                                          for r in failed))
+    return records
+
+
+def _checkpoint(*args, **kwargs):
+    """submitit calls this when the job is preempted or about to time out (USR2): stop
+    the running script (train.py checkpoints on SIGTERM) and requeue the same call,
+    which finds the partial networks and resumes them."""
+    from submitit.helpers import DelayedSubmission
+    for proc in list(_RUNNING):
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return DelayedSubmission(run_steps, *args, **kwargs)
+
+
+run_steps.checkpoint = _checkpoint  # submitit looks for a `checkpoint` attribute on the submitted function
+
+
+# ---------------------------------------------------------------------------------
+# The commands that make one result file (figlib quotes them when a file is missing)
+
+def recipe(name, runs_dir='trained_networks', results_dir='results'):
+    """The shell commands that produce results/<name>.npz (`<label>`, `<label>_ID`,
+    `<label>_paper` or `sparsity_<label>`) with the paper's task counts and runs:
+    train the sweep, then evaluate it."""
+    script, label, extra = 'generalize.py', name, {}
+    if name.startswith('sparsity_'):
+        script, label = 'sparsity.py', name.removeprefix('sparsity_')
+    elif name.endswith('_ID') and name[:-3] in EXPERIMENTS:
+        label, extra = name[:-3], {'out_of_distribution': False}
+    elif name.endswith('_paper') and name[:-6] in EXPERIMENTS:
+        label, extra = name[:-6], {'protocol': 'paper'}
+    if label not in EXPERIMENTS:
+        return f'python {script} --label={label} (see Figures/README.md)'
+    row, src = EXPERIMENTS[label], source(label)
+    train = ['train.py'] + flags(EXPERIMENTS[src]['train']) + [
+        flag('n_task', row['n_task']), flag('runs', row['runs']), flag('out_dir', f'{runs_dir}/{src}')]
+    evaluate = eval_argv(script, label, row, f'{runs_dir}/{src}', results_dir) + flags(extra)
+    return ' && '.join(show(argv) for argv in (train, evaluate))
+
+
+def eval_argv(script, label, row, sweep_dir, results_dir, n_tasks=None, runs=None, overrides=None):
+    """generalize.py / sparsity.py for one row: its own overrides where the script has
+    them, then the sweep's `overrides` for the names the row does not set."""
+    defaults = script_defaults(script)
+    own = {k: v for k, v in row['evaluate'].items() if k in defaults}
+    own.update({k: v for k, v in (overrides or {}).items() if k not in own})
+    return [script, flag('runs_dir', sweep_dir), flag('n_tasks', n_tasks or row['n_task']),
+            flag('n_runs', runs or row['runs'])] + flags(own) + [flag('label', label),
+                                                                  flag('results_dir', results_dir)]

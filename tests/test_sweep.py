@@ -1,0 +1,460 @@
+"""sweep.py and its table (experiments.py): the table agrees with Figures/README.md, the
+dry run lists every figure's work, bad input stops before any work, and a tiny sweep
+runs end to end (locally and through submitit's LocalExecutor), resumes after being
+killed, redoes only what is missing and reports a failed step."""
+import json
+import os
+import random
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import configurator
+import experiments
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SWEEP = os.path.join(REPO, 'sweep.py')
+HAS_PROTOCOL = 'protocol' in experiments.script_defaults('generalize.py')  # being added to generalize.py
+PROTOCOLS = ['default', 'paper'] if HAS_PROTOCOL else ['default']
+TIMING = {'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100}
+# two task counts, one run, few batches, tiny networks, short trials, a quick lstsq decoder
+TINY = ['--n_tasks=[2,24]', '--runs=1', '--n_batch=200', '--n_threads=1', '--out_dir=figs',
+        f'--protocols={PROTOCOLS}', f"--train_overrides={{'n_neu': 8, 'timing': {TIMING}}}",
+        "--eval_overrides={'decoder': 'lstsq', 'n_batch': {2: 20, 24: 20}, 'n_fit': 1, 'n_test': 5}"]
+
+
+def sweep(cwd, *args, check=None):
+    """Run sweep.py in `cwd`; returns the completed process (output in .out)."""
+    proc = subprocess.run([sys.executable, SWEEP, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    proc.out = proc.stdout + proc.stderr
+    if check is not None:
+        assert proc.returncode == check, proc.out
+    return proc
+
+
+# ---------------------------------------------------------------------------------
+# The table and Figures/README.md
+
+# Where Figures/README.md does not yet say what the table says (the edits are proposed
+# with this change); anything else that differs fails.
+PENDING = {
+    ('networks', 'Noise_2'),  # README: trained as its own sweep; it is the RNN sweep
+    ('networks', 'Corr_0'),  # likewise
+    ('train', 'FreeRT'),  # README lacks --CE_loss=False
+    ('row', 'RNN_logits'),  # the loss figure's experiment has no row yet
+    ('notebook', 'loss'),  # nor a notebook row
+}
+
+
+def readme_tables():
+    """Figures/README.md's two tables as lists of {header: cell}."""
+    with open(os.path.join(REPO, 'Figures', 'README.md'), encoding='utf-8') as f:
+        lines = f.read().splitlines()
+    tables, current = [], None
+    for line in lines + ['']:
+        if line.startswith('|'):
+            cells = [c.strip() for c in line.strip().strip('|').split('|')]
+            if current is None:
+                current = {'header': cells, 'rows': []}
+            elif not set(''.join(cells)) <= set('-: '):
+                current['rows'].append(dict(zip(current['header'], cells)))
+        elif current is not None:
+            tables.append(current)
+            current = None
+    return {t['header'][0]: t['rows'] for t in tables}
+
+
+def ticked(cell):
+    return re.findall(r'`([^`]*)`', cell)
+
+
+def pattern(name):
+    """`FreeRT_T<T>` -> a regex capturing the placeholder."""
+    return re.compile(re.sub(r'<\w+>', lambda m: '(?P<x>.+)', re.escape(name).replace(r'\<', '<').replace(r'\>', '>')))
+
+
+def readme_flags(cell, x):
+    """{name: value} of the --name=value flags in a README cell, placeholders filled with x."""
+    if not cell.startswith('`'):
+        return {}
+    text = ' '.join(ticked(cell))
+    text = re.sub(r'<(\d+)·\w+>', lambda m: str(int(m.group(1)) * int(x)), text)
+    text = re.sub(r'<\w+>', str(x), text)
+    return {item[2:].partition('=')[0]: configurator.parse_value(item.partition('=')[2])
+            for item in shlex.split(text) if item.startswith('--')}
+
+
+def table_differences():
+    """The ways in which Figures/README.md and experiments.EXPERIMENTS disagree."""
+    tables = readme_tables()
+    rows = tables['result file']
+    defaults = experiments.script_defaults('train.py')
+    plain = lambda d: {k: v for k, v in d.items() if defaults.get(k, object()) != v}  # noqa: E731
+    diffs = set()
+    for label, row in experiments.EXPERIMENTS.items():
+        matches = [(r, pattern(ticked(r['result file'])[0][:-4]).fullmatch(label)) for r in rows
+                   if ticked(r['result file'])[0].endswith('.npz')]
+        matches = sorted([(r, m) for r, m in matches if m], key=lambda rm: '<' in rm[0]['result file'])
+        if not matches:
+            diffs.add(('row', label))
+            continue
+        readme, m = matches[0]
+        x = m.groupdict().get('x')
+        sweep_of = re.match(r'\(the `?([^`\s]+?)`? sweep', readme['train.py overrides'])  # (the RNN sweep...)
+        evaluate = readme_flags(readme['generalize.py overrides'], x)
+        src = sweep_of.group(1) if sweep_of else label
+        src = os.path.basename(evaluate.pop('runs_dir', f'/{src}'))
+        if src != experiments.source(label):
+            diffs.add(('networks', label))
+        elif not sweep_of and plain(readme_flags(readme['train.py overrides'], x)) != plain(row['train']):
+            diffs.add(('train', label))
+        evaluate.pop('label', None)
+        if evaluate != row['evaluate']:
+            diffs.add(('evaluate', label))
+    id_row = next(r for r in rows if ticked(r['result file'])[0] == 'RNN_ID.npz')
+    if readme_flags(id_row['generalize.py overrides'], None).get('out_of_distribution') is not False:
+        diffs.add(('ID', 'RNN'))
+    analysis = next(r for r in rows if ticked(r['result file'])[0].startswith('analysis/'))
+    for label, row in experiments.EXPERIMENTS.items():
+        for script, *_ in row['analysis']:
+            if script not in analysis['generalize.py overrides'] or label not in analysis['train.py overrides']:
+                diffs.add(('analysis', label))
+
+    notebooks = {ticked(r['notebook'])[0]: r for r in tables['notebook']}
+    for figure in experiments.FIGURES:
+        if figure not in notebooks:
+            diffs.add(('notebook', figure))
+            continue
+        spans = ticked(notebooks[figure]['reads (first = required)'])
+        files = [s.removeprefix('results/')[:-4] for s in spans if s.endswith('.npz') and not s.startswith('analysis/')]
+        names = {'results': '{}', 'ID': '{}_ID', 'sparsity': 'sparsity_{}'}
+        ours = {names[kind].format(label) for kind, label, _ in experiments.reads(figure) if kind in names}
+        patterns = [pattern(f) for f in files]
+        if any(not any(p.fullmatch(name) for p in patterns) for name in ours) or \
+                any(not any(p.fullmatch(name) for name in ours) for p in patterns):
+            diffs.add(('reads', figure))
+        wants_analysis = any(kind == 'analysis' for kind, *_ in experiments.reads(figure))
+        if wants_analysis != any(s.startswith('analysis/') for s in spans):
+            diffs.add(('analysis', figure))
+    return diffs
+
+
+def test_table_agrees_with_figures_readme():
+    diffs = table_differences()
+    assert diffs <= PENDING, f'Figures/README.md and experiments.EXPERIMENTS differ: {sorted(diffs - PENDING)}'
+
+
+def test_table_rows_are_consistent():
+    notebooks = {f[:-6] for f in os.listdir(os.path.join(REPO, 'Figures')) if f.endswith('.ipynb')}
+    assert set(experiments.FIGURES) - notebooks <= {'loss'}  # the loss notebook is still to be written
+    for figure in experiments.FIGURES:
+        assert experiments.reads(figure), figure
+    for label, row in experiments.EXPERIMENTS.items():
+        src = experiments.source(label)
+        assert experiments.EXPERIMENTS[src]['networks'] is None  # networks come from a row that trains
+        assert row['networks'] is None or not row['train'], label  # an evaluation-only row sets no training
+        train = experiments.check_overrides(row['train'], experiments.script_defaults('train.py'), label)
+        assert train == row['train']
+        experiments.check_overrides(row['evaluate'], experiments.script_defaults('generalize.py'), label)
+        for *_, figures in row['analysis']:
+            assert set(figures) <= set(experiments.FIGURES)
+        assert set(row['figures'] + row['id_figures'] + row['sparsity']) <= set(experiments.FIGURES)
+    assert experiments.EXPERIMENTS['RNN']['runs'] == 10 and experiments.EXPERIMENTS['LSTM']['runs'] == 5
+    assert experiments.source('Noise_2') == experiments.source('Corr_0') == 'RNN'
+    assert set(experiments.BUDGET) == set(experiments.THROUGHPUT) == {'RNN', 'LSTM', 'gpt-2'}
+
+
+def test_script_defaults_are_the_scripts_hyperparameters():
+    import generalize
+    import sparsity
+    import train
+    assert experiments.script_defaults('train.py') == train.defaults()
+    assert experiments.script_defaults('generalize.py') == configurator.hyperparameters(vars(generalize))
+    assert experiments.script_defaults('sparsity.py') == configurator.hyperparameters(vars(sparsity))
+
+
+def test_recipe_gives_the_commands_of_a_result_file():
+    assert experiments.recipe('LSTM') == (
+        "python train.py --network=LSTM --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/LSTM && "
+        "python generalize.py --runs_dir=trained_networks/LSTM --n_tasks=[2,3,6,12,24] --n_runs=5 "
+        "--select=\"{'network': 'LSTM'}\" --label=LSTM --results_dir=results")
+    assert experiments.recipe('RNN_ID').endswith('--out_of_distribution=False')
+    assert '--out_dir=trained_networks/RNN ' in experiments.recipe('Noise_2')
+    assert "'stimulus': 1000" in experiments.recipe('FreeRT_T10')
+    assert 'python sparsity.py --runs_dir=trained_networks/HighDim_D4' in experiments.recipe('sparsity_HighDim_D4')
+
+
+# ---------------------------------------------------------------------------------
+# Networks on disk and grouping them into train.py calls
+
+def test_rectangles_cover_the_cells_exactly():
+    rng = random.Random(0)
+    for _ in range(200):
+        cells = {(k, r) for k in experiments.N_TASKS for r in range(6) if rng.random() < 0.4}
+        if not cells:
+            continue
+        calls = experiments.rectangles(cells)
+        covered = [(k, r) for ks, r0, n in calls for k in ks for r in range(r0, r0 + n)]
+        assert sorted(covered) == sorted(cells)  # every cell once, nothing else
+    full = {(k, r) for k in experiments.N_TASKS for r in range(10)}
+    assert experiments.rectangles(full) == [(experiments.N_TASKS, 0, 10)]
+    assert experiments.rectangles(full - {(24, r) for r in range(5)}) in (
+        [([2, 3, 6, 12], 0, 5), (experiments.N_TASKS, 5, 5)], [([2, 3, 6, 12], 0, 10), ([24], 5, 5)])
+
+
+def fake_network(sweep_dir, config, k, r, state, batch=100):
+    """A run folder as train.py leaves it: finished, partial (checkpoint at `batch`) or
+    started (config only, killed before its first checkpoint)."""
+    import checkpoints
+    folder = os.path.join(sweep_dir, f'nTask{k}_run{r}')
+    os.makedirs(folder)
+    with open(os.path.join(folder, 'config.json'), 'w') as f:
+        json.dump({**config, 'n_task': k, 'run': r, 'name': os.path.basename(folder)}, f)
+    if state in ('finished', 'partial'):
+        checkpoints.save_torch({'state_dict': {}, 'resume': {'batch': batch}}, os.path.join(folder, 'net.pth'))
+    if state == 'finished':
+        with open(os.path.join(folder, 'metrics.json'), 'w') as f:
+            json.dump({'batches_done': config['n_batch']}, f)
+    return folder
+
+
+def test_network_states_and_the_train_calls_they_need(tmp_path):
+    expected = experiments.expected_config('RNN')
+    sweep_dir = str(tmp_path / 'RNN')
+    for k, r, state, batch in [(2, 0, 'finished', 0), (3, 0, 'partial', 400), (6, 0, 'partial', 400),
+                               (12, 0, 'partial', 200), (24, 0, 'started', 0)]:
+        fake_network(sweep_dir, expected, k, r, state, batch)
+    cells = [(k, r) for k in experiments.N_TASKS for r in range(2)]
+    states = experiments.network_states(sweep_dir, expected, cells)
+    assert states[(2, 0)][0] == 'finished' and states[(3, 0)][:3:2] == ('partial', 400)
+    assert states[(24, 0)][0] == 'missing' and states[(2, 1)] == ('missing', None, None)
+    calls = experiments.train_calls(states)
+    assert ([2, 3, 6, 12, 24], 1, 1, False) in calls and ([24], 0, 1, False) in calls
+    assert ([3, 6], 0, 1, True) in calls and ([12], 0, 1, True) in calls  # resumed per checkpoint batch
+    assert len(calls) == 4
+    assert experiments.train_argv(['train.py', '--leaky=False', '--out_dir=x', '--n_threads=1'], [3, 6], 0, 1, True) == \
+        ['train.py', '--leaky=False', '--n_task=[3,6]', '--runs=1', '--out_dir=x', '--n_threads=1', '--resume=True']
+    # a folder trained with other settings must not be mixed into the sweep
+    fake_network(sweep_dir, {**expected, 'n_neu': 8}, 2, 1, 'finished')
+    with pytest.raises(ValueError, match=re.escape('n_neu=8 (this sweep: 64)') + '.*another runs_dir'):
+        experiments.network_states(sweep_dir, expected, cells)
+    old = {k: v for k, v in expected.items() if k != 'loss'}  # trained before `loss` existed (with logits)
+    assert 'loss' in experiments.differences(old, expected)
+
+
+# ---------------------------------------------------------------------------------
+# The command line
+
+def test_dry_run_all_lists_every_figures_work(tmp_path):
+    out = sweep(tmp_path, 'all', '--dry_run=True', f'--protocols={PROTOCOLS}', check=0).out
+    assert not os.listdir(tmp_path)  # nothing made
+    for label, row in experiments.EXPERIMENTS.items():
+        src = experiments.source(label)
+        evaluations = [line for line in out.splitlines() if f'--runs_dir=trained_networks/{src} ' in line]
+        ours = [line for line in evaluations if f'--label={label} ' in line]
+        if row['figures']:
+            assert len([line for line in ours if 'generalize.py' in line and 'out_of_distribution' not in line]) \
+                == len(PROTOCOLS), label
+            assert any('--protocol=paper' in line for line in ours) == HAS_PROTOCOL
+        assert any('--out_of_distribution=False' in line for line in ours) == bool(row['id_figures']), label
+        assert any('sparsity.py' in line for line in ours) == bool(row['sparsity']), label
+        for script, k, r, _ in row['analysis']:
+            assert f"python {script} --runs_dir=trained_networks/{src} --select=\"{{'n_task': {k}, 'run': {r}}}\"" in out
+        trains = [line for line in out.splitlines() if f'--out_dir=trained_networks/{label} ' in line]
+        assert len(trains) == (row['networks'] is None), label  # one call each; Noise_2 / Corr_0 reuse RNN
+    assert '--n_task=[2,3,6,12,24] --runs=10 --out_dir=trained_networks/RNN ' in out
+    assert '--loss=logits --n_task=24 --runs=10 --out_dir=trained_networks/RNN_logits ' in out
+    notebooks = [line for line in out.splitlines() if 'run_notebooks.py' in line]
+    assert len(notebooks) == 1 and all(f' {f} ' in notebooks[0] for f in experiments.FIGURES if f != 'loss')
+    assert 'note: no notebook Figures/loss.ipynb yet' in out
+    assert re.search(r'RNN: trained_networks/RNN/ 50 networks .*estimated \d+\.\d+ h', out)
+    assert re.search(r'\n  +\[50 networks, 1\.07 h at 1300 network-batches/s\]', out)  # 50 × 1e5 / 1300
+    assert re.search(r'\ntotal: \d+\.\d+ h of single-core work', out)
+
+
+def test_dry_run_fig3a_shows_the_exact_commands(tmp_path):
+    out = sweep(tmp_path, 'fig3a', '--dry_run=True', '--protocols=["default"]', '--n_threads=1', check=0).out
+    assert out.splitlines() == [
+        'figures: fig3a; experiments: RNN; executor: local',
+        '',
+        'RNN: trained_networks/RNN/ 50 networks (0 finished, 0 partial, 50 missing); estimated 1.90 h',
+        '  python train.py --n_task=[2,3,6,12,24] --runs=10 --out_dir=trained_networks/RNN --n_threads=1',
+        '    [50 networks, 1.07 h at 1300 network-batches/s]',
+        '  python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,3,6,12,24] --n_runs=10 --label=RNN '
+        '--results_dir=results   [0.42 h]',
+        '  python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,3,6,12,24] --n_runs=10 --label=RNN '
+        '--results_dir=results --out_of_distribution=False   [0.42 h]',
+        '',
+        'figures:',
+        '  python Figures/run_notebooks.py fig3a --results_dir=results --analysis_dir=analysis '
+        '--out_dir=Figures/out   [0.2 min]',
+        '',
+        'total: 1.91 h of single-core work (about 1.91 h with n_parallel=1)',
+    ]
+
+
+def test_slurm_dry_run_has_one_array_task_per_network(tmp_path):
+    out = sweep(tmp_path, 'S1', '--dry_run=True', '--executor=slurm', '--protocols=["default"]', '--runs=2',
+                '--n_tasks=[2,24]', check=0).out
+    assert 'job array sweep-Quad, 4 tasks' in out and 'job sweep-Quad-eval (after the array succeeds)' in out
+    for k in (2, 24):
+        for r in (0, 1):
+            run = f' --run={r}' if r else ''
+            assert f'python train.py --activ_enc=Quad --n_task={k}{run} --runs=1 --out_dir=trained_networks/Quad ' \
+                   '--n_threads=2' in out
+    assert 'job sweep-figures, after the evaluations' in out
+
+
+@pytest.mark.parametrize('args, message', [
+    (['fig3d'], "unknown figure 'fig3d'; did you mean 'fig3c'"),
+    ([], 'name the figures to make'),
+    (['fig3a', '--executor=slurn'], "executor='slurn' is not allowed"),
+    (['fig3a', "--train_overrides={'n_nue': 8}"], "unknown hyperparameter 'n_nue'; did you mean 'n_neu'"),
+    (['fig3a', "--train_overrides={'n_task': 8}"], "'n_task' is set by the sweep itself"),
+    (['fig3a', "--train_overrides={'n_neu': 'big'}"], "'n_neu' expects an int"),
+    (['fig3a', "--eval_overrides={'max_iter': 8}"], "unknown hyperparameter 'max_iter'; did you mean 'max_iters'"),
+    (['fig3a', "--eval_overrides={'label': 'x'}"], "'label' is set by the sweep itself"),
+    (['fig3a', '--n_tasks=[2,2]'], 'n_tasks=[2, 2] is not allowed'),
+    (['fig3a', '--protocols=["best"]'], 'protocols='),
+    (['fig3a', '--n_parralel=2'], "did you mean 'n_parallel'"),
+])
+def test_bad_input_stops_before_any_work(tmp_path, args, message):
+    proc = sweep(tmp_path, *args, *(['--protocols=["default"]'] if not any('protocols' in a for a in args) else []))
+    assert proc.returncode == 2, proc.out
+    assert message in proc.out
+    assert not os.listdir(tmp_path)
+
+
+def load_sweep_module():
+    """sweep.py as a module (its hyperparameters stay at their defaults: configure runs under __main__)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('sweep_script', SWEEP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_slurm_jobs_have_the_documented_sbatch_header():
+    pytest.importorskip('submitit')
+    from submitit.slurm.slurm import _make_sbatch_string  # what SlurmExecutor writes, without Slurm
+    module = load_sweep_module()
+    hp = {**configurator.hyperparameters(vars(module)), 'partition': 'cpu', 'gpus_per_node': 1}
+    train = _make_sbatch_string(command='run', folder='logs', map_count=50,
+                                **module.slurm_parameters(hp, 'sweep-RNN', 600))
+    for line in ('--array=0-49%50', '--job-name=sweep-RNN', '--partition=cpu', '--time=600', '--cpus-per-task=2',
+                 '--gpus-per-node=1', '--signal=USR2@120', '--requeue'):
+        assert f'#SBATCH {line}\n' in train
+    evaluate = _make_sbatch_string(command='run', folder='logs',
+                                   **module.slurm_parameters(hp, 'sweep-RNN-eval', 600, 'afterok:42'))
+    assert '#SBATCH --dependency=afterok:42\n' in evaluate and '#SBATCH --kill-on-invalid-dep=yes\n' in evaluate
+    assert '--array' not in evaluate and 'dependency' not in train
+
+
+def test_help_lists_the_hyperparameters(tmp_path):
+    out = sweep(tmp_path, '--help', check=0).out
+    assert out.startswith('usage: python sweep.py [CONFIG.py ...] [FIGURES ...] [--name=value ...]')
+    for name in ('figures', 'executor', 'n_parallel', 'train_overrides', 'eval_overrides', 'dry_run', 'partition'):
+        assert f'\n  {name} = ' in out
+
+
+def test_checkpoint_hook_stops_the_script_and_requeues_the_same_call():
+    pytest.importorskip('submitit')
+    proc = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    experiments._RUNNING.append(proc)
+    try:
+        steps = [{'kind': 'script', 'label': 'x', 'argv': ['generalize.py'], 'output': None}]
+        delayed = experiments._checkpoint(steps, '/somewhere', 1, None, True)
+        assert proc.poll() == -signal.SIGTERM
+        assert delayed.function is experiments.run_steps and delayed.args == (steps, '/somewhere', 1, None, True)
+        assert experiments.run_steps.checkpoint is experiments._checkpoint  # what submitit looks for
+    finally:
+        experiments._RUNNING.remove(proc)
+        if proc.poll() is None:
+            proc.kill()
+
+
+# ---------------------------------------------------------------------------------
+# Tiny sweeps, for real
+
+def outputs(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files)
+
+
+def assert_fig3a_made(root):
+    results = {'results/RNN.npz', 'results/RNN_ID.npz'} | ({'results/RNN_paper.npz'} if HAS_PROTOCOL else set())
+    assert results <= set(outputs(root))
+    assert os.path.exists(root / 'figs' / 'fig3a.png')
+    folders = sorted(os.listdir(root / 'trained_networks' / 'RNN'))
+    assert len(folders) == 2 and all(os.path.exists(root / 'trained_networks' / 'RNN' / f / 'metrics.json')
+                                     for f in folders)
+
+
+@pytest.mark.slow
+def test_tiny_sweep_runs_end_to_end_and_a_rerun_does_nothing(tmp_path):
+    out = sweep(tmp_path, 'fig3a', *TINY, check=0).out
+    assert_fig3a_made(tmp_path)
+    assert out.count('] run: python train.py') == 1  # both networks in one call
+    assert "[RNN] done" in out and '[figures] done' in out
+    before = {f: os.path.getmtime(tmp_path / f) for f in outputs(tmp_path)}
+    again = sweep(tmp_path, 'fig3a', *TINY, check=0).out
+    assert 'nothing to do' in again and 'run:' not in again
+    assert {f: os.path.getmtime(tmp_path / f) for f in outputs(tmp_path)} == before
+
+
+@pytest.mark.slow
+def test_tiny_sweep_through_submitit_local_executor(tmp_path):
+    pytest.importorskip('submitit')
+    out = sweep(tmp_path, 'fig3a', *TINY, '--executor=submitit_local', '--time_min=5', check=0).out
+    assert 'submitted 2 training job(s)' in out  # one array task per network
+    assert_fig3a_made(tmp_path)
+    logs = ''.join(open(tmp_path / 'sweep_logs' / f).read() for f in os.listdir(tmp_path / 'sweep_logs')
+                   if f.endswith('.out'))
+    assert '--n_task=2 --runs=1' in logs and '--n_task=24 --runs=1' in logs
+    assert 'nothing to do' in sweep(tmp_path, 'fig3a', *TINY, '--executor=submitit_local', check=0).out
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_a_failed_step_is_reported_and_reruns_do_only_what_is_missing(tmp_path):
+    args = [*TINY, '--n_batch=3000', "--train_overrides={'n_neu': 8, 'timing': %r, 'ckpt_every': 200}" % TIMING,
+            '--notebooks=False']  # the notebooks run in the tests above
+    proc = subprocess.Popen([sys.executable, SWEEP, 'fig3a', *args], cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sweep_dir = tmp_path / 'trained_networks' / 'RNN'
+    try:
+        deadline = time.time() + 120
+        while not any(os.path.exists(sweep_dir / f / 'net.pth') for f in
+                      (os.listdir(sweep_dir) if sweep_dir.exists() else [])):
+            assert time.time() < deadline and proc.poll() is None, 'no checkpoint appeared'
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its train.py: a crash mid-training
+        proc.wait()
+    assert not any(os.path.exists(sweep_dir / f / 'metrics.json') for f in os.listdir(sweep_dir))
+    plan = sweep(tmp_path, 'fig3a', *args, '--dry_run=True', check=0).out
+    assert 'partial' in plan and '--resume=True' in plan
+
+    # the rerun resumes the networks; one evaluation fails (generalize.py cannot write
+    # its .json), the other completes
+    (tmp_path / 'results' / 'RNN_ID.json').mkdir(parents=True)
+    proc = sweep(tmp_path, 'fig3a', *args)
+    assert proc.returncode == 1, proc.out
+    assert '] run: python train.py' in proc.out and '--resume=True' in proc.out
+    for f in os.listdir(sweep_dir):
+        assert json.load(open(sweep_dir / f / 'metrics.json'))['batches_done'] == 3000
+    summary = proc.out[proc.out.rindex('failed or not run'):]
+    assert '[RNN] FAILED (exit 1): python generalize.py' in summary and '--out_of_distribution=False' in summary
+    assert os.path.exists(tmp_path / 'results' / 'RNN.npz')
+    assert not os.path.exists(tmp_path / 'results' / 'RNN_ID.npz')  # a failed step leaves no output behind
+
+    # once the cause is gone, a rerun does only the failed step, then nothing
+    (tmp_path / 'results' / 'RNN_ID.json').rmdir()
+    out = sweep(tmp_path, 'fig3a', *args, check=0).out
+    ran = [line for line in out.splitlines() if '] run: ' in line]
+    assert len(ran) == 1 and '--out_of_distribution=False' in ran[0]
+    assert os.path.exists(tmp_path / 'results' / 'RNN_ID.npz')
+    assert 'nothing to do' in sweep(tmp_path, 'fig3a', *args, check=0).out
