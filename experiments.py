@@ -14,7 +14,6 @@ The state of a network is read from its run folder: finished (metrics.json), par
 run_steps() is the function that runs a chain of steps, locally or as a submitit job.
 Nothing here imports torch at the top: planning a sweep stays fast.
 """
-import ast
 import difflib
 import glob
 import json
@@ -155,21 +154,8 @@ def reads(figure):
 # The scripts' hyperparameters, read from their source (scripts are never imported here)
 
 def script_defaults(script):
-    """{name: default} of a top-level script's hyperparameters: its module-level
-    `name = literal` assignments (names not starting with '_'), parsed, not run."""
-    with open(os.path.join(REPO, script), encoding='utf-8') as f:
-        body = ast.parse(f.read(), filename=script).body
-    defaults = {}
-    for stmt in body:
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-            name = stmt.targets[0].id
-            try:
-                value = ast.literal_eval(stmt.value)
-            except (ValueError, TypeError, SyntaxError):
-                continue
-            if not name.startswith('_') and name not in defaults:
-                defaults[name] = value
-    return defaults
+    """{name: default} of a top-level script's hyperparameters, read from its source."""
+    return configurator.script_defaults(os.path.join(REPO, script))
 
 
 def check_overrides(overrides, defaults, what, set_by_sweep=()):
@@ -251,8 +237,8 @@ def differences(config, expected):
 
 
 def network_states(sweep_dir, expected, cells):
-    """{(n_task, run): (state, folder, batch)} for the wanted cells: state 'finished'
-    (metrics.json), 'partial' (net.pth, checkpoint at `batch`) or 'missing'. A folder
+    """{(n_task, run): (state, folder, None)} for the wanted cells: state 'finished'
+    (metrics.json), 'partial' (net.pth) or 'missing'. A folder
     trained with other settings raises ValueError: a sweep folder must not mix them."""
     found = {}
     for path in sorted(glob.glob(os.path.join(sweep_dir, '*', 'config.json'))):
@@ -274,19 +260,10 @@ def network_states(sweep_dir, expected, cells):
         if folder and os.path.exists(os.path.join(folder, 'metrics.json')):
             states[tuple(cell)] = ('finished', folder, None)
         elif folder and os.path.exists(os.path.join(folder, 'net.pth')):
-            states[tuple(cell)] = ('partial', folder, checkpoint_batch(os.path.join(folder, 'net.pth')))
+            states[tuple(cell)] = ('partial', folder, None)
         else:  # no folder, or one killed before its first checkpoint (train.py starts it afresh)
             states[tuple(cell)] = ('missing', folder, None)
     return states
-
-
-def checkpoint_batch(path):
-    """The batch a partial network's checkpoint was written at (None: unreadable)."""
-    import checkpoints  # imports torch: only when there is a partial network
-    try:
-        return checkpoints.load_checkpoint(path)['resume']['batch']
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def rectangles(cells, order=N_TASKS):
@@ -319,13 +296,14 @@ def rectangles(cells, order=N_TASKS):
 
 def train_calls(states):
     """The train.py calls for the networks that are not finished: [(n_tasks, first run,
-    runs, resume)]. Partial networks resume together only from the same batch."""
+    runs, resume)]: partial networks in resuming calls (train.py groups them by the
+    batch their checkpoints are at), missing ones in fresh calls."""
     groups = {}
-    for cell, (state, _, batch) in states.items():
+    for cell, (state, _, _) in states.items():
         if state != 'finished':
-            groups.setdefault((state, batch), []).append(cell)
-    return [(ks, r0, n, state == 'partial') for (state, batch), cells in
-            sorted(groups.items(), key=lambda g: (g[0][0], g[0][1] or 0)) for ks, r0, n in rectangles(cells)]
+            groups.setdefault(state, []).append(cell)
+    return [(ks, r0, n, state == 'partial') for state, cells in sorted(groups.items())
+            for ks, r0, n in rectangles(cells)]
 
 
 def train_argv(base, n_tasks, r0, n, resume):

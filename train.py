@@ -126,8 +126,8 @@ from configurator import hyperparameters  # noqa: E402
 from objective import Objective  # noqa: E402
 
 _N_RECORD = 100  # points of the loss / accuracy / confusion history
-BLOCK = 16  # batches whose data is drawn and moved to the device at once
-WARMUP = 3  # eager batches before a CUDA graph is recorded (cuBLAS and the allocator settle)
+_BLOCK = 16  # batches whose data is drawn and moved to the device at once
+_WARMUP = 3  # eager batches before a CUDA graph is recorded (cuBLAS and the allocator settle)
 _DEFAULTS = hyperparameters(globals())  # captured before any override
 
 
@@ -253,8 +253,6 @@ def restore(members, ckpts, net, encoder, opt, accum):
     """Load every member's checkpoint into the ensemble; returns (the batch to resume
     at, the wall seconds trained so far)."""
     steps = {m.name: c['resume']['batch'] for m, c in zip(members, ckpts)}
-    if len(set(steps.values())) > 1:
-        raise ValueError(f'checkpoints are at different batches {steps}: resume them in separate calls')
     n_out = net.rec_to_out.out_features
     params = dict(net.named_parameters())
     for i, (m, c) in enumerate(zip(members, ckpts)):
@@ -374,7 +372,7 @@ def next_block(members, n, n_out, device, pool=None):
 class Batch:
     """The work of one training batch, all on the device: forward, loss, backward,
     Adam, and the running sums updated in place. With `graph` (a GPU), the first
-    WARMUP batches run eagerly on a side stream, then one batch is recorded as a
+    _WARMUP batches run eagerly on a side stream, then one batch is recorded as a
     CUDA graph and replayed with each batch's inputs copied into its buffers."""
 
     def __init__(self, work, opt, graph):
@@ -386,7 +384,7 @@ class Batch:
         if not self.use_graph:
             self.opt.zero_grad(set_to_none=True)
             return self.work(**inputs)
-        if self.calls <= WARMUP:
+        if self.calls <= _WARMUP:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
@@ -490,9 +488,13 @@ def train(config):
     network, prints the command that continues and raises KeyboardInterrupt."""
     config, members, folders, ckpts, locks = setup(config)
     try:
-        if members:
-            with Stop() as stop:
-                run_ensemble(config, members, ckpts, stop)
+        with Stop() as stop:
+            # networks resumed from different batches train as one ensemble per batch
+            groups = {}
+            for m, c in zip(members, ckpts or [None] * len(members)):
+                groups.setdefault(c['resume']['batch'] if c else 0, []).append((m, c))
+            for group in groups.values():
+                run_ensemble(config, [m for m, _ in group], [c for _, c in group if c], stop)
     finally:
         for lock in locks:
             lock.release()
@@ -570,7 +572,7 @@ def run_ensemble(config, members, ckpts, stop):
 
     step = start
     while step < n_batch:
-        n = min(BLOCK, next(b for b in stops if b > step) - step)
+        n = min(_BLOCK, next(b for b in stops if b > step) - step)
         block_ob, block_gt, block_active = next_block(members, n, n_out, device, pool)
         for j in range(n):
             noise, enc_noise, w = member_noise(members, config, block_ob.shape[2:4], stim_steps, objective, decision)

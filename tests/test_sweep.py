@@ -19,8 +19,7 @@ import experiments
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(REPO, 'sweep.py')
-HAS_PROTOCOL = 'protocol' in experiments.script_defaults('generalize.py')  # being added to generalize.py
-PROTOCOLS = ['default', 'paper'] if HAS_PROTOCOL else ['default']
+PROTOCOLS = ['correct', 'paper']
 TIMING = {'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100}
 # two task counts, one run, few batches, tiny networks, short trials, a quick lstsq decoder
 TINY = ['--n_tasks=[2,24]', '--runs=1', '--n_batch=200', '--n_threads=1', '--out_dir=figs',
@@ -231,12 +230,12 @@ def test_network_states_and_the_train_calls_they_need(tmp_path):
         fake_network(sweep_dir, expected, k, r, state, batch)
     cells = [(k, r) for k in experiments.N_TASKS for r in range(2)]
     states = experiments.network_states(sweep_dir, expected, cells)
-    assert states[(2, 0)][0] == 'finished' and states[(3, 0)][:3:2] == ('partial', 400)
+    assert states[(2, 0)][0] == 'finished' and states[(3, 0)][0] == 'partial'
     assert states[(24, 0)][0] == 'missing' and states[(2, 1)] == ('missing', None, None)
     calls = experiments.train_calls(states)
     assert ([2, 3, 6, 12, 24], 1, 1, False) in calls and ([24], 0, 1, False) in calls
-    assert ([3, 6], 0, 1, True) in calls and ([12], 0, 1, True) in calls  # resumed per checkpoint batch
-    assert len(calls) == 4
+    assert ([3, 6, 12], 0, 1, True) in calls  # one resuming call: train.py groups them by batch
+    assert len(calls) == 3
     assert experiments.train_argv(['train.py', '--leaky=False', '--out_dir=x', '--n_threads=1'], [3, 6], 0, 1, True) == \
         ['train.py', '--leaky=False', '--n_task=[3,6]', '--runs=1', '--out_dir=x', '--n_threads=1', '--resume=True']
     # a folder trained with other settings must not be mixed into the sweep
@@ -260,7 +259,7 @@ def test_dry_run_all_lists_every_figures_work(tmp_path):
         if row['figures']:
             assert len([line for line in ours if 'generalize.py' in line and 'out_of_distribution' not in line]) \
                 == len(PROTOCOLS), label
-            assert any('--protocol=paper' in line for line in ours) == HAS_PROTOCOL
+            assert any('--protocol=paper' in line for line in ours)
         assert any('--out_of_distribution=False' in line for line in ours) == bool(row['id_figures']), label
         assert any('sparsity.py' in line for line in ours) == bool(row['sparsity']), label
         for script, k, r, _ in row['analysis']:
@@ -278,7 +277,7 @@ def test_dry_run_all_lists_every_figures_work(tmp_path):
 
 
 def test_dry_run_fig3a_shows_the_exact_commands(tmp_path):
-    out = sweep(tmp_path, 'fig3a', '--dry_run=True', '--protocols=["default"]', '--n_threads=1', check=0).out
+    out = sweep(tmp_path, 'fig3a', '--dry_run=True', '--protocols=["correct"]', '--n_threads=1', check=0).out
     assert out.splitlines() == [
         'figures: fig3a; experiments: RNN; executor: local',
         '',
@@ -299,7 +298,7 @@ def test_dry_run_fig3a_shows_the_exact_commands(tmp_path):
 
 
 def test_slurm_dry_run_has_one_array_task_per_network(tmp_path):
-    out = sweep(tmp_path, 'S1', '--dry_run=True', '--executor=slurm', '--protocols=["default"]', '--runs=2',
+    out = sweep(tmp_path, 'S1', '--dry_run=True', '--executor=slurm', '--protocols=["correct"]', '--runs=2',
                 '--n_tasks=[2,24]', check=0).out
     assert 'job array sweep-Quad, 4 tasks' in out and 'job sweep-Quad-eval (after the array succeeds)' in out
     for k in (2, 24):
@@ -324,7 +323,7 @@ def test_slurm_dry_run_has_one_array_task_per_network(tmp_path):
     (['fig3a', '--n_parralel=2'], "did you mean 'n_parallel'"),
 ])
 def test_bad_input_stops_before_any_work(tmp_path, args, message):
-    proc = sweep(tmp_path, *args, *(['--protocols=["default"]'] if not any('protocols' in a for a in args) else []))
+    proc = sweep(tmp_path, *args, *(['--protocols=["correct"]'] if not any('protocols' in a for a in args) else []))
     assert proc.returncode == 2, proc.out
     assert message in proc.out
     assert not os.listdir(tmp_path)
@@ -386,7 +385,7 @@ def outputs(root):
 
 
 def assert_fig3a_made(root):
-    results = {'results/RNN.npz', 'results/RNN_ID.npz'} | ({'results/RNN_paper.npz'} if HAS_PROTOCOL else set())
+    results = {'results/RNN.npz', 'results/RNN_ID.npz', 'results/RNN_paper.npz'}
     assert results <= set(outputs(root))
     assert os.path.exists(root / 'figs' / 'fig3a.png')
     folders = sorted(os.listdir(root / 'trained_networks' / 'RNN'))

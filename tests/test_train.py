@@ -348,3 +348,17 @@ def test_drawing_data_in_parallel_changes_nothing(tmp_path):
     for a, b in zip(serial, parallel):
         for k, v in weights(a).items():
             assert torch.equal(weights(b)[k], v)
+
+
+def test_networks_checkpointed_at_different_batches_resume_in_one_call(tmp_path, monkeypatch):
+    full = train.train(tiny(tmp_path / 'full', n_task=[2, 4]))
+    part = tiny(tmp_path / 'part', n_task=[2, 4])
+    for k, at in ((2, 40), (4, 25)):  # checkpointed at batches 40 and 25
+        signal_at(monkeypatch, signal.SIGINT, at)
+        with pytest.raises(KeyboardInterrupt):
+            train.train(dict(part, n_task=k))
+        monkeypatch.undo()
+    resumed = train.train(dict(part, resume=True))  # one call, one ensemble per batch
+    for a, b in zip(full, resumed):
+        torch.testing.assert_close(weights(a)['rec_to_rec.weight'], weights(b)['rec_to_rec.weight'],
+                                   rtol=1e-5, atol=1e-6)
