@@ -22,14 +22,14 @@ dt = 100  # time step (ms), for the tasks and the RNN
 n_layer = 1  # gpt-2: transformer blocks
 n_head = 8  # gpt-2: attention heads
 dropout = 0.1  # gpt-2: dropout on embeddings, attention and residuals (training only)
-n_sd_in = 2.0  # input noise: the task's sigma (per-step std sigma/sqrt(dt))
+n_sd_in = 2.0  # input noise: the task's sigma (per-step std sigma/sqrt(dt)); a list trains one network per value
 n_sd_net = 0.0  # RNN: network noise std
 encode = True  # mix the latents through a frozen random MLP encoder
 activ_enc = 'relu'  # encoder nonlinearity: 'relu' or 'Quad' (x²)
 noise_enc = False  # noise after the encoder (std n_sd_in/20) instead of on the input
 enc_hidden = 100  # encoder hidden layer sizes
 enc_out = 40  # encoder output features
-corr = 0.0  # non-zero: correlated latents (LinearClassificationCorr)
+corr = 0.0  # non-zero: correlated latents (LinearClassificationCorr); a list trains one network per value
 autocorr = 0.0  # non-zero: AR(1) input noise with this coefficient (LinearClassificationAutocorr)
 dist = 'gauss'  # input noise distribution: 'gauss' or 'gumbel'
 timing = {'fixation': 100, 'stimulus': 2000, 'delay': 0, 'decision': 100}  # period durations (ms)
@@ -60,6 +60,13 @@ import checks
 import configurator
 
 _NETWORKS = ('RNN', 'LSTM', 'gpt-2')
+# data settings that may be lists, like n_task: one network per combination of values (the
+# networks differ only in their data, so they still train as one ensemble)
+_VARIANTS = ('n_sd_in', 'corr')
+
+
+def listed(value):
+    return value if isinstance(value, list) else [value]
 
 
 def check_config(config):
@@ -83,13 +90,16 @@ def check_config(config):
     checks.non_negative_int('seed', config['seed'])
     for name in ('tau', 'dt', 'lr', 'bound'):
         checks.positive(name, config[name])
-    for name in ('n_sd_in', 'n_sd_net'):
-        checks.non_negative(name, config[name])
+    for value in listed(config['n_sd_in']):
+        checks.non_negative('n_sd_in', value)
+    for value in listed(config['corr']):
+        checks.open_interval('corr', value)
+    checks.non_negative('n_sd_net', config['n_sd_net'])
     if not 0 <= config['dropout'] < 1:
         checks.fail('dropout', config['dropout'], 'a number in [0, 1)')
     if sum(bool(config[k]) for k in ('bal_err', 'pen_end', 'rand_pen')) > 1:
         checks.fail('pen_end', config['pen_end'], 'at most one of bal_err, pen_end, rand_pen set to True')
-    if config['corr'] and config['autocorr']:
+    if any(listed(config['corr'])) and config['autocorr']:
         checks.fail('corr', config['corr'], 'corr and autocorr not both non-zero')
     if config['network'] == 'gpt-2' and config['n_neu'] % config['n_head']:
         checks.fail('n_head', config['n_head'], f"a divisor of n_neu={config['n_neu']}")
@@ -101,9 +111,11 @@ def check_config(config):
 
 
 if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
-    _config = configurator.configure(globals(), lists=('task', 'n_task'), doc=__doc__, check=check_config)
+    _config = configurator.configure(globals(), lists=('task', 'n_task') + _VARIANTS, doc=__doc__,
+                                     check=check_config)
 
 import fcntl  # noqa: E402
+import itertools  # noqa: E402
 import shlex  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -136,6 +148,12 @@ def defaults():
     return dict(_DEFAULTS)
 
 
+def variants(config):
+    """The configuration of each combination of the _VARIANTS values."""
+    values = itertools.product(*(listed(config[name]) for name in _VARIANTS))
+    return [{**config, **dict(zip(_VARIANTS, combination))} for combination in values]
+
+
 def check_tasks(config, n_tasks):
     """The checks that need the task classes: names, regression vs classification,
     and each task's own keywords (timing, n_dim, ...)."""
@@ -147,8 +165,9 @@ def check_tasks(config, n_tasks):
             raise ValueError(f"task {name!r} is a regression task: use --CE_loss=False")
         if name == tasks.FREE_RT_TASK and len(names) > 1:
             raise ValueError(f'{tasks.FREE_RT_TASK} cannot be mixed with other task families')
-    for k in n_tasks:
-        tasks.training_envs(config, k)  # the task classes check their own keywords
+    for variant in variants(config):
+        for k in n_tasks:
+            tasks.training_envs(variant, k)  # the task classes check their own keywords
 
 
 def member_seeds(base_seed, n_task, run):
@@ -422,7 +441,7 @@ def member_noise(members, config, shape, stim_steps, objective, decision):
     noise = draw(config['n_neu']) if config['n_sd_net'] and config['network'] == 'RNN' else None
     enc_noise = None
     if config['noise_enc'] and config['encode']:
-        std = config['n_sd_in'] * networks.ENC_NOISE_SCALE
+        std = torch.tensor([m.config['n_sd_in'] * networks.ENC_NOISE_SCALE for m in members])[:, None, None, None]
         enc_noise = draw(config['enc_out']) * std * torch.as_tensor(stim_steps)[:, None]
     w = torch.stack([objective.step_weights(decision, m.noise, shape[:1]) for m in members]) \
         if objective.weighting == 'rand_pen' else None
@@ -455,10 +474,9 @@ def setup(config):
         config['n_batch'] = default_batches
     # the default budget stays out of folder names, also when given explicitly (--n_batch=1e5)
     naming = dict(_DEFAULTS, n_batch=default_batches)
-    runs = [(k, r, checkpoints.run_name(config, naming, k, r)) for k in n_tasks
-            for r in range(config['run'], config['run'] + config['runs'])]
     config.update(util.provenance())
-    members = [Member(config, name, k, r) for k, r, name in runs]
+    members = [Member(variant, checkpoints.run_name(variant, naming, k, r), k, r) for variant in variants(config)
+               for k in n_tasks for r in range(config['run'], config['run'] + config['runs'])]
     folders = [m.folder for m in members]
     for m in members:
         exists = os.path.exists(m.checkpoint_path())

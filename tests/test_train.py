@@ -362,3 +362,15 @@ def test_networks_checkpointed_at_different_batches_resume_in_one_call(tmp_path,
     for a, b in zip(full, resumed):
         torch.testing.assert_close(weights(a)['rec_to_rec.weight'], weights(b)['rec_to_rec.weight'],
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_lists_of_data_settings_train_one_network_each_as_one_ensemble(tmp_path):
+    together = train.train(tiny(tmp_path / 'a', n_task=2, n_sd_in=[1.0, 3.0], corr=[0.0, 0.5], n_batch=30))
+    names = sorted(os.path.basename(f).split('_nTask')[0] for f in together)
+    assert len(together) == 4 and sum('corr-0.5' in n for n in names) == 2 and sum('n_sd_in-1.0' in n for n in names) == 2
+    alone, = train.train(tiny(tmp_path / 'b', n_task=2, n_sd_in=3.0, corr=0.5, n_batch=30))
+    member, = [f for f in together if os.path.basename(f) == os.path.basename(alone)]
+    config = checkpoints.load_config(member)
+    assert config['n_sd_in'] == 3.0 and config['corr'] == 0.5
+    for k, v in weights(alone).items():
+        torch.testing.assert_close(weights(member)[k], v, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,56 @@
+"""Time of generalize.py's evaluation per network, for the exact least-squares decoder
+and for the paper's Adam protocol, on trained networks found in `runs_dir` (e.g. the
+Figure 3a sweep), and the r² each gives (so two checkouts can be compared: the same
+numbers within noise, in less time).
+
+    python benchmarks/bench_generalize.py --runs_dir=trained_networks/RNN
+    python benchmarks/bench_generalize.py --repo=/path/to/other/checkout --runs_dir=...
+
+Uses only generalize.generalize(hp) with the checkout's own defaults.
+"""
+# ---- hyperparameters (override with --name=value or a config file) ----
+repo = ''  # checkout to measure ('': this one)
+runs_dir = 'trained_networks/RNN'  # trained networks to evaluate
+n_tasks = [2, 24]  # task counts to time (decoder batches: 3000 and 1000)
+n_runs = 1  # networks per task count
+decoders = ['lstsq', 'adam']  # decoders to time
+device = 'cpu'  # 'cpu' or 'cuda'
+n_threads = 1  # CPU threads for torch
+# ------------------------------------------------------------------------
+import os
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)
+from configurator import configure  # noqa: E402
+
+if __name__ == '__main__':
+    hp = configure(globals(), doc=__doc__, print_config=False)
+    root = os.path.abspath(hp['repo'] or HERE)
+    runs_dir = os.path.abspath(hp['runs_dir'])
+    sys.path.remove(HERE)
+    sys.path.insert(0, root)  # the checkout under test
+    for name in [m for m in sys.modules if m in ('configurator', 'checks')]:
+        del sys.modules[name]
+    import numpy as np  # noqa: E402
+    import torch  # noqa: E402
+
+    import generalize  # noqa: E402
+    from configurator import hyperparameters  # noqa: E402
+
+    torch.set_num_threads(hp['n_threads'])
+    print(f"checkout {root}, device {hp['device']}, {hp['n_threads']} thread(s)")
+    for decoder in hp['decoders']:
+        with tempfile.TemporaryDirectory() as out:
+            settings = dict(hyperparameters(vars(generalize)), runs_dir=runs_dir, n_tasks=hp['n_tasks'],
+                            n_runs=hp['n_runs'], decoder=decoder, results_dir=out, label='bench',
+                            device=hp['device'])
+            t0 = time.time()
+            generalize.generalize(settings)
+            seconds = (time.time() - t0) / (len(hp['n_tasks']) * hp['n_runs'])
+            with np.load(os.path.join(out, 'bench.npz')) as f:
+                r2 = f['r_sq'].reshape(len(hp['n_tasks']), -1).mean(1)
+        print(f"RESULT {decoder}: {seconds:.1f} s per network; mean r² "
+              + ', '.join(f'{k} tasks {v:.3f}' for k, v in zip(hp['n_tasks'], r2)), flush=True)
