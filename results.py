@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import warnings
+import zipfile
 
 import numpy as np
 
@@ -135,7 +136,7 @@ class Partial:
                 if str(f['_key']) != self._key(network):
                     return None
                 return {k: f[k] for k in f.files if k != '_key'}
-        except (OSError, ValueError, KeyError):  # missing or a file cut short by a kill
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # missing, or not a complete file
             return None
 
     def save(self, where, network, **arrays):
