@@ -31,6 +31,7 @@ seed = 0  # seed of the trials and the initial states
 out_dir = 'analysis'  # results go to out_dir/<run name>/
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
 n_threads = 1  # CPU threads for torch
+unfinished = False  # also analyse a partly trained network (default: refuse it, naming how to finish it)
 # ------------------------------------------------------------------------
 import checks
 import configurator
@@ -52,6 +53,7 @@ def check(hp):
     checks.non_negative_int('run', hp['run'])
     checks.non_negative_int('seed', hp['seed'])
     checks.dictionary('select', hp['select'])
+    checks.folder('out_dir', hp['out_dir'])
 
 
 if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
@@ -220,7 +222,8 @@ def _range(values):
 def analyze(hp):
     """Run every analysis on the selected network; write the files and return the summary."""
     check(hp)
-    path = checkpoints.select_network(hp['path'], hp['runs_dir'], hp['select'], hp['run'])
+    path, batches = checkpoints.select_network(hp['path'], hp['runs_dir'], hp['select'], hp['run'],
+                                               hp['unfinished'])
     device = util.pick_device(hp['device'])
     util.set_threads(hp['n_threads'])
     net, encoder, config = checkpoints.load_network(path, device, noise_free=True)
@@ -228,8 +231,7 @@ def analyze(hp):
         raise ValueError(f"network {config['network']!r} at {path}: analyze.py takes an RNN or LSTM "
                          "(use analyze_transformer.py for gpt-2)")
     name = config['name']
-    folder = os.path.join(hp['out_dir'], name)
-    os.makedirs(folder, exist_ok=True)
+    folder = checkpoints.check_output('out_dir', os.path.join(hp['out_dir'], name))  # before any work
     env = tasks.training_env(config)
     rng = np.random.default_rng(hp['seed'])
     n_neu = net.hidden_size
@@ -292,7 +294,8 @@ def analyze(hp):
     abstraction = metrics.abstraction_metrics(final, quad_trials['stim'][:, :2], seed=hp['seed'])
 
     summary = {
-        'network': path, 'config': {k: config.get(k) for k in ('network', 'n_task', 'n_neu', 'task', 'run')},
+        'network': path, 'batches': batches,  # batches trained
+        'config': {k: config.get(k) for k in ('network', 'n_task', 'n_neu', 'task', 'run')},
         'pca_explained_variance_ratio': ratio.tolist(),
         'pca_variance_top3': float(ratio[:3].sum()),
         'n_fixed_points': int(len(res.points)), 'fixed_point_q_max': float(res.q.max()) if len(res.q) else None,
