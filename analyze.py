@@ -65,6 +65,7 @@ import os  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 
 import checkpoints  # noqa: E402
@@ -77,6 +78,7 @@ import tasks  # noqa: E402
 import util  # noqa: E402
 
 _QUAD_COLORS = ('#1b9e77', '#d95f02', '#7570b3', '#e7298a')  # quadrants 1-4
+_QUAD_SIGNS = ('(+, +)', '(−, +)', '(−, −)', '(+, −)')  # signs of (x1, x2) in quadrants 1-4 (SPEC §2)
 
 
 # ---------------------------------------------------------------------------------
@@ -177,25 +179,30 @@ def _plot_fixed_points(res, amp, folder):
     ax.axvline(0, c='gray', lw=0.5)
     ax.set(xlabel='Re λ', ylabel='Im λ', aspect='equal',
            title=f'Jacobian of F(h) − h, {len(res.points)} fixed points')
+    if not len(res.points):
+        plots.empty_note(ax, 'no fixed points found\n(q < tol_q)')
     plots.save_figure(fig, os.path.join(folder, 'eigenvalues.png'))
 
     fig, ax = plots.subplots()
     finite = amp[np.isfinite(amp) & (amp > 0)]
     if finite.size:
         ax.hist(np.log10(finite), bins=20)
+    else:
+        plots.empty_note(ax, 'no fixed points found' if not len(res.points) else 'no finite amplification')
     ax.set(xlabel='log₁₀ amplification A = τ_net / τ', ylabel='count',
            title=f'two slowest modes ({np.sum(np.isinf(amp))} infinite)')
     plots.save_figure(fig, os.path.join(folder, 'amplification.png'))
 
 
 def _plot_trajectories(proj, colors, fp_proj, folder):
-    fig = plots.figure(4, 4)
+    fig = plots.figure(4.8, 4)
     ax = fig.add_subplot(projection='3d')
     for tr, col in zip(proj, colors):
         ax.plot(tr[:, 0], tr[:, 1], tr[:, 2], c=col, lw=0.8, alpha=0.8)
+    handles = [Line2D([], [], c=c, label=f'Q{q} {_QUAD_SIGNS[q - 1]}') for q, c in enumerate(_QUAD_COLORS, 1)]
     if len(fp_proj):
-        ax.scatter(fp_proj[:, 0], fp_proj[:, 1], fp_proj[:, 2], c='k', s=10, label='fixed points')
-        ax.legend()
+        handles.append(ax.scatter(fp_proj[:, 0], fp_proj[:, 1], fp_proj[:, 2], c='k', s=10, label='fixed points'))
+    ax.legend(handles=handles, title='x* in', loc='upper left', bbox_to_anchor=(1.05, 1), fontsize=7)
     ax.set(xlabel='PC1', ylabel='PC2', zlabel='PC3', title='trajectories by quadrant')
     plots.save_figure(fig, os.path.join(folder, 'trajectories.png'))
 

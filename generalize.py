@@ -264,7 +264,7 @@ def plot(results_dir, name):
     plots.compare(ax, found, {n: 'ID' if n.endswith('_ID') else 'OOD' for n in found})
     plots.reference(ax, plots.CEILING, f'ceiling {plots.CEILING}')
     ax.set(ylabel='decoder r²', title=ood)
-    ax.legend(fontsize=7)
+    plots.legend(ax)
     plots.save_figure(fig, os.path.join(results_dir, f'{name}_r2.png'))
 
     fig, ax = plots.subplots()
@@ -280,7 +280,7 @@ def plot(results_dir, name):
             hist = hist[:, np.isfinite(hist).any(0)]  # histories are NaN-padded to the longest
             ax.plot(np.nanmean(hist, 0), label=f'{k} tasks')
         ax.set(yscale='log', xlabel='decoder batch', ylabel='train MSE', title=name)
-        ax.legend()
+        plots.legend(ax)
         plots.save_figure(fig, os.path.join(results_dir, f'{name}_loss.png'))
 
 

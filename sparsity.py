@@ -123,20 +123,22 @@ def _mean_over_runs(values):
 
 def plot(stem, n_tasks, sparse, ci, active, label):
     """Sparseness (runs with their CIs, and the mean) and % active units vs the
-    number of tasks, log x."""
+    number of tasks, log x; one legend below both panels."""
     fig, axes = plots.subplots(1, 2)
     k = np.asarray(n_tasks, dtype=float)
     for j in range(sparse.shape[1]):
         jitter = k * 1.03 ** (j - (sparse.shape[1] - 1) / 2)  # spread the runs on the log axis
-        axes[0].errorbar(jitter, sparse[:, j], yerr=ci[:, j], fmt='o', ms=3, c='gray', alpha=0.6)
+        axes[0].errorbar(jitter, sparse[:, j], yerr=ci[:, j], fmt='o', ms=3, c='gray', alpha=0.6,
+                         label='one network (95 % CI)' if j == 0 else None)  # one legend entry for all
         axes[1].plot(jitter, active[:, j], 'o', ms=3, c='gray', alpha=0.6)
-    axes[0].plot(k, _mean_over_runs(sparse), 'k-')
+    axes[0].plot(k, _mean_over_runs(sparse), 'k-', label='mean over networks')
     axes[1].plot(k, _mean_over_runs(active), 'k-')
     axes[0].set(ylabel='sparseness (Vinje–Gallant)')
     axes[1].set(ylabel='active units (%)')
     for ax in axes:
         plots.task_axis(ax, n_tasks)
-        ax.set(title=label)
+    fig.suptitle(label)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc='outside lower center', ncols=2, fontsize=7)
     plots.save_figure(fig, stem + '.png')
 
 
