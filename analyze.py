@@ -31,6 +31,7 @@ seed = 0  # seed of the trials and the initial states
 out_dir = 'analysis'  # results go to out_dir/<run name>/
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
 n_threads = 1  # CPU threads for torch
+unfinished = False  # also analyse a partly trained network (default: refuse it, naming how to finish it)
 # ------------------------------------------------------------------------
 import checks
 import configurator
@@ -52,6 +53,7 @@ def check(hp):
     checks.non_negative_int('run', hp['run'])
     checks.non_negative_int('seed', hp['seed'])
     checks.dictionary('select', hp['select'])
+    checks.folder('out_dir', hp['out_dir'])
 
 
 if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
@@ -63,6 +65,7 @@ import os  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 
 import checkpoints  # noqa: E402
@@ -75,6 +78,7 @@ import tasks  # noqa: E402
 import util  # noqa: E402
 
 _QUAD_COLORS = ('#1b9e77', '#d95f02', '#7570b3', '#e7298a')  # quadrants 1-4
+_QUAD_SIGNS = ('(+, +)', '(−, +)', '(−, −)', '(+, −)')  # signs of (x1, x2) in quadrants 1-4 (SPEC §2)
 
 
 # ---------------------------------------------------------------------------------
@@ -175,25 +179,30 @@ def _plot_fixed_points(res, amp, folder):
     ax.axvline(0, c='gray', lw=0.5)
     ax.set(xlabel='Re λ', ylabel='Im λ', aspect='equal',
            title=f'Jacobian of F(h) − h, {len(res.points)} fixed points')
+    if not len(res.points):
+        plots.empty_note(ax, 'no fixed points found\n(q < tol_q)')
     plots.save_figure(fig, os.path.join(folder, 'eigenvalues.png'))
 
     fig, ax = plots.subplots()
     finite = amp[np.isfinite(amp) & (amp > 0)]
     if finite.size:
         ax.hist(np.log10(finite), bins=20)
+    else:
+        plots.empty_note(ax, 'no fixed points found' if not len(res.points) else 'no finite amplification')
     ax.set(xlabel='log₁₀ amplification A = τ_net / τ', ylabel='count',
            title=f'two slowest modes ({np.sum(np.isinf(amp))} infinite)')
     plots.save_figure(fig, os.path.join(folder, 'amplification.png'))
 
 
 def _plot_trajectories(proj, colors, fp_proj, folder):
-    fig = plots.figure(4, 4)
+    fig = plots.figure(4.8, 4)
     ax = fig.add_subplot(projection='3d')
     for tr, col in zip(proj, colors):
         ax.plot(tr[:, 0], tr[:, 1], tr[:, 2], c=col, lw=0.8, alpha=0.8)
+    handles = [Line2D([], [], c=c, label=f'Q{q} {_QUAD_SIGNS[q - 1]}') for q, c in enumerate(_QUAD_COLORS, 1)]
     if len(fp_proj):
-        ax.scatter(fp_proj[:, 0], fp_proj[:, 1], fp_proj[:, 2], c='k', s=10, label='fixed points')
-        ax.legend()
+        handles.append(ax.scatter(fp_proj[:, 0], fp_proj[:, 1], fp_proj[:, 2], c='k', s=10, label='fixed points'))
+    ax.legend(handles=handles, title='x* in', loc='upper left', bbox_to_anchor=(1.05, 1), fontsize=7)
     ax.set(xlabel='PC1', ylabel='PC2', zlabel='PC3', title='trajectories by quadrant')
     plots.save_figure(fig, os.path.join(folder, 'trajectories.png'))
 
@@ -220,7 +229,8 @@ def _range(values):
 def analyze(hp):
     """Run every analysis on the selected network; write the files and return the summary."""
     check(hp)
-    path = checkpoints.select_network(hp['path'], hp['runs_dir'], hp['select'], hp['run'])
+    path, batches = checkpoints.select_network(hp['path'], hp['runs_dir'], hp['select'], hp['run'],
+                                               hp['unfinished'])
     device = util.pick_device(hp['device'])
     util.set_threads(hp['n_threads'])
     net, encoder, config = checkpoints.load_network(path, device, noise_free=True)
@@ -228,8 +238,7 @@ def analyze(hp):
         raise ValueError(f"network {config['network']!r} at {path}: analyze.py takes an RNN or LSTM "
                          "(use analyze_transformer.py for gpt-2)")
     name = config['name']
-    folder = os.path.join(hp['out_dir'], name)
-    os.makedirs(folder, exist_ok=True)
+    folder = checkpoints.check_output('out_dir', os.path.join(hp['out_dir'], name))  # before any work
     env = tasks.training_env(config)
     rng = np.random.default_rng(hp['seed'])
     n_neu = net.hidden_size
@@ -292,7 +301,8 @@ def analyze(hp):
     abstraction = metrics.abstraction_metrics(final, quad_trials['stim'][:, :2], seed=hp['seed'])
 
     summary = {
-        'network': path, 'config': {k: config.get(k) for k in ('network', 'n_task', 'n_neu', 'task', 'run')},
+        'network': path, 'batches': batches,  # batches trained
+        'config': {k: config.get(k) for k in ('network', 'n_task', 'n_neu', 'task', 'run')},
         'pca_explained_variance_ratio': ratio.tolist(),
         'pca_variance_top3': float(ratio[:3].sum()),
         'n_fixed_points': int(len(res.points)), 'fixed_point_q_max': float(res.q.max()) if len(res.q) else None,

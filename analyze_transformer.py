@@ -20,6 +20,7 @@ n_grid = 8  # n_grid x n_grid noise-free stimuli in [-.5, .5]²
 out_dir = 'analysis'  # results go to out_dir/<run name>/
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
 n_threads = 1  # CPU threads for torch
+unfinished = False  # also analyse a partly trained network (default: refuse it, naming how to finish it)
 # ------------------------------------------------------------------------
 import checks
 import configurator
@@ -34,6 +35,7 @@ def check(hp):
     checks.non_negative_int('run', hp['run'])
     checks.positive_int('n_threads', hp['n_threads'])
     checks.dictionary('select', hp['select'])
+    checks.folder('out_dir', hp['out_dir'])
 
 
 if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
@@ -66,15 +68,15 @@ def analyze_transformer(hp):
     """Rate maps and x1/x2 correlations of every head's value vectors; writes the
     files and returns the summary."""
     check(hp)
-    path = checkpoints.select_network(hp['path'], hp['runs_dir'], hp['select'], hp['run'])
+    path, batches = checkpoints.select_network(hp['path'], hp['runs_dir'], hp['select'], hp['run'],
+                                               hp['unfinished'])
     util.set_threads(hp['n_threads'])
     net, encoder, config = checkpoints.load_network(path, util.pick_device(hp['device']))
     if config['network'] != 'gpt-2':
         raise ValueError(f"network {config['network']!r} at {path}: analyze_transformer.py takes "
                          "a gpt-2 network (use analyze.py for RNN and LSTM)")
     name = config['name']
-    folder = os.path.join(hp['out_dir'], name)
-    os.makedirs(folder, exist_ok=True)
+    folder = checkpoints.check_output('out_dir', os.path.join(hp['out_dir'], name))  # before any work
     env = tasks.training_env(config)
     x = rep.stimulus_grid(hp['n_grid'], config['n_dim'])
     values = head_steady_states(net, encoder, env, x, hp['layer'])  # (n, n_head, head_dim)
@@ -87,7 +89,7 @@ def analyze_transformer(hp):
         plots.plot_rate_maps(maps[k], f'{name} head {k}', os.path.join(folder, f'values_head{k}.png'))
     plots.plot_correlations(corr.reshape(-1, 2), f'{name}: rows are heads',
                               os.path.join(folder, 'values_correlations.png'), layout=(n_head, head_dim))
-    summary = {'network': path, 'n_head': int(n_head), 'head_dim': int(head_dim), 'layer': hp['layer'],
+    summary = {'network': path, 'batches': batches, 'n_head': int(n_head), 'head_dim': int(head_dim), 'layer': hp['layer'],
                'mean_abs_correlation_x1_x2_per_head': [rep.mean_abs_correlation(c) for c in corr],
                'hyperparameters': hp}
     checkpoints.save_json(summary, os.path.join(folder, 'values_summary.json'))

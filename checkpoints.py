@@ -3,10 +3,12 @@ published checkpoints), readable run folders and finding runs by their config.
 
 A run folder `out_dir/<name>/` holds `config.json`, `net.pth` and `metrics.json`
 (SPEC §4). `net.pth` loads with `torch.load(..., weights_only=True)`."""
+import difflib
 import glob
 import json
 import os
 import re
+import shlex
 import sys
 import tempfile
 
@@ -35,6 +37,9 @@ def _atomic(path, write):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path), suffix='.tmp')
     try:
+        # mkstemp makes the file 0600; give it the permissions any other file gets
+        # under the umask (as numpy's and matplotlib's files), so a shared folder stays readable
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, 'wb') as f:
             write(f)
             f.flush()
@@ -44,6 +49,12 @@ def _atomic(path, write):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def save_torch(obj, path):
@@ -62,6 +73,21 @@ def _jsonable(x):
     if isinstance(x, (np.ndarray, torch.Tensor)):
         return x.tolist()
     raise TypeError(f'{type(x).__name__} is not JSON serialisable')
+
+
+def check_output(name, folder):
+    """Create the output folder of hyperparameter `name` and write (and remove) a
+    probe file in it, so that an unwritable, impossible or too long location fails
+    before any work, with one line naming it, instead of after it."""
+    shown = folder if len(folder) <= 100 else f'{folder[:60]}... ({len(folder)} characters)'
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix='.write-probe')
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise OSError(f"cannot write to {name}={shown!r}: {e.strerror or e}") from None
+    return folder
 
 
 def load_json(path):
@@ -128,34 +154,224 @@ def run_name(config, defaults, n_task, run):
 
 def find_runs(root='trained_networks', **criteria):
     """Run folders under `root` (and the paper's published `.pth` files lying in it)
-    whose config matches every criterion, sorted by (n_task, run, name). A value may
-    be a list of accepted values, e.g. `find_runs(root, network='RNN', n_task=[2, 24])`."""
+    whose config matches every criterion, sorted by (n_task, run, name), whatever
+    their state (see run_state). A value may be a list of accepted values, e.g.
+    `find_runs(root, network='RNN', n_task=[2, 24])`; a key no run's config has is an
+    error suggesting the close match. Runs whose config cannot be read are left out
+    (find_sweep lists them)."""
+    return _matching(_scan(root), criteria, root)
+
+
+def _scan(root):
+    """(where, config or None, problem) of every run under root: the folders holding
+    a config.json and the paper's .pth files lying in root."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f'runs_dir {root!r} does not exist')
-    found = []
-    for path in glob.glob(os.path.join(root, '*', CONFIG)) + glob.glob(os.path.join(root, '*.pth')):
-        if path.endswith(CONFIG):
-            config, where = load_config(os.path.dirname(path)), os.path.dirname(path)
-        else:
-            config, where = legacy_config(path, load_checkpoint(path)), path
-        if all(_matches(config.get(k, _MISSING), v) for k, v in criteria.items()):
-            found.append((config['n_task'], config['run'], where))
+    scanned = []
+    for path in sorted(glob.glob(os.path.join(root, '*', CONFIG))):
+        where = os.path.dirname(path)
+        try:
+            scanned.append((where, load_config(where), None))
+        except (OSError, ValueError) as e:
+            scanned.append((where, None, str(e)))
+    for path in sorted(glob.glob(os.path.join(root, '*.pth'))):
+        try:
+            scanned.append((path, legacy_config(path, load_checkpoint(path)), None))
+        except (ValueError, KeyError) as e:
+            scanned.append((path, None, str(e)))
+    return scanned
+
+
+def _matching(scanned, criteria, root):
+    """The runs of `scanned` whose readable config matches every criterion, sorted."""
+    configs = [config for _, config, _ in scanned if config is not None]
+    known = set().union(*configs)
+    for key in criteria:
+        if configs and key not in known:  # a typo would otherwise read as "no such network"
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ''
+            raise ValueError(f"select key {key!r} is unknown: no run in {root!r} has it in its "
+                             f"config{hint} (known keys: {', '.join(sorted(known))})")
+    found = [(config['n_task'], config['run'], where) for where, config, _ in scanned
+             if config is not None and all(_matches(config.get(k, _MISSING), v) for k, v in criteria.items())]
     return [where for _, _, where in sorted(found)]
 
 
-def find_sweep(root, select, n_tasks, n_runs):
-    """{n_task: the first n_runs run folders matching `select`} for every task count;
-    a task count without any network is an error naming it, one with fewer a warning."""
-    folders = {k: find_runs(root, **{**select, 'n_task': k})[:n_runs] for k in n_tasks}
+# ---------------------------------------------------------------------------------
+# The state of a run: finished, partly trained or broken
+
+FINISHED, UNFINISHED, BROKEN = 'finished', 'unfinished', 'broken'
+
+
+def run_state(where):
+    """(state, batches trained, problem) of a run folder or a paper .pth file:
+    FINISHED once train.py wrote metrics.json (its last step; the paper's files are
+    finished), UNFINISHED with a checkpoint but no metrics.json (batches: the
+    checkpoint's), BROKEN without a checkpoint or with one that does not load
+    (`problem` says which). Loads the checkpoint, so a corrupt one shows here."""
+    if not os.path.isdir(where):  # the paper's files name their budget, e.g. ...batch1e5...
+        try:
+            load_checkpoint(where)
+        except (FileNotFoundError, ValueError) as e:
+            return BROKEN, None, str(e)
+        m = re.search(r'batch(\d+(?:\.\d+)?(?:e\d+)?)', os.path.basename(where))
+        return FINISHED, int(float(m.group(1))) if m else None, None
+    path = os.path.join(where, CHECKPOINT)
+    if not os.path.exists(path):
+        return BROKEN, None, f'no {CHECKPOINT}: training stopped before its first checkpoint'
+    try:
+        resume = load_checkpoint(path).get('resume') or {}
+    except ValueError as e:
+        return BROKEN, None, str(e)
+    batch = resume.get('batch')
+    if not os.path.exists(os.path.join(where, METRICS)):
+        return UNFINISHED, batch, None
+    try:
+        metrics = load_json(os.path.join(where, METRICS))
+    except (OSError, ValueError) as e:
+        return BROKEN, batch, str(e)
+    return FINISHED, metrics.get('batches_done', batch), None
+
+
+def fingerprint(where):
+    """What identifies a network's current weights for reusing saved results: its
+    path and its checkpoint's size and modification time (retraining changes them)."""
+    path = os.path.join(where, CHECKPOINT) if os.path.isdir(where) else where
+    stat = os.stat(path)
+    return [os.path.abspath(where), stat.st_size, stat.st_mtime_ns]
+
+
+def resume_command(folder):
+    """The train.py command that finishes a partly trained run: its hyperparameters
+    that differ from train.py's defaults (from its config.json), its n_task and run,
+    its folder's parent as out_dir, and --resume=True."""
+    config = load_json(os.path.join(folder, CONFIG))
+    defaults = script_defaults(TRAIN_SCRIPT)
+    args = [_flag(k, v) for k, v in config.items()
+            if k in defaults and k not in NAME_SKIP and v != defaults[k]]
+    args += [f"--n_task={config['n_task']}", f"--run={config['run']}",
+             _flag('out_dir', os.path.dirname(os.path.abspath(folder))), '--resume=True']
+    return 'python train.py ' + ' '.join(args)
+
+
+def _flag(key, value):
+    """--key=value as the configurator reads it, quoted for the shell when needed
+    (--timing="{'fixation': 100, ...}", as the README writes it)."""
+    flag = f'--{key}={value}' if isinstance(value, str) else f'--{key}={value!r}'
+    if re.fullmatch(r'[\w.,:/+=@%-]*', flag):
+        return flag
+    if not re.search(r'["$`\\!]', flag):
+        return f'--{key}="{flag[len(key) + 3:]}"'
+    return shlex.quote(flag)
+
+
+def refuse_unfinished(runs):
+    """ValueError naming the partly trained runs {where: (batch, of)} and how to finish them."""
+    lines = []
+    for where, (batch, of) in runs.items():
+        at = f"batch {batch}" + (f" of {of}" if of else '') if batch is not None else 'an unknown batch'
+        lines.append(f"  {where} (at {at})\n    finish it: {resume_command(where)}")
+    return ValueError(f"{len(runs)} selected network(s) are only partly trained (no {METRICS} yet):\n"
+                      + '\n'.join(lines) + "\nor evaluate them as they are with --unfinished=True")
+
+
+def _checkpoint_budget(where):
+    """The n_batch a partly trained run is training towards (for messages)."""
+    try:
+        return (load_checkpoint(os.path.join(where, CHECKPOINT)).get('resume') or {}).get('n_batch')
+    except ValueError:
+        return None
+
+
+class BrokenRuns(ValueError):
+    """Raised at the end of an evaluation that skipped broken runs: the results of
+    the others are written; the message lists the skipped ones."""
+
+    def __init__(self, broken, wrote):
+        self.broken, self.wrote = dict(broken), wrote
+        lines = '\n'.join(f'  {where}: {problem}' for where, problem in self.broken.items())
+        done = (f"the rest was evaluated and written to {wrote}" if wrote else
+                "no other network was selected, nothing was written")
+        super().__init__(f"{len(self.broken)} broken run(s) skipped (their results are NaN); "
+                         f"{done}:\n{lines}")
+
+
+# ---------------------------------------------------------------------------------
+# Sweeps: the networks an evaluation over task counts takes
+
+# config keys that may differ between the networks of one curve: their identity
+# within the sweep, and bookkeeping that does not change what a network learns
+SWEEP_KEYS = {'n_task', 'run', 'runs', 'seed', 'member_seed', 'name'}
+BOOKKEEPING = {'out_dir', 'device', 'n_threads', 'resume', 'ckpt_every',
+               'python', 'torch', 'numpy', 'neurogym', 'git_commit'}
+
+
+def find_sweep(root, select, n_tasks, n_runs, unfinished=False):
+    """The networks an evaluation over task counts takes: for each task count, the
+    first n_runs runs under root whose config matches `select`. Before any work:
+    - task counts without any network are left out with a note (an error when no
+      task count has one: nothing to evaluate);
+    - networks that differ in a hyperparameter other than n_task, run and seed (and
+      bookkeeping) would be pooled into one curve: an error naming what differs and a
+      select that splits them;
+    - partly trained networks are refused (an error naming each and the command that
+      finishes it) unless `unfinished`;
+    - broken runs (no or a corrupt checkpoint, an unreadable config) stay in their
+      slot and are listed in `.broken`: the evaluation skips them, finishes the rest
+      and reports them at the end (BrokenRuns).
+    Returns (folders {n_task: [run folder or .pth, ...]} of the task counts found,
+    batches {where: batches trained}, broken {where: problem})."""
+    scanned = _scan(root)
+    folders = {k: _matching(scanned, {**select, 'n_task': k}, root)[:n_runs] for k in n_tasks}
     missing = [k for k, f in folders.items() if not f]
-    if missing:
-        raise FileNotFoundError(f"no trained networks in {root!r} match {select} with n_task in "
+    if len(missing) == len(folders):
+        raise FileNotFoundError(f"no trained networks in {root!r} match select={select} with n_task in "
                                 f"{missing}; train them first (python train.py --n_task={missing})")
+    if missing:
+        print(f"note: no trained networks in {root!r} match select={select} with n_task in {missing}: "
+              f"evaluating the task counts found, {[k for k in folders if folders[k]]}")
+    folders = {k: f for k, f in folders.items() if f}
     for k, found in folders.items():
         if len(found) < n_runs:
             print(f"warning: only {len(found)} of n_runs={n_runs} networks found for n_task={k}; "
                   "the rest stay NaN", file=sys.stderr)
-    return folders
+    configs = {where: config for where, config, _ in scanned if any(where in f for f in folders.values())}
+    _check_one_condition(configs, select)
+    broken = {where: problem for where, config, problem in scanned if config is None}
+    batches, partly = {}, {}
+    for where in configs:
+        state, batches[where], problem = run_state(where)
+        if state == BROKEN:
+            broken[where] = problem
+        elif state == UNFINISHED:
+            partly[where] = (batches[where], _checkpoint_budget(where))
+    if partly and not unfinished:
+        raise refuse_unfinished(partly)
+    return folders, batches, broken
+
+
+def _check_one_condition(configs, select):
+    """ValueError when the networks of one curve differ in a hyperparameter beyond
+    SWEEP_KEYS and BOOKKEEPING, naming the keys, their values and a select that splits them."""
+    keys = sorted(set().union(*configs.values()) - SWEEP_KEYS - BOOKKEEPING)
+    differ = {}
+    for key in keys:
+        counts = {}
+        for config in configs.values():
+            text = repr(config[key]) if key in config else '(not set)'
+            counts[text] = counts.get(text, 0) + 1
+        if len(counts) > 1:
+            differ[key] = counts
+    if not differ:
+        return
+    lines = '\n'.join(f"  {key}: " + ', '.join(f'{v} ({n} networks)' for v, n in counts.items())
+                      for key, counts in differ.items())
+    key = next(iter(differ))
+    example = {**select, key: next(config[key] for config in configs.values() if key in config)}
+    raise ValueError(f"the networks matching select={select} differ in hyperparameters other than "
+                     f"n_task, run and seed, and would be pooled into one curve:\n{lines}\n"
+                     f"select one condition, e.g. --select=\"{example!r}\" "
+                     "(with its own --label), or train each condition into its own runs_dir")
 
 
 _MISSING = object()
@@ -200,20 +416,29 @@ def load_network(path, device='cpu', noise_free=False):
     return net.to(device).eval(), encoder, config
 
 
-def select_network(path, runs_dir, select, run):
+def select_network(path, runs_dir, select, run, unfinished=False):
     """The network an analysis takes: `path` (a run folder or a paper .pth file), or
-    else the run-th of the networks under runs_dir whose config matches `select`."""
+    else the run-th of the networks under runs_dir whose config matches `select`.
+    A broken run is an error saying what is wrong, a partly trained one is refused
+    unless `unfinished` (see find_sweep). Returns (where, batches trained)."""
     if path is not None:
         if not os.path.exists(path):
             raise FileNotFoundError(f"path {path!r} does not exist")
-        return path
-    checks.dictionary('select', select)
-    found = find_runs(runs_dir, **select)
-    if not found:
-        raise FileNotFoundError(f"no trained network in {runs_dir!r} matches select={select}")
-    if not isinstance(run, int) or not 0 <= run < len(found):
-        checks.fail('run', run, f"an index in 0..{len(found) - 1} ({len(found)} networks match select={select})")
-    return found[run]
+        where = path
+    else:
+        checks.dictionary('select', select)
+        found = find_runs(runs_dir, **select)
+        if not found:
+            raise FileNotFoundError(f"no trained network in {runs_dir!r} matches select={select}")
+        if not isinstance(run, int) or not 0 <= run < len(found):
+            checks.fail('run', run, f"an index in 0..{len(found) - 1} ({len(found)} networks match select={select})")
+        where = found[run]
+    state, batches, problem = run_state(where)
+    if state == BROKEN:
+        raise ValueError(f"{where} is broken: {problem}")
+    if state == UNFINISHED and not unfinished:
+        raise refuse_unfinished({where: (batches, _checkpoint_budget(where))})
+    return where, batches
 
 
 def legacy_config(path, ckpt):

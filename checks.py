@@ -81,3 +81,18 @@ def dictionary(name, value):
     if not isinstance(value, dict):
         fail(name, value, 'a dict')
     return value
+
+
+def folder(name, value):
+    """A non-empty folder path (output folders: '' would write into the current one unasked)."""
+    if not isinstance(value, str) or not value.strip():
+        fail(name, value, 'a non-empty folder path')
+    return value
+
+
+def file_label(name, value):
+    """A non-empty name for files inside an output folder: no path separators, so it
+    cannot write outside that folder."""
+    if not isinstance(value, str) or value.strip() in ('', '.', '..') or any(c in value for c in '/\\\0'):
+        fail(name, value, 'a non-empty file name without path separators (/ or \\)')
+    return value

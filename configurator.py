@@ -13,6 +13,7 @@ Config files hold only `name = literal` lines; they are parsed, never executed.
 import ast
 import difflib
 import io
+import math
 import os
 import sys
 import tokenize
@@ -65,12 +66,30 @@ def _convert(value, default):
     raise TypeError
 
 
+def _finite(value):
+    """False if value is, or contains, an infinite or NaN float; None for the text
+    of one ('nan', 'inf')."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str) and value.strip().lower().lstrip('+-') in ('nan', 'inf', 'infinity'):
+        return None
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) is not False for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) is not False for v in (*value, *value.values()))
+    return True
+
+
 def check_type(name, value, default, allow_list=False):
     """Return `value` converted to the type of `default`; raise ValueError naming `name` if it doesn't fit.
 
     With `allow_list`, a non-empty list (or tuple) of values that each fit is accepted too, as a list.
     """
     scalar_default = type(default) not in (list, tuple)
+    # 1e999 parses as inf, and --lr=nan arrives as the text 'nan': never meaningful settings
+    finite = _finite(value)
+    if finite is False or (finite is None and type(default) is float):
+        raise ValueError(f"hyperparameter {name!r} must be finite; got {value!r}")
     try:
         if allow_list and scalar_default and type(value) in (list, tuple):
             if not value:
@@ -172,7 +191,14 @@ def script_defaults(path):
     without running or importing it. Lets a library module know a script's defaults
     (e.g. the training defaults for the paper's checkpoints) from their one source."""
     with open(path, encoding='utf-8') as f:
-        body = ast.parse(f.read(), filename=path).body
+        return literal_defaults(f.read(), path)
+
+
+def literal_defaults(source, filename='<source>'):
+    """{name: value} of the `name = literal` lines at the top of Python source (after
+    an optional docstring, up to the first other statement), without running it
+    (a script's header, a notebook's parameters cell)."""
+    body = ast.parse(source, filename=filename).body
     defaults = {}
     for stmt in body:
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):

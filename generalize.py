@@ -38,6 +38,7 @@ timing = None  # evaluation timing (dict of ms); None: the network's training ti
 seed = 0  # seed of the evaluation trials and decoder inits
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
 n_threads = 1  # CPU threads for torch
+unfinished = False  # also evaluate partly trained networks (default: refuse them, naming how to finish them)
 # ------------------------------------------------------------------------
 import checks
 import configurator
@@ -49,6 +50,8 @@ def check(hp):
     checks.one_of('decoder', hp['decoder'], ('adam', 'lstsq'))
     checks.positive_ints('n_tasks', hp['n_tasks'])
     checks.dictionary('select', hp['select'])
+    checks.file_label('label', hp['label'])
+    checks.folder('results_dir', hp['results_dir'])
     for name in ('n_runs', 'n_fit', 'batch_sz', 'n_test', 'n_threads'):
         checks.positive_int(name, hp[name])
     checks.non_negative_int('seed', hp['seed'])
@@ -82,48 +85,73 @@ def batches_for(hp, n_task):
 
 
 def generalize(hp):
-    """Evaluate every selected network; write results/<label>.npz, .json and plots."""
+    """Evaluate every selected network; write results/<label>.npz, .json and plots.
+    Output locations are checked and the networks classified before any work. Each
+    network's results are saved as it completes (results.Partial): a rerun with the
+    same settings continues where an interrupted one stopped. Broken runs are skipped;
+    once the rest is written, checkpoints.BrokenRuns lists them (exit status 1)."""
     check(hp)
+    folders, batches, broken = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'],
+                                                      hp['n_runs'], hp['unfinished'])
+    checkpoints.check_output('results_dir', hp['results_dir'])
     device = util.pick_device(hp['device'])
     util.set_threads(hp['n_threads'])
     name = result_name(hp)
-    folders = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'], hp['n_runs'])
-    r_sq = dec = angles = train_hist = test_mse = None
-    ccgp, ps = (np.full((len(hp['n_tasks']), hp['n_runs'], 2), np.nan) for _ in range(2))
-    t0 = time.time()
-    for i, k in enumerate(hp['n_tasks']):
-        n_train = batches_for(hp, k)
-        for j, folder in enumerate(folders[k]):
-            t1 = time.time()
-            net, encoder, config = checkpoints.load_network(folder, device)
-            out = decoding.evaluate_network(net, encoder, config, hp, n_train, net_seed=1000 * k + config['run'])
-            r2, W, hist, mse = out['r2'], out['W'], out['hist'], out['mse']
-            if r_sq is None:  # allocate once the split count and sizes are known
-                shape = (len(hp['n_tasks']), hp['n_runs']) + r2.shape
-                r_sq, test_mse = np.full(shape, np.nan), np.full(shape, np.nan)
-                dec = np.full(shape + W.shape[-2:], np.nan)
-                angles = np.full(shape + (W.shape[-1],) * 2, np.nan)
-                train_hist = np.full(shape + (max(batches_for(hp, k) for k in hp['n_tasks']) if hp['decoder'] == 'adam' else 0,), np.nan)
-            r_sq[i, j], dec[i, j], test_mse[i, j] = r2, W, mse
-            angles[i, j] = metrics.decoder_angles(W)
-            train_hist[i, j, ..., :hist.shape[-1]] = hist
-            ccgp[i, j], ps[i, j] = out['ccgp'], out['ps']
-            print(f"n_task={k:>3} {os.path.basename(folder)}: r² mean {np.mean(r2):.3f}, "
-                  f"CCGP {np.mean(ccgp[i, j]):.2f}, PS {np.mean(ps[i, j]):.2f} ({time.time() - t1:.1f} s)")
-    os.makedirs(hp['results_dir'], exist_ok=True)
     path = os.path.join(hp['results_dir'], name)
-    results.save_results(path + '.npz', r_sq=r_sq, n_tasks=np.array(hp['n_tasks']), dec=dec,
-                         angles=angles, train=train_hist, test=test_mse, ccgp=ccgp, ps=ps,
-                         protocol=np.array(hp['protocol']))
-    summary = {'config': hp, 'networks': {str(k): folders[k] for k in hp['n_tasks']},
-               'n_tasks': hp['n_tasks'], 'protocol': hp['protocol'],
-               'r_sq': results.summarise(r_sq), 'r_sq_networks': results.network_summary(r_sq),
-               'angle': results.summarise(results.pair_angles(angles)),
-               'ccgp': results.summarise(ccgp), 'parallelism': results.summarise(ps),
+    n_tasks = list(folders)  # the task counts found
+    # the settings one network's numbers depend on (not which networks are swept, nor where results go)
+    partial = results.Partial(path, {k: v for k, v in hp.items() if k not in
+                                     ('runs_dir', 'select', 'n_tasks', 'n_runs', 'unfinished', 'label', 'results_dir')})
+    done, t0 = {}, time.time()
+    for i, k in enumerate(n_tasks):
+        for j, folder in enumerate(folders[k]):
+            if folder in broken:
+                print(f"n_task={k:>3} {os.path.basename(folder)}: skipped, broken ({broken[folder]})")
+                continue
+            t1, network = time.time(), checkpoints.fingerprint(folder)
+            res = partial.load(folder, network)
+            reused = res is not None
+            if not reused:
+                net, encoder, config = checkpoints.load_network(folder, device)
+                net_seed = 1000 * k + config['run']
+                out = decoding.evaluate_network(net, encoder, config, hp, batches_for(hp, k), net_seed)
+                res = dict(r_sq=out['r2'], dec=out['W'], angles=metrics.decoder_angles(out['W']),
+                           train=out['hist'], test=out['mse'], ccgp=out['ccgp'], ps=out['ps'])
+                partial.save(folder, network, **res)
+            done[i, j] = res
+            print(f"n_task={k:>3} {os.path.basename(folder)}: r² mean {np.mean(res['r_sq']):.3f}, "
+                  f"CCGP {np.mean(res['ccgp']):.2f}, PS {np.mean(res['ps']):.2f} "
+                  f"({'saved by an earlier run' if reused else f'{time.time() - t1:.1f} s'})")
+    if not done:
+        raise checkpoints.BrokenRuns(broken, wrote=None)
+    # one array per quantity: (n_tasks, n_runs, ...), NaN where no network was evaluated;
+    # loss histories NaN-padded to the longest decoder training
+    shape = (len(n_tasks), hp['n_runs'])
+    first = next(iter(done.values()))
+    n_hist = max(batches_for(hp, k) for k in n_tasks) if hp['decoder'] == 'adam' else 0
+    arrays = {key: np.full(shape + value.shape, np.nan) for key, value in first.items()}
+    arrays['train'] = np.full(shape + first['train'].shape[:-1] + (n_hist,), np.nan)
+    for (i, j), res in done.items():
+        for key, value in res.items():
+            arrays[key][i, j, ..., :value.shape[-1]] = value  # a full slice except for 'train'
+    arrays['batches'] = np.full(shape, np.nan)  # batches each network was trained for
+    for i, k in enumerate(n_tasks):
+        for j, folder in enumerate(folders[k]):
+            arrays['batches'][i, j] = np.nan if batches.get(folder) is None else batches[folder]
+    results.save_results(path + '.npz', n_tasks=np.array(n_tasks), protocol=np.array(hp['protocol']), **arrays)
+    summary = {'config': hp, 'networks': {str(k): folders[k] for k in n_tasks},
+               'n_tasks': n_tasks, 'protocol': hp['protocol'],
+               'batches': results.listed(arrays['batches']), 'broken': broken,
+               'r_sq': results.summarise(arrays['r_sq']), 'r_sq_networks': results.network_summary(arrays['r_sq']),
+               'angle': results.summarise(results.pair_angles(arrays['angles'])),
+               'ccgp': results.summarise(arrays['ccgp']), 'parallelism': results.summarise(arrays['ps']),
                'seconds': time.time() - t0}
     checkpoints.save_json(summary, path + '.json')
     plot(hp['results_dir'], name)
     print(f"wrote {path}.npz, .json and plots ({time.time() - t0:.0f} s)")
+    if broken:  # keep the per-network files: a rerun after retraining evaluates only those
+        raise checkpoints.BrokenRuns(broken, wrote=path + '.npz')
+    partial.clear()
     return path
 
 
@@ -146,7 +174,7 @@ def plot(results_dir, name):
     plots.compare(ax, found, {n: 'ID' if n.endswith('_ID') else 'OOD' for n in found})
     plots.reference(ax, plots.CEILING, f'ceiling {plots.CEILING}')
     ax.set(ylabel='decoder r²', title=ood)
-    ax.legend(fontsize=7)
+    plots.legend(ax)
     plots.save_figure(fig, os.path.join(results_dir, f'{name}_r2.png'))
 
     fig, ax = plots.subplots()
@@ -162,7 +190,7 @@ def plot(results_dir, name):
             hist = hist[:, np.isfinite(hist).any(0)]  # histories are NaN-padded to the longest
             ax.plot(np.nanmean(hist, 0), label=f'{k} tasks')
         ax.set(yscale='log', xlabel='decoder batch', ylabel='train MSE', title=name)
-        ax.legend()
+        plots.legend(ax)
         plots.save_figure(fig, os.path.join(results_dir, f'{name}_loss.png'))
 
 

@@ -2,6 +2,7 @@
 notebooks share (curves vs the number of tasks, per-network dots, rate maps).
 Headless: figures are drawn off-screen and saved as PNG (and PDF)."""
 import os
+import textwrap
 
 import matplotlib
 
@@ -35,9 +36,13 @@ def save_figure(fig, path, pdf=True):
     """Save a figure as PNG (and PDF) and close it; returns the PNG path."""
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     base = os.path.splitext(path)[0]
-    fig.savefig(base + '.png')
+    # the tight bounding box leaves out the axis labels and legend of 3-D axes: name
+    # them, or the PC3 label and a legend beside the axes are cut off
+    extra = [artist for ax in fig.axes if ax.name == '3d'
+             for artist in (ax.xaxis.label, ax.yaxis.label, ax.zaxis.label, ax.get_legend()) if artist]
+    fig.savefig(base + '.png', bbox_extra_artists=extra or None)
     if pdf:
-        fig.savefig(base + '.pdf')
+        fig.savefig(base + '.pdf', bbox_extra_artists=extra or None)
     plt.close(fig)
     return base + '.png'
 
@@ -52,6 +57,17 @@ def task_axis(ax, n_tasks):
     ax.set_xticks(n_tasks, labels=[str(k) for k in n_tasks])
     ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.set_xlabel('number of tasks $N_{task}$')
+
+
+def legend(ax):
+    """The legend beside the axes, on their right, so that it never covers the data
+    (IQR bands, per-network dots, reference lines)."""
+    return ax.legend(loc='upper left', bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize=7)
+
+
+def empty_note(ax, text):
+    """Say in the plot why its axes are empty (e.g. 'no fixed points found')."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha='center', va='center', color='gray')
 
 
 def reference(ax, y, label=None):
@@ -90,15 +106,18 @@ def compare(ax, curves, names, key='r_sq', networks=True):
     `networks`, dots per network and the median over networks with its interval;
     otherwise the pooled median and IQR. Prints the numbers."""
     present = {label: res for label, res in curves.items() if res is not None}
+    every = sorted(set().union(*(res['n_tasks'].tolist() for res in present.values())))
     for i, (label, res) in enumerate(present.items()):
+        if sorted(res['n_tasks'].tolist()) != every:  # a partial sweep: its task counts are shown
+            print(f'note: {label} has n_task {res["n_tasks"].tolist()} only (of {every})')
         values = quantity(res, key)
         if networks and values.ndim >= 2:
             plot_networks(ax, res['n_tasks'], values, label=names[label], offset=i - (len(present) - 1) / 2)
         else:
             plot_iqr(ax, res['n_tasks'], values, label=names[label])
         print_summary(f'{label} {key}', res['n_tasks'].tolist(), values)
-    task_axis(ax, set().union(*(res['n_tasks'].tolist() for res in present.values())))
-    ax.legend(fontsize=7)
+    task_axis(ax, every)
+    legend(ax)
 
 
 def quantity(res, key):
@@ -129,21 +148,28 @@ def task_colors(n_tasks):
 # Units
 
 def unit_grid(n):
-    """(rows, cols) of a near-square grid for n units."""
-    cols = int(np.ceil(np.sqrt(n)))
-    return int(np.ceil(n / cols)), cols
+    """(rows, cols) of a grid for n units with as few empty cells as possible, and
+    then as square as possible, at most three times as wide as tall (8 units: 2 × 4,
+    not 3 × 3 with an empty cell)."""
+    shapes = [(r, -(-n // r)) for r in range(1, n + 1)]
+    shapes = [(r, c) for r, c in shapes if r <= c <= 3 * r] or [(1, n)]
+    return min(shapes, key=lambda rc: (rc[0] * rc[1] - n, rc[1] - rc[0]))
 
 
 def plot_rate_maps(maps, title, path):
     """One small image per unit: its steady-state rate over the stimulus grid
     (maps (n_grid, n_grid, N), rows x2, columns x1, origin bottom left)."""
     rows, cols = unit_grid(maps.shape[-1])
-    fig, axes = plt.subplots(rows, cols, figsize=(0.7 * cols, 0.7 * rows + 0.3), squeeze=False)
+    cell = max(0.7, 2.5 / cols)  # inches per unit; a few units get larger cells, not a gap
+    width = cell * cols
+    fig, axes = plt.subplots(rows, cols, figsize=(width, cell * rows + 0.6), squeeze=False, layout='constrained')
     for k, ax in enumerate(axes.flat):
         ax.axis('off')
         if k < maps.shape[-1]:
             ax.imshow(maps[..., k], origin='lower', extent=(-.5, .5, -.5, .5), cmap='viridis')
-    fig.suptitle(f'{title}: rate over (x1 →, x2 ↑) per unit')
+    # wrapped to the grid's width: a long run name would otherwise widen the figure far beyond the grid
+    text = f'{title}: rate over (x1 →, x2 ↑) per unit'
+    fig.suptitle('\n'.join(textwrap.wrap(text, int(width * 13), break_on_hyphens=False)), fontsize=7)
     return save_figure(fig, path)
 
 

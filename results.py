@@ -9,8 +9,11 @@ splits × decoder fits). Two summaries are reported (SPEC §5 and the fidelity i
   and a bootstrap 95 % interval of that median, so the spread between networks shows.
 Files are read with allow_pickle=False: nothing is unpickled.
 """
+import json
 import os
+import shutil
 import warnings
+import zipfile
 
 import numpy as np
 
@@ -92,6 +95,54 @@ def network_summary(values, seed=0):
             'ci_low': low, 'ci_high': high, 'level': LEVEL}
 
 
+def listed(a):
+    """An array as nested JSON-friendly lists of its shape, NaN as None."""
+    a = np.asarray(a, dtype=float)
+    return np.where(np.isfinite(a), a, None).tolist()
+
+
 def _listed(a):
     """A float array as a JSON-friendly list, NaN as None."""
     return [None if not np.isfinite(x) else float(x) for x in np.asarray(a, dtype=float).ravel()]
+
+
+# ---------------------------------------------------------------------------------
+# Per-network results, saved as each network completes
+
+class Partial:
+    """The per-network results of one evaluation, saved in `<stem>.partial/` as each
+    network completes, so that a failure or an interrupt loses at most the network
+    being evaluated and a rerun continues where it stopped. Every network's numbers
+    depend on the settings and the network alone (never on the order), so reusing a
+    saved one gives what an uninterrupted run gives; a saved result is reused only
+    for the same `settings` and the same network (`network`: its path and checkpoint
+    fingerprint)."""
+
+    def __init__(self, stem, settings):
+        self.folder = stem + '.partial'
+        self.settings = json.dumps(settings, sort_keys=True, default=str)
+
+    def _path(self, where):
+        return os.path.join(self.folder, os.path.basename(os.path.normpath(where)) + '.npz')
+
+    def _key(self, network):
+        return json.dumps({'settings': self.settings, 'network': network}, sort_keys=True)
+
+    def load(self, where, network):
+        """The saved arrays of the network at `where`, or None (none saved, or saved
+        under other settings or for another checkpoint, or unreadable)."""
+        try:
+            with np.load(self._path(where), allow_pickle=False) as f:
+                if str(f['_key']) != self._key(network):
+                    return None
+                return {k: f[k] for k in f.files if k != '_key'}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # missing, or not a complete file
+            return None
+
+    def save(self, where, network, **arrays):
+        os.makedirs(self.folder, exist_ok=True)
+        save_results(self._path(where), _key=np.array(self._key(network)), **arrays)
+
+    def clear(self):
+        """Remove the per-network files once the merged results are written."""
+        shutil.rmtree(self.folder, ignore_errors=True)

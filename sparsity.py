@@ -19,6 +19,7 @@ n_stim = 1000  # noise-free random stimuli per network
 seed = 0  # seed of the stimuli
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
 n_threads = 1  # CPU threads for torch
+unfinished = False  # also evaluate partly trained networks (default: refuse them, naming how to finish them)
 # ------------------------------------------------------------------------
 import checks
 import configurator
@@ -33,6 +34,8 @@ def check(hp):
         checks.fail('n_stim', hp['n_stim'], 'an integer >= 2')
     checks.non_negative_int('seed', hp['seed'])
     checks.dictionary('select', hp['select'])
+    checks.file_label('label', hp['label'])
+    checks.folder('results_dir', hp['results_dir'])
 
 
 if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
@@ -60,34 +63,54 @@ def steady_state_sparsity(rates):
 
 def sparsity_sweep(hp):
     """Evaluate every selected network; write results/sparsity_<label>.npz, .json and
-    the plot; returns the path stem."""
+    the plot; returns the path stem. As generalize.py: outputs checked and networks
+    classified before any work, each network's values saved as it completes (a rerun
+    continues), broken runs skipped and reported at the end (checkpoints.BrokenRuns)."""
     check(hp)
-    folders = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'], hp['n_runs'])
+    folders, batches, broken = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'],
+                                                      hp['n_runs'], hp['unfinished'])
+    checkpoints.check_output('results_dir', hp['results_dir'])
     device = util.pick_device(hp['device'])
     util.set_threads(hp['n_threads'])
-    shape = (len(hp['n_tasks']), hp['n_runs'])
-    sparse, ci, active = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
-    for i, k in enumerate(hp['n_tasks']):
+    stem = os.path.join(hp['results_dir'], f"sparsity_{hp['label']}")
+    n_tasks = list(folders)  # the task counts found
+    partial = results.Partial(stem, {k: hp[k] for k in ('n_stim', 'seed', 'device', 'n_threads')})
+    shape = (len(n_tasks), hp['n_runs'])
+    sparse, ci, active, trained = (np.full(shape, np.nan) for _ in range(4))
+    for i, k in enumerate(n_tasks):
         for j, folder in enumerate(folders[k]):
-            net, encoder, config = checkpoints.load_network(folder, device, noise_free=True)
-            x = np.random.default_rng(hp['seed']).uniform(-0.5, 0.5, (hp['n_stim'], config['n_dim']))
-            rates = rep.steady_states(net, encoder, tasks.training_env(config), x)
-            sparse[i, j], ci[i, j], active[i, j] = steady_state_sparsity(rates)
+            if batches.get(folder) is not None:
+                trained[i, j] = batches[folder]
+            if folder in broken:
+                print(f"n_task={k:>3} {os.path.basename(folder)}: skipped, broken ({broken[folder]})")
+                continue
+            network = checkpoints.fingerprint(folder)
+            res = partial.load(folder, network)
+            if res is None:
+                net, encoder, config = checkpoints.load_network(folder, device, noise_free=True)
+                x = np.random.default_rng(hp['seed']).uniform(-0.5, 0.5, (hp['n_stim'], config['n_dim']))
+                rates = rep.steady_states(net, encoder, tasks.training_env(config), x)
+                res = dict(zip(('sparsity', 'ci', 'active'), map(np.array, steady_state_sparsity(rates))))
+                partial.save(folder, network, **res)
+            sparse[i, j], ci[i, j], active[i, j] = res['sparsity'], res['ci'], res['active']
             print(f"n_task={k:>3} {os.path.basename(folder)}: sparseness {sparse[i, j]:.3f} "
                   f"± {ci[i, j]:.3f}, {active[i, j]:.1f} % active")
-    os.makedirs(hp['results_dir'], exist_ok=True)
-    stem = os.path.join(hp['results_dir'], f"sparsity_{hp['label']}")
+    if all(folder in broken for found in folders.values() for folder in found):
+        raise checkpoints.BrokenRuns(broken, wrote=None)
     results.save_results(stem + '.npz', sparsity=sparse, confidence_intervals=ci, active=active,
-                         n_tasks=np.array(hp['n_tasks']))
-    summary = {'config': hp, 'networks': {str(k): folders[k] for k in hp['n_tasks']},
-               'n_tasks': hp['n_tasks'],
-               'sparsity_mean': _nan_to_none(_mean_over_runs(sparse)),
-               'active_percent_mean': _nan_to_none(_mean_over_runs(active)),
-               'sparsity': _nan_to_none(sparse), 'confidence_intervals': _nan_to_none(ci),
-               'active_percent': _nan_to_none(active)}
+                         batches=trained, n_tasks=np.array(n_tasks))
+    summary = {'config': hp, 'networks': {str(k): folders[k] for k in n_tasks},
+               'n_tasks': n_tasks, 'batches': results.listed(trained), 'broken': broken,
+               'sparsity_mean': results.listed(_mean_over_runs(sparse)),
+               'active_percent_mean': results.listed(_mean_over_runs(active)),
+               'sparsity': results.listed(sparse), 'confidence_intervals': results.listed(ci),
+               'active_percent': results.listed(active)}
     checkpoints.save_json(summary, stem + '.json')
-    plot(stem, hp['n_tasks'], sparse, ci, active, hp['label'])
+    plot(stem, n_tasks, sparse, ci, active, hp['label'])
     print(f"wrote {stem}.npz, .json, .png")
+    if broken:  # keep the per-network files: a rerun after retraining evaluates only those
+        raise checkpoints.BrokenRuns(broken, wrote=stem + '.npz')
+    partial.clear()
     return stem
 
 
@@ -98,27 +121,24 @@ def _mean_over_runs(values):
     return out
 
 
-def _nan_to_none(a):
-    a = np.asarray(a, dtype=float)
-    return np.where(np.isfinite(a), a, None).tolist()
-
-
 def plot(stem, n_tasks, sparse, ci, active, label):
     """Sparseness (runs with their CIs, and the mean) and % active units vs the
-    number of tasks, log x."""
+    number of tasks, log x; one legend below both panels."""
     fig, axes = plots.subplots(1, 2)
     k = np.asarray(n_tasks, dtype=float)
     for j in range(sparse.shape[1]):
         jitter = k * 1.03 ** (j - (sparse.shape[1] - 1) / 2)  # spread the runs on the log axis
-        axes[0].errorbar(jitter, sparse[:, j], yerr=ci[:, j], fmt='o', ms=3, c='gray', alpha=0.6)
+        axes[0].errorbar(jitter, sparse[:, j], yerr=ci[:, j], fmt='o', ms=3, c='gray', alpha=0.6,
+                         label='one network (95 % CI)' if j == 0 else None)  # one legend entry for all
         axes[1].plot(jitter, active[:, j], 'o', ms=3, c='gray', alpha=0.6)
-    axes[0].plot(k, _mean_over_runs(sparse), 'k-')
+    axes[0].plot(k, _mean_over_runs(sparse), 'k-', label='mean over networks')
     axes[1].plot(k, _mean_over_runs(active), 'k-')
     axes[0].set(ylabel='sparseness (Vinje–Gallant)')
     axes[1].set(ylabel='active units (%)')
     for ax in axes:
         plots.task_axis(ax, n_tasks)
-        ax.set(title=label)
+    fig.suptitle(label)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc='outside lower center', ncols=2, fontsize=7)
     plots.save_figure(fig, stem + '.png')
 
 

@@ -112,6 +112,9 @@ def plot_sweep(ax, files, key='r_sq', n_tasks=None):
     counts to show (default: all present)."""
     present = sorted(set().union(*(res['n_tasks'].tolist() for res in files.values())))
     colors = plots.task_colors(present)
+    absent = [k for k in (n_tasks or []) if k not in present]
+    if absent:  # a partial sweep: show what was evaluated
+        print(f'note: n_task {absent} in none of the files; showing {[k for k in n_tasks if k in present]}')
     for k in (present if n_tasks is None else n_tasks):
         xs, values = [], []
         for x in sorted(files):
@@ -122,7 +125,7 @@ def plot_sweep(ax, files, key='r_sq', n_tasks=None):
         if xs:
             plots.plot_iqr(ax, xs, values, label=f'{k} tasks', color=colors.get(k))
             plots.print_summary(f'{k} tasks {key}', xs, values)
-    ax.legend(fontsize=7)
+    plots.legend(ax)
 
 
 def save(fig, out_dir, name):

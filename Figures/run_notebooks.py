@@ -4,13 +4,18 @@ run in order in one fresh namespace, with the working directory set to Figures/.
     python Figures/run_notebooks.py                          # every notebook
     python Figures/run_notebooks.py fig3a fig5c              # some of them
     python Figures/run_notebooks.py --results_dir=paper_results --out_dir=/tmp/figs
+    python Figures/run_notebooks.py fig4 --rnn_run=nTask12_run3   # any parameter of a notebook
 
---results_dir, --analysis_dir and --out_dir replace the values set in each notebook's
-parameters cell (the code cell whose first line is `# parameters`) right after that
-cell runs; relative paths are taken from where you run this command. Exits with
-status 1 when a notebook fails, naming the notebook and the cell.
+Paths follow the rule of every script: relative to the current directory. results_dir,
+analysis_dir and out_dir are results/, analysis/ and Figures/out/ there by default
+(where generalize.py, sparsity.py and analyze.py write when run from the same place);
+the absolute paths are printed. Every parameter of a notebook's parameters cell (the
+code cell whose first line is `# parameters`) can be set with --name=value (a Python
+literal, type-checked against the notebook's value); it replaces that value right
+after the cell runs, in each notebook that has it. Exits with status 1 when a
+notebook fails, naming the notebook and the cell, and 2 on a usage error.
 """
-import argparse
+import difflib
 import glob
 import json
 import os
@@ -20,8 +25,15 @@ import traceback
 
 FIGURES_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(FIGURES_DIR)
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+import checks  # noqa: E402  (pure Python: --help and usage errors stay fast)
+import configurator  # noqa: E402
+
 ROOT_VARIABLE = 'FIGURES_REPO_ROOT'  # the notebooks' setup cell reads the repo root from it
-OVERRIDABLE = ('results_dir', 'analysis_dir', 'out_dir')
+# the notebooks' input and output folders, relative to the current directory as for every script
+PATHS = {'results_dir': 'results', 'analysis_dir': 'analysis', 'out_dir': os.path.join('Figures', 'out')}
+PARAMETERS = '# parameters'  # first line of the parameters cell
 
 
 class NotebookError(Exception):
@@ -53,6 +65,57 @@ def code_cells(path):
         raise ValueError(f'{path} is not an nbformat-4 notebook')
     return [(i, ''.join(cell['source']) if isinstance(cell['source'], list) else cell['source'])
             for i, cell in enumerate(nb['cells'], 1) if cell['cell_type'] == 'code']
+
+
+def parameters(path):
+    """The parameters cell of a notebook: (its source, {name: value}), read without
+    running it; ('', {}) when it has none."""
+    for _, source in code_cells(path):
+        if source.lstrip().startswith(PARAMETERS):
+            return source, configurator.literal_defaults(source, path)
+    return '', {}
+
+
+def parse_overrides(items, paths):
+    """{name: value} from --name=value items: the three paths (absolute, relative to
+    the current directory, defaults PATHS) and any parameter of the notebooks in
+    `paths`, each type-checked against the first of them that has it. ValueError for
+    anything else."""
+    known = {}
+    for path in paths:
+        for name, value in parameters(path)[1].items():
+            known.setdefault(name, value)
+    values = dict(PATHS)
+    for item in items:
+        name, has_value, text = item[2:].partition('=')
+        if not item.startswith('--') or not name or not has_value:
+            raise ValueError(f"cannot parse {item!r}: parameters are set with --name=value")
+        if name not in known and name not in PATHS:
+            close = difflib.get_close_matches(name, list(known))
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ''
+            raise ValueError(f"unknown parameter {name!r}{hint} (the notebooks run have "
+                             f"{', '.join(known)}; --help lists them)")
+        value = configurator.parse_value(text)
+        default = known.get(name, PATHS.get(name))
+        if isinstance(default, str) and type(value) in (type(None), bool, int, float):
+            value = text  # --rnn_run=2024 is the text, as for the scripts' str hyperparameters
+        values[name] = configurator.check_type(name, value, default)
+    for name in PATHS:
+        values[name] = os.path.abspath(checks.folder(name, values[name]))
+    return values
+
+
+def print_help():
+    print('usage: python Figures/run_notebooks.py [NOTEBOOK ...] [--name=value ...]\n')
+    print(__doc__.strip())
+    print('\nthe parameters of each notebook, with their values in the notebook '
+          f"(the paths {', '.join(PATHS)} follow the rule above):")
+    for path in notebook_paths():
+        source = parameters(path)[0]
+        print(f'  {os.path.basename(path)[:-6]}:')
+        for line in source.strip().splitlines()[1:]:
+            if not line.startswith(tuple(PATHS)):
+                print(f'    {line}')
 
 
 def run_notebook(path, overrides=None):
@@ -89,19 +152,21 @@ def run_notebook(path, overrides=None):
 
 
 def main(argv=None):
-    """Run the notebooks named on the command line (all by default); returns the
-    exit status: 0 when every notebook ran, 1 otherwise."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('notebooks', nargs='*', help='notebook names (default: all in Figures/)')
-    for key in OVERRIDABLE:
-        parser.add_argument(f'--{key}', help=f"replaces the notebooks' {key}")
-    args = parser.parse_args(argv)
-    overrides = {k: os.path.abspath(getattr(args, k)) for k in OVERRIDABLE if getattr(args, k) is not None}
+    """Run the notebooks named on the command line (all by default) with the given
+    parameters; returns the exit status: 0 when every notebook ran, 1 when one
+    failed, 2 on a usage error."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if '--help' in argv or '-h' in argv:
+        print_help()
+        return 0
     try:
-        paths = notebook_paths(args.notebooks)
+        paths = notebook_paths([a for a in argv if not a.startswith('-')])
+        overrides = parse_overrides([a for a in argv if a.startswith('-')], paths)
     except ValueError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    for name in PATHS:
+        print(f'{name} = {overrides[name]}')
     failed = []
     for path in paths:
         t0 = time.time()

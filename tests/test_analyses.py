@@ -224,13 +224,14 @@ def test_analyze_transformer(nets, tmp_path):
     np.testing.assert_allclose(res['rate_maps'][:, 5, 2], v.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_sparsity_sweep(nets, tmp_path):
+def test_sparsity_sweep(nets, tmp_path, capsys):
     hp = hp_of(sparsity, runs_dir=nets, n_tasks=[2, 4], n_runs=2, label='tiny', results_dir=str(tmp_path),
                n_stim=200, device='cpu')
     stem = sparsity.sparsity_sweep(hp)
     res = load(tmp_path, 'sparsity_tiny.npz')
-    assert set(res) == {'sparsity', 'confidence_intervals', 'active', 'n_tasks'}
-    for key in ('sparsity', 'confidence_intervals', 'active'):
+    assert set(res) == {'sparsity', 'confidence_intervals', 'active', 'n_tasks', 'batches'}
+    np.testing.assert_array_equal(res['batches'][:, 0], [300, 300])  # batches each network trained
+    for key in ('sparsity', 'confidence_intervals', 'active', 'batches'):
         assert res[key].shape == (2, 2) and np.isnan(res[key][:, 1]).all()  # one run per n_task exists
     s, ci, act = res['sparsity'][:, 0], res['confidence_intervals'][:, 0], res['active'][:, 0]
     assert np.all((0 <= s) & (s <= 200 / 199)) and np.all(ci > 0) and np.all((0 < act) & (act < 100))
@@ -238,5 +239,9 @@ def test_sparsity_sweep(nets, tmp_path):
     summary = checkpoints.load_json(stem + '.json')
     np.testing.assert_allclose(summary['sparsity_mean'], s)
     assert os.path.exists(stem + '.png') and os.path.exists(stem + '.pdf')
+    # a partial sweep: the task counts found, with a note
+    sparsity.sparsity_sweep(dict(hp, n_tasks=[2, 3], label='partial'))
+    assert 'n_task in [3]' in capsys.readouterr().out
+    np.testing.assert_array_equal(load(tmp_path, 'sparsity_partial.npz')['n_tasks'], [2])
     with pytest.raises(FileNotFoundError, match=r'n_task in \[3\]'):
-        sparsity.sparsity_sweep(dict(hp, n_tasks=[2, 3]))
+        sparsity.sparsity_sweep(dict(hp, n_tasks=[3]))

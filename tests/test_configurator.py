@@ -153,6 +153,28 @@ def test_wrong_type_exits_2_naming_the_hyperparameter(capsys, ns, item, name, sh
     assert ns[name] == default  # a failed call leaves the namespace alone
 
 
+@pytest.mark.parametrize('item, shown', [
+    ('--lr=1e999', 'inf'), ('--lr=-1e999', '-inf'), ('--lr=nan', "'nan'"), ('--lr=inf', "'inf'"),
+    ('--lr=[1e999]', '[inf]'), ('--timing={"fixation": 1e999}', "{'fixation': inf}"),
+    ('--n_task=[2, 1e999]', '[2, inf]'),
+])
+def test_infinite_and_nan_values_are_rejected_naming_the_hyperparameter(capsys, ns, item, shown):
+    name = item[2:].split('=')[0]
+    err = fails(capsys, ns, item)
+    assert f"hyperparameter '{name}' must be finite; got {shown}" in err
+
+
+def test_nan_text_stays_text_for_str_hyperparameters(ns):
+    assert run(ns, '--label=nan')['label'] == 'nan'
+
+
+def test_every_configuration_error_names_the_hyperparameter(capsys, ns, tmp_path):
+    assert "'--lr'" in fails(capsys, ns, '--lr')  # no value
+    config = write(tmp_path, 'c.py', 'lr = "fast"\n')
+    err = fails(capsys, ns, config)
+    assert "'lr'" in err and 'c.py:1' in err
+
+
 @pytest.mark.parametrize('text, expected', [
     ('3', 3), ('2.5', 2.5), ('True', True), ("'he'", 'he'), ('he', 'he'),
     ('[1, "a"]', [1, 'a']), ('{"gain": 2}', {'gain': 2}), ('None', None),

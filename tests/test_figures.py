@@ -4,6 +4,7 @@ their main input is missing."""
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -34,47 +35,52 @@ import figlib  # noqa: E402  (lives in Figures/, beside the notebooks)
 import results  # noqa: E402
 
 
-def generalize_file(path, rng, n_dim=2, n_split=4, n_runs=2, n_fits=2, n_neu=8, minimal=False):
+def generalize_file(path, rng, n_dim=2, n_split=4, n_runs=2, n_fits=2, n_neu=8, minimal=False, n_tasks=N_TASKS):
     """A results file as generalize.py writes it (minimal: only the paper's r_sq, n_tasks, angles)."""
-    shape = (len(N_TASKS), n_runs, n_split, n_fits)
-    r_sq = np.clip(0.6 + 0.35 * np.log(N_TASKS)[:, None, None, None] / np.log(24) + 0.02 * rng.standard_normal(shape), -1, 1)
+    shape = (len(n_tasks), n_runs, n_split, n_fits)
+    r_sq = np.clip(0.6 + 0.35 * np.log(n_tasks)[:, None, None, None] / np.log(24) + 0.02 * rng.standard_normal(shape), -1, 1)
     angles = np.full(shape + (n_dim, n_dim), np.nan)
     i, j = np.triu_indices(n_dim, 1)
     angles[..., i, j] = 90 + 10 * rng.standard_normal(shape + (len(i),))
-    data = {'r_sq': r_sq, 'n_tasks': np.array(N_TASKS), 'angles': angles}
+    data = {'r_sq': r_sq, 'n_tasks': np.array(n_tasks), 'angles': angles}
     if not minimal:
         data.update(dec=rng.standard_normal(shape + (n_neu, n_dim)), train=np.zeros(shape + (0,)),
                     test=rng.random(shape))
     np.savez(path, **data)
 
 
-def sparsity_file(path, rng, n_runs=3):
-    shape = (len(N_TASKS), n_runs)
+def sparsity_file(path, rng, n_runs=3, n_tasks=N_TASKS):
+    shape = (len(n_tasks), n_runs)
     s = 0.3 + 0.4 * rng.random(shape)
     np.savez(path, sparsity=s, confidence_intervals=np.stack([s - 0.05, s + 0.05], -1),
-             active=100 * rng.random(shape), n_tasks=np.array(N_TASKS))
+             active=100 * rng.random(shape), n_tasks=np.array(n_tasks))
 
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     """results/ and analysis/ with every file the notebooks read by default."""
-    root = tmp_path_factory.mktemp('data')
+    return make_data(tmp_path_factory.mktemp('data'))
+
+
+def make_data(root, n_tasks=N_TASKS):
+    """results/ and analysis/ under root with every file the notebooks read by default,
+    the sweeps over `n_tasks`."""
     results, analysis = root / 'results', root / 'analysis'
     results.mkdir()
     rng = np.random.default_rng(0)
     for label in ('RNN', 'RNN_ID', 'RNN_NoLeak', 'LSTM', 'gpt-2', 'Quad', 'FreeRT'):
-        generalize_file(results / f'{label}.npz', rng)
+        generalize_file(results / f'{label}.npz', rng, n_tasks=n_tasks)
     for T in (5, 10, 20, 40):  # FreeRT_T30 missing: skipped with a note
-        generalize_file(results / f'FreeRT_T{T}.npz', rng)
+        generalize_file(results / f'FreeRT_T{T}.npz', rng, n_tasks=n_tasks)
     for D in (2, 4, 6, 8, 10):
-        generalize_file(results / f'HighDim_D{D}.npz', rng, n_dim=D, n_split=D)
-        sparsity_file(results / f'sparsity_HighDim_D{D}.npz', rng)
+        generalize_file(results / f'HighDim_D{D}.npz', rng, n_dim=D, n_split=D, n_tasks=n_tasks)
+        sparsity_file(results / f'sparsity_HighDim_D{D}.npz', rng, n_tasks=n_tasks)
     for n in (1, 2, 3, 4, 6):
-        generalize_file(results / f'Noise_{n}.npz', rng)
+        generalize_file(results / f'Noise_{n}.npz', rng, n_tasks=n_tasks)
     for c in (0, 0.3, 0.5, 0.7, 0.9):
-        generalize_file(results / f'Corr_{c}.npz', rng)
+        generalize_file(results / f'Corr_{c}.npz', rng, n_tasks=n_tasks)
     for label in ('RNN', 'RNN_NoLeak', 'LSTM'):
-        sparsity_file(results / f'sparsity_{label}.npz', rng)
+        sparsity_file(results / f'sparsity_{label}.npz', rng, n_tasks=n_tasks)
     # as analyze.py and analyze_transformer.py write them (6 heads × 8: not a square unit grid)
     (analysis / RNN_RUN).mkdir(parents=True)
     np.savez(analysis / RNN_RUN / 'rate_maps.npz', rate_maps=rng.random((8, 8, 64)),
@@ -131,6 +137,56 @@ def test_paper_style_files_with_only_r_sq_n_tasks_angles(tmp_path, capsys):
     assert 'RNN_ID.npz not found, skipped' in printed.out and 'gpt-2.npz not found, skipped' in printed.out
     for name in ('fig3a', 'fig3c'):
         assert (out / f'{name}.png').exists() and (out / f'{name}.pdf').exists()
+
+
+@pytest.mark.slow
+def test_partial_sweeps_use_the_task_counts_found(tmp_path, capsys):
+    """Only some task counts trained (and evaluated): every notebook still runs."""
+    root = tmp_path / 'partial'
+    root.mkdir()
+    make_data(root, n_tasks=[2, 24])
+    args = [f'--results_dir={root / "results"}', f'--analysis_dir={root / "analysis"}', f'--out_dir={tmp_path / "out"}']
+    assert run_notebooks.main(args) == 0, capsys.readouterr().err
+    # asked for task counts that are not there: the ones found, with a note
+    assert run_notebooks.main(['fig5c', *args, '--n_tasks=[2, 3, 24]']) == 0
+    assert 'note: n_task [3] in none of the files; showing [2, 24]' in capsys.readouterr().out
+    # a file of the partial sweep beside a complete one
+    generalize_file(root / 'results' / 'RNN_ID.npz', np.random.default_rng(2))
+    assert run_notebooks.main(['fig3a', *args]) == 0
+    assert 'note: RNN has n_task [2, 24] only (of [2, 3, 6, 12, 24])' in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_every_notebook_parameter_can_be_set(data, tmp_path, capsys):
+    analysis = tmp_path / 'analysis'
+    (analysis / 'nTask6_run3').mkdir(parents=True)
+    np.savez(analysis / 'nTask6_run3' / 'rate_maps.npz', rate_maps=np.random.default_rng(0).random((8, 8, 16)),
+             correlations=np.zeros((16, 2)))
+    out = tmp_path / 'out'
+    assert run_notebooks.main(['fig4', f'--analysis_dir={analysis}', f'--out_dir={out}', '--rnn_run=nTask6_run3']) == 0
+    assert 'RNN: 16 units' in capsys.readouterr().out and (out / 'fig4_RNN.png').exists()
+    (analysis / 'run9').mkdir()
+    np.savez(analysis / 'run9' / 'fixed_points.npz', eigvals=np.zeros((0, 16), complex), amplification=np.zeros((0, 2)))
+    ns = run_notebooks.run_notebook(os.path.join(FIGURES, 'fixed_points.ipynb'),
+                                    dict(analysis_dir=str(analysis), out_dir=str(out), runs={'no points': 'run9'}))
+    assert 'no fixed points found' in [t.get_text() for t in ns['fig'].axes[0].texts]  # said, not empty axes
+    assert run_notebooks.main(['fig4', '--rnn_rum=x']) == 2
+    assert "unknown parameter 'rnn_rum'; did you mean 'rnn_run'?" in capsys.readouterr().err
+    assert run_notebooks.main(['fig5c', '--noise_levels=3']) == 2
+    assert "'noise_levels' expects a list" in capsys.readouterr().err
+    assert run_notebooks.main(['fig3a', '--results_dir=']) == 2 and 'results_dir' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_runner_reads_and_writes_relative_to_the_current_directory(tmp_path):
+    (tmp_path / 'results').mkdir()
+    generalize_file(tmp_path / 'results' / 'RNN.npz', np.random.default_rng(0))
+    proc = subprocess.run([sys.executable, os.path.join(FIGURES, 'run_notebooks.py'), 'fig3a'], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert f'results_dir = {tmp_path / "results"}' in proc.stdout  # the absolute paths it reads
+    assert f'out_dir = {tmp_path / "Figures" / "out"}' in proc.stdout
+    assert (tmp_path / 'Figures' / 'out' / 'fig3a.png').exists()
 
 
 def test_runner_applies_overrides_after_parameters_cell_and_names_failing_cell(tmp_path):

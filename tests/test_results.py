@@ -1,4 +1,7 @@
 """results.py: per-network values and the bootstrap interval of their median."""
+import os
+import stat
+
 import numpy as np
 
 import results
@@ -28,3 +31,25 @@ def test_network_summary_is_json_ready():
     values[1] = np.nan
     s = results.network_summary(values)
     assert s['median'][0] == 0.8 and s['median'][1] is None and s['per_network'][1] == [None] * 3
+
+
+def test_partial_results_are_reused_only_for_the_same_settings_and_network(tmp_path):
+    part = results.Partial(str(tmp_path / 'RNN'), {'seed': 0, 'decoder': 'lstsq'})
+    assert part.load('runs/nTask2_run0', ['a', 1, 2]) is None  # nothing saved yet
+    part.save('runs/nTask2_run0', ['a', 1, 2], r_sq=np.arange(4.0))
+    np.testing.assert_array_equal(part.load('runs/nTask2_run0', ['a', 1, 2])['r_sq'], np.arange(4.0))
+    assert part.load('runs/nTask2_run0', ['a', 1, 3]) is None  # the checkpoint changed
+    assert results.Partial(str(tmp_path / 'RNN'), {'seed': 1, 'decoder': 'lstsq'}).load('runs/nTask2_run0', ['a', 1, 2]) is None
+    (tmp_path / 'RNN.partial' / 'nTask4_run0.npz').write_bytes(b'PK\x03\x04 cut short')
+    assert part.load('runs/nTask4_run0', ['b', 1, 2]) is None
+    part.clear()
+    assert not (tmp_path / 'RNN.partial').exists()
+
+
+def test_result_files_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        results.save_results(str(tmp_path / 'a.npz'), x=np.zeros(2))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / 'a.npz').st_mode) == 0o640
