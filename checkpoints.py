@@ -278,8 +278,8 @@ def refuse_unfinished(runs):
 def _checkpoint_budget(where):
     """The n_batch a partly trained run is training towards (for messages)."""
     try:
-        return (load_checkpoint(os.path.join(where, CHECKPOINT)).get('resume') or {}).get('n_batch')
-    except ValueError:
+        return load_config(where).get('n_batch')
+    except (OSError, ValueError):
         return None
 
 

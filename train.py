@@ -134,13 +134,12 @@ import ensemble  # noqa: E402
 import networks  # noqa: E402
 import tasks  # noqa: E402
 import util  # noqa: E402
-from configurator import hyperparameters  # noqa: E402
 from objective import Objective  # noqa: E402
 
 _N_RECORD = 100  # points of the loss / accuracy / confusion history
 _BLOCK = 16  # batches whose data is drawn and moved to the device at once
 _WARMUP = 3  # eager batches before a CUDA graph is recorded (cuBLAS and the allocator settle)
-_DEFAULTS = hyperparameters(globals())  # captured before any override
+_DEFAULTS = configurator.script_defaults(__file__)  # from the source: the command line has already set globals()
 
 
 def defaults():

@@ -374,3 +374,11 @@ def test_lists_of_data_settings_train_one_network_each_as_one_ensemble(tmp_path)
     assert config['n_sd_in'] == 3.0 and config['corr'] == 0.5
     for k, v in weights(alone).items():
         torch.testing.assert_close(weights(member)[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_folder_names_from_the_command_line_name_the_overrides(tmp_path):
+    out = subprocess.run([sys.executable, 'train.py', '--n_batch=3', '--n_neu=8', f'--out_dir={tmp_path}',
+                          '--network=LSTM', "--timing={'fixation': 100, 'stimulus': 300, 'delay': 0, 'decision': 100}"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert os.listdir(tmp_path) == ['n_neu-8_network-LSTM_timing-100-300-0-100_n_batch-3_nTask24_run0']
