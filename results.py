@@ -16,6 +16,7 @@ import warnings
 import zipfile
 
 import numpy as np
+from scipy import stats
 
 N_BOOT = 10_000  # bootstrap resamples of the networks
 LEVEL = 0.95  # confidence level of the bootstrap interval
@@ -146,3 +147,17 @@ class Partial:
     def clear(self):
         """Remove the per-network files once the merged results are written."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def paired(a, b, level=LEVEL):
+    """Paired comparison of two sets of networks matched one to one (e.g. the same
+    seeds trained with two losses): the differences a - b, their mean with its t
+    confidence interval, and the Wilcoxon signed-rank p-value. NaN pairs are dropped."""
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    keep = np.isfinite(a) & np.isfinite(b)
+    diff = a[keep] - b[keep]
+    if diff.size < 2:
+        return {'diff': _listed(diff), 'mean': None, 'ci_low': None, 'ci_high': None, 'p_wilcoxon': None, 'n': int(diff.size)}
+    ci = stats.ttest_1samp(diff, 0.0).confidence_interval(level)
+    return {'diff': _listed(diff), 'mean': float(diff.mean()), 'ci_low': float(ci.low), 'ci_high': float(ci.high),
+            'p_wilcoxon': float(stats.wilcoxon(diff).pvalue), 'n': int(diff.size), 'level': level}

@@ -2,57 +2,23 @@
 finding result files (and the commands that make a missing one) and the sweep plots.
 The notebooks import it after putting the repo root on sys.path."""
 import os
-import re
 import sys
 
 import numpy as np
 
+import experiments
 import plots
 import results
 
 NOISE_CEILINGS = {0.1: 0.994, 0.2: 0.975, 0.3: 0.942, 0.4: 0.893, 0.6: 0.755}  # OOD r² ceiling per σ (SPEC §7)
 
 # ---------------------------------------------------------------------------------
-# Where each result file comes from. Every experiment is one sweep trained into its
-# own folder trained_networks/<label>/ and evaluated from there; <x> is the number in
-# the label. Figures/README.md lists the same commands.
-
-SWEEP = '--n_task=[2,3,6,12,24] --runs=5'
-EXPERIMENTS = {  # label: (train.py overrides, generalize.py / sparsity.py overrides)
-    'RNN': ('', ''),
-    'RNN_NoLeak': ('--leaky=False', ''),
-    'LSTM': ('--network=LSTM', "--select=\"{'network': 'LSTM'}\""),
-    'gpt-2': ('--network=gpt-2', "--select=\"{'network': 'gpt-2'}\""),
-    'Quad': ('--activ_enc=Quad', ''),
-    'FreeRT': ('--task=LinearClassificationBound', ''),
-    'Noise_<x>': ('--n_sd_in=<x>', ''),
-    'Corr_<x>': ('--corr=<x>', ''),
-    'HighDim_D<x>': ('--task=LinearClassificationHighDim --n_dim=<x>', ''),
-}
-
+# Where each result file comes from: the experiments table (experiments.py, shown in
+# Figures/README.md); `python sweep.py <figure>` makes everything a figure needs.
 
 def recipe(name):
-    """The shell commands that produce results/<name>.npz: train the sweep, then
-    evaluate it (generalize.py, or sparsity.py for sparsity_<label>)."""
-    script = 'sparsity.py' if name.startswith('sparsity_') else 'generalize.py'
-    label = name.removeprefix('sparsity_')
-    extra = ''
-    if label.endswith('_ID'):  # generalize.py appends _ID itself
-        label, extra = label[:-3], '--out_of_distribution=False'
-    sweep = label
-    duration = re.fullmatch(r'FreeRT_T(\d+)', label)
-    if duration:  # the free-RT networks evaluated on trials of T stimulus steps
-        sweep = 'FreeRT'
-        extra = (f"--timing=\"{{'fixation': 100, 'stimulus': {int(duration[1]) * 100}, "
-                 "'delay': 0, 'decision': 100}\"")
-    for pattern, (train_args, eval_args) in EXPERIMENTS.items():
-        match = re.fullmatch(pattern.replace('<x>', '(.+)'), sweep)
-        if match:
-            x = match.group(1) if match.groups() else ''
-            train = f"python train.py {train_args.replace('<x>', x)} {SWEEP} --out_dir=trained_networks/{sweep}"
-            evaluate = f'python {script} --runs_dir=trained_networks/{sweep} {eval_args} {extra} --label={label}'
-            return ' && '.join(' '.join(cmd.split()) for cmd in (train, evaluate))
-    return f'python {script} --label={label} (see Figures/README.md)'
+    """The shell commands that produce results/<name>.npz."""
+    return experiments.recipe(name)
 
 
 def analysis_recipe(script, sweep, run):

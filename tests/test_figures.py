@@ -18,7 +18,7 @@ RNN_RUN, GPT_RUN = 'nTask24_run0', 'network-gpt-2_nTask24_run0'
 OUTPUTS = {
     'fig3a': ['fig3a'], 'fig3b': ['fig3b'], 'fig3c': ['fig3c'], 'fig4': ['fig4_RNN', 'fig4_gpt-2'],
     'fig5a': ['fig5a'], 'fig5b_S12': ['fig5b', 'S12'], 'fig5c': ['fig5c'], 'S1': ['S1'],
-    'S3b': ['S3b'], 'S5c': ['S5c'], 'S6': ['S6a', 'S6b'], 'fixed_points': ['fixed_points'],
+    'S3b': ['S3b'], 'S5c': ['S5c'], 'S6': ['S6a', 'S6b'], 'fixed_points': ['fixed_points'], 'loss': ['loss'],
 }
 
 
@@ -68,7 +68,8 @@ def make_data(root, n_tasks=N_TASKS):
     results, analysis = root / 'results', root / 'analysis'
     results.mkdir()
     rng = np.random.default_rng(0)
-    for label in ('RNN', 'RNN_ID', 'RNN_NoLeak', 'LSTM', 'gpt-2', 'Quad', 'FreeRT'):
+    for label in ('RNN', 'RNN_ID', 'RNN_paper', 'RNN_logits', 'RNN_logits_paper', 'RNN_NoLeak', 'LSTM', 'gpt-2',
+                  'Quad', 'FreeRT'):
         generalize_file(results / f'{label}.npz', rng, n_tasks=n_tasks)
     for T in (5, 10, 20, 40):  # FreeRT_T30 missing: skipped with a note
         generalize_file(results / f'FreeRT_T{T}.npz', rng, n_tasks=n_tasks)
@@ -229,13 +230,15 @@ def test_committed_notebooks_are_clean_nbformat4():
 
 
 def test_recipes_name_the_producing_commands():
-    assert figlib.recipe('LSTM') == ("python train.py --network=LSTM --n_task=[2,3,6,12,24] --runs=5 "
-                                     "--out_dir=trained_networks/LSTM && python generalize.py "
-                                     "--runs_dir=trained_networks/LSTM --select=\"{'network': 'LSTM'}\" --label=LSTM")
-    assert figlib.recipe('RNN_ID').endswith('--out_of_distribution=False --label=RNN')
+    """figlib quotes the experiments table's commands for a missing file."""
+    assert figlib.recipe('LSTM') == (
+        "python train.py --network=LSTM --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/LSTM && "
+        "python generalize.py --runs_dir=trained_networks/LSTM --n_tasks=[2,3,6,12,24] --n_runs=5 "
+        "--select=\"{'network': 'LSTM'}\" --label=LSTM --results_dir=results")
+    assert figlib.recipe('RNN_ID').endswith('--label=RNN --results_dir=results --out_of_distribution=False')
+    assert figlib.recipe('RNN_paper').endswith('--label=RNN --results_dir=results --protocol=paper')
     assert "'stimulus': 1000" in figlib.recipe('FreeRT_T10') and 'trained_networks/FreeRT' in figlib.recipe('FreeRT_T10')
-    assert figlib.recipe('sparsity_HighDim_D4').endswith(
-        'python sparsity.py --runs_dir=trained_networks/HighDim_D4 --label=HighDim_D4')
+    assert 'python sparsity.py --runs_dir=trained_networks/HighDim_D4' in figlib.recipe('sparsity_HighDim_D4')
     assert '--n_dim=4' in figlib.recipe('sparsity_HighDim_D4')
     assert figlib.analysis_recipe('analyze.py', 'RNN', RNN_RUN) == f'python analyze.py --path=trained_networks/RNN/{RNN_RUN}'
 

@@ -53,3 +53,15 @@ def test_result_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / 'a.npz').st_mode) == 0o640
+
+
+def test_paired_differences_with_interval_and_signed_rank_test():
+    rng = np.random.default_rng(1)
+    b = rng.normal(0.9, 0.05, 12)
+    a = b + 0.02 + rng.normal(0, 0.005, 12)  # a is better in every pair
+    res = results.paired(a, b)
+    assert res['n'] == 12 and abs(res['mean'] - 0.02) < 0.005
+    assert 0 < res['ci_low'] < res['mean'] < res['ci_high'] and res['p_wilcoxon'] < 0.01
+    same = results.paired(b + rng.normal(0, 0.01, 12), b)
+    assert same['ci_low'] < 0 < same['ci_high'] and same['p_wilcoxon'] > 0.01
+    assert results.paired([0.9, np.nan], [0.8, 0.7])['n'] == 1
