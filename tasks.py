@@ -513,6 +513,7 @@ class BatchSource:
         first = self.envs[0]
         self._decision = torch.as_tensor(first.period_mask("decision", self.trial_num))
         self._trial_of_step = torch.arange(self.trial_num).repeat_interleave(first.n_steps)
+        self._on_device = {}
         self.rng = np.random.default_rng(seed)
         self._refill()
 
@@ -558,8 +559,11 @@ class BatchSource:
         elsewhere; dense targets are returned as they are."""
         if not self.compact:
             return targets
-        decision = self._decision.to(targets.device, targets.dtype)[:, None]
-        return targets[..., self._trial_of_step.to(targets.device), :] * decision
+        key = (targets.device, targets.dtype)
+        if key not in self._on_device:  # made once per device: copies from the host would stall a CUDA graph
+            self._on_device[key] = (self._decision.to(*key)[:, None], self._trial_of_step.to(targets.device))
+        decision, trial_of_step = self._on_device[key]
+        return targets[..., trial_of_step, :] * decision
 
     def next_many(self, n):
         """The next n batches, as n calls of next() give them, with every family's outputs

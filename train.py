@@ -448,8 +448,9 @@ def member_noise(members, config, shape, stim_steps, objective, decision):
 
 
 def decision_scores(logits, gt, active, decision, objective):
-    """Per member: accuracy of the decision-step answers over the active outputs and
-    the 2×2 confusion matrix (true × predicted, flattened, as fractions)."""
+    """Per member: accuracy of the decision-step answers (steps `decision`, indices) over
+    the active outputs and the 2×2 confusion matrix (true × predicted, flattened, as
+    fractions)."""
     with torch.no_grad():
         out = objective.squash(logits[:, :, decision]) > objective.threshold
         true = gt[:, :, decision] > 0
@@ -530,7 +531,7 @@ def run_ensemble(config, members, ckpts, stop):
     objective = Objective(config)
     stim_steps = env.period_mask('stimulus', config['trial_num'])
     decision = env.period_mask('decision', config['trial_num'])
-    decision_t = torch.as_tensor(decision, device=device)
+    decision_t = torch.as_tensor(np.flatnonzero(decision), device=device)  # indices: a mask would sync the GPU
     weights = objective.step_weights(decision).to(device) if objective.weighting != 'rand_pen' else None
     # running sums since the last record, and the first non-finite batch of each member, on
     # the device: the loop never waits for the device except at records and checkpoints
