@@ -138,7 +138,7 @@ class _LSTMRecurrence(torch.autograd.Function):
         # Local derivatives for all steps at once, in place where possible: with dc = dL/dc_t,
         # dL/d(pre-activations) = (dc·tanh(g)σ'(i), dc·c_{t-1}σ'(f), dc·σ(i)tanh'(g),
         # dL/dh_t·tanh(c)σ'(o)) = (dc, dc, dc, dL/dh_t) * local.
-        local = torch.sub(1, acts).mul_(acts)  # σ' of the i, f, o quarters
+        local = torch.addcmul(acts, acts, acts, value=-1)  # σ' = σ - σ² of the i, f, o quarters
         d_i, d_f, d_g, d_o = local.chunk(4, dim=-1)
         d_i.mul_(g)
         d_f[:, :, 0].zero_()  # c_{-1} = 0
