@@ -11,6 +11,7 @@ import numbers
 
 import torch
 import torch.nn as nn
+from torch.autograd.function import once_differentiable
 
 import ensemble
 from ensemble import check_positive_int, with_member_dim
@@ -58,6 +59,7 @@ class _Recurrence(torch.autograd.Function):
         return rates
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_rates):
         w_rec, rates, acts = ctx.saved_tensors
         alpha, leaky, derivative = ctx.alpha, ctx.leaky, _DERIVATIVE[ctx.activation]
@@ -104,10 +106,10 @@ def _reference_recurrence(drive, w_rec, update):
 
 class _LSTMRecurrence(torch.autograd.Function):
     """The LSTM recurrence (torch.nn.LSTM's equations, gates i, f, g, o) with a hand-written
-    backward, as _Recurrence: gates_in (M, B, T, 4H) = W_ih u_t + both biases -> h (M, B, T, H).
-    One matmul and a few elementwise ops per step each way; the local derivatives that do
-    not depend on the recurrence are computed for all steps at once, and W_hh's gradient
-    is one product after the loop.
+    backward, as _Recurrence: gates_in (M, B, T, 4H) = W_ih u_t + both biases -> h (M, B, T, H),
+    h_{-1} = c_{-1} = 0. One matmul and a few elementwise ops per step each way; the local
+    derivatives that do not depend on the recurrence are computed for all steps at once,
+    and W_hh's gradient is one product after the loop.
     """
 
     @staticmethod
@@ -131,6 +133,7 @@ class _LSTMRecurrence(torch.autograd.Function):
         return h
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_h):
         w_hh, acts, c, tanh_c, h = ctx.saved_tensors
         M, B, T, H = h.shape
@@ -147,24 +150,25 @@ class _LSTMRecurrence(torch.autograd.Function):
         d_o.mul_(tanh_c)
         dc_dh = torch.addcmul(tanh_c.new_ones(()), tanh_c, tanh_c, value=-1).mul_(o)
         d_gates = torch.empty_like(acts)
-        steps = [x.unbind(2) for x in (grad_h, local, dc_dh, f, d_gates)]
-        dh = steps[0][T - 1]  # dL/dh_t: its own gradient plus d_gates_{t+1} W_hh
+        grad_steps, local_steps, dc_dh_steps = grad_h.unbind(2), local.unbind(2), dc_dh.unbind(2)
+        f_steps, d_gates_steps = f.unbind(2), d_gates.unbind(2)
 
-        def d_gates_step(t, dh, carry):  # fills d_gates_t; returns dL/dc_t
-            _, local_t, dc_dh_t, _, d_gates_t = (s[t] for s in steps)
-            dc = dh * dc_dh_t if carry is None else torch.addcmul(carry, dh, dc_dh_t)
+        def d_gates_step(t, dh, carry):  # fills d_gates_t from dL/dh_t; returns dL/dc_t
+            dc = dh * dc_dh_steps[t] if carry is None else torch.addcmul(carry, dh, dc_dh_steps[t])
+            local_t, d_gates_t = local_steps[t], d_gates_steps[t]
             torch.mul(local_t[..., :3 * H].unflatten(-1, (3, H)), dc.unsqueeze(2),
                       out=d_gates_t[..., :3 * H].unflatten(-1, (3, H)))
             torch.mul(dh, local_t[..., 3 * H:], out=d_gates_t[..., 3 * H:])
             return dc
 
-        carry = None  # dL/dc_t through c_{t+1}
+        # dh = dL/dh_t: its own gradient plus d_gates_{t+1} W_hh; carry = dL/dc_t through c_{t+1}.
+        dh, carry = grad_steps[T - 1], None
         for t in range(T - 1, 0, -1):
-            carry = d_gates_step(t, dh, carry).mul_(steps[3][t])
-            dh = torch.baddbmm(steps[0][t - 1], steps[4][t], w_hh)
+            carry = d_gates_step(t, dh, carry).mul_(f_steps[t])
+            dh = torch.baddbmm(grad_steps[t - 1], d_gates_steps[t], w_hh)
         d_w = None
         if ctx.needs_input_grad[1]:  # sum_t d_gates_t^T h_{t-1}, flat rows as in _Recurrence
-            steps[4][0].zero_()
+            d_gates_steps[0].zero_()
             d_w = torch.bmm(d_gates.view(M, -1, 4 * H)[:, 1:].transpose(1, 2),
                             h.view(M, -1, H)[:, :-1])
         d_gates_step(0, dh, carry)
@@ -189,6 +193,7 @@ def _reference_lstm(gates_in, w_hh):
         h, c = _lstm_step(gates_t, h, c, w_hh)
         hs.append(h)
     return torch.stack(hs, 2)
+
 
 class RNN(nn.Module):
     """Rate RNN: h_t = W_in u_t + W_rec r_{t-1} + n_sd·ξ_t, r_t = (1-α) r_{t-1} + α f(h_t).

@@ -300,7 +300,8 @@ def assert_close_to_scale(actual, expected, rtol=1e-5):
 def fused_and_reference_step(net, u, noise=None):
     """(hidden, outputs, parameter gradients of a BCE loss) with the fused path and the
     reference path of the same network."""
-    target = torch.rand(u.shape[:-1] + (net.rec_to_out.out_features,), generator=torch.Generator().manual_seed(1))
+    target = torch.rand(u.shape[:-1] + (net.rec_to_out.out_features,),
+                        generator=torch.Generator().manual_seed(1))
     results = []
     for fused in (True, False):
         net.fused = fused
@@ -363,7 +364,8 @@ def test_lstm_fused_equals_reference_at_paper_sizes():
 
 def test_gpt_fused_equals_reference_in_eval_mode():
     torch.manual_seed(0)
-    net = GPT(PAPER["n_in"], PAPER["n_out"], n_embd=PAPER["n_hidden"], n_head=8, n_layer=2, n_members=3).eval()
+    net = GPT(PAPER["n_in"], PAPER["n_out"], n_embd=PAPER["n_hidden"], n_head=8, n_layer=2,
+              n_members=3).eval()
     u = torch.randn(3, PAPER["batch"], PAPER["steps"], PAPER["n_in"])
     (hidden, out, grads), (ref_hidden, ref_out, ref_grads) = fused_and_reference_step(net, u)
     assert_close_to_scale(hidden, ref_hidden)
