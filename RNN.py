@@ -107,64 +107,68 @@ def _reference_recurrence(drive, w_rec, update):
 class _LSTMRecurrence(torch.autograd.Function):
     """The LSTM recurrence (torch.nn.LSTM's equations, gates i, f, g, o) with a hand-written
     backward, as _Recurrence: gates_in (M, B, T, 4H) = W_ih u_t + both biases -> h (M, B, T, H),
-    h_{-1} = c_{-1} = 0. One matmul and a few elementwise ops per step each way; the local
-    derivatives that do not depend on the recurrence are computed for all steps at once,
-    and W_hh's gradient is one product after the loop.
+    h_{-1} = c_{-1} = 0. One matmul and a few elementwise ops per step each way; W_hh's
+    gradient is one product after the loop. Each step's gate activations and cell state
+    are kept as separate small tensors: large per-call buffers cost more in fresh memory
+    (page faults) than they save in ops.
     """
 
     @staticmethod
     def forward(ctx, gates_in, w_hh):
         H = gates_in.shape[-1] // 4
         w_t = w_hh.transpose(1, 2)
-        acts = torch.empty_like(gates_in)  # σ(i), σ(f), tanh(g), σ(o)
-        c, tanh_c, h = (gates_in.new_empty(gates_in.shape[:-1] + (H,)) for _ in range(3))
-        steps = [x.unbind(2) for x in (gates_in, acts, c, tanh_c, h)]
-        for t, (gates_in_t, a, c_t, tanh_c_t, h_t) in enumerate(zip(*steps)):
-            gates = gates_in_t if t == 0 else torch.baddbmm(gates_in_t, h_prev, w_t)  # h_{-1} = 0
-            torch.sigmoid(gates, out=a)  # the g quarter is overwritten next
-            torch.tanh(gates[..., 2 * H:3 * H], out=a[..., 2 * H:3 * H])
-            i, f, g, o = a.chunk(4, dim=-1)
-            torch.mul(i, g, out=c_t)
+        h = gates_in.new_empty(gates_in.shape[:-1] + (H,))
+        h_steps = h.unbind(2)
+        saved = []  # per step: σ of all four gates (the g quarter unused), tanh(g), c, tanh(c)
+        for t, gates_in_t in enumerate(gates_in.unbind(2)):
+            gates = gates_in_t if t == 0 else torch.baddbmm(gates_in_t, h_steps[t - 1], w_t)
+            tanh_g = torch.tanh(gates[..., 2 * H:3 * H])
+            sig = torch.sigmoid(gates)
+            i, f, _, o = sig.chunk(4, dim=-1)
+            c = i * tanh_g
             if t > 0:  # c_{-1} = 0
-                c_t.addcmul_(f, c_prev)
-            h_prev = torch.mul(o, torch.tanh(c_t, out=tanh_c_t), out=h_t)
-            c_prev = c_t
-        ctx.save_for_backward(w_hh, acts, c, tanh_c, h)
+                c.addcmul_(f, saved[-1][2])
+            tanh_c = torch.tanh(c)
+            torch.mul(o, tanh_c, out=h_steps[t])
+            saved.append((sig, tanh_g, c, tanh_c))
+        ctx.save_for_backward(w_hh, h, *(x for step in saved for x in step))
         return h
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_h):
-        w_hh, acts, c, tanh_c, h = ctx.saved_tensors
+        w_hh, h, *flat = ctx.saved_tensors
+        saved = [flat[k:k + 4] for k in range(0, len(flat), 4)]
         M, B, T, H = h.shape
-        i, f, g, o = acts.chunk(4, dim=-1)
-        # Local derivatives for all steps at once, in place where possible: with dc = dL/dc_t,
-        # dL/d(pre-activations) = (dc·tanh(g)σ'(i), dc·c_{t-1}σ'(f), dc·σ(i)tanh'(g),
-        # dL/dh_t·tanh(c)σ'(o)) = (dc, dc, dc, dL/dh_t) * local.
-        local = torch.addcmul(acts, acts, acts, value=-1)  # σ' = σ - σ² of the i, f, o quarters
-        d_i, d_f, d_g, d_o = local.chunk(4, dim=-1)
-        d_i.mul_(g)
-        d_f[:, :, 0].zero_()  # c_{-1} = 0
-        d_f[:, :, 1:].mul_(c[:, :, :-1])
-        torch.addcmul(g.new_ones(()), g, g, value=-1, out=d_g).mul_(i)
-        d_o.mul_(tanh_c)
-        dc_dh = torch.addcmul(tanh_c.new_ones(()), tanh_c, tanh_c, value=-1).mul_(o)
-        d_gates = torch.empty_like(acts)
-        grad_steps, local_steps, dc_dh_steps = grad_h.unbind(2), local.unbind(2), dc_dh.unbind(2)
-        f_steps, d_gates_steps = f.unbind(2), d_gates.unbind(2)
+        d_gates = grad_h.new_empty(M, B, T, 4 * H)
+        grad_steps, d_gates_steps = grad_h.unbind(2), d_gates.unbind(2)
 
-        def d_gates_step(t, dh, carry):  # fills d_gates_t from dL/dh_t; returns dL/dc_t
-            dc = dh * dc_dh_steps[t] if carry is None else torch.addcmul(carry, dh, dc_dh_steps[t])
-            local_t, d_gates_t = local_steps[t], d_gates_steps[t]
-            torch.mul(local_t[..., :3 * H].unflatten(-1, (3, H)), dc.unsqueeze(2),
-                      out=d_gates_t[..., :3 * H].unflatten(-1, (3, H)))
-            torch.mul(dh, local_t[..., 3 * H:], out=d_gates_t[..., 3 * H:])
-            return dc
+        def d_gates_step(t, dh, carry):
+            """Fills d_gates_t from dh = dL/dh_t and carry = dL/dc_t through c_{t+1}; returns dL/dc_t."""
+            sig, tanh_g, c, tanh_c = saved[t]
+            i, f, _, o = sig.chunk(4, dim=-1)
+            dc_dh = torch.addcmul(tanh_c.new_ones(()), tanh_c, tanh_c, value=-1).mul_(o)
+            dc = dh * dc_dh if carry is None else torch.addcmul(carry, dh, dc_dh)
+            # d(pre-activations) = (dc, dc, dc, dh) * local, local = (tanh(g) σ'(i),
+            # c_{t-1} σ'(f), σ(i) tanh'(g), tanh(c) σ'(o)), with σ' = σ - σ².
+            local = torch.addcmul(sig, sig, sig, value=-1)
+            local_i, local_f, local_g, local_o = local.chunk(4, dim=-1)
+            local_i.mul_(tanh_g)
+            if t > 0:
+                local_f.mul_(saved[t - 1][2])
+            else:  # c_{-1} = 0
+                local_f.zero_()
+            torch.addcmul(tanh_g.new_ones(()), tanh_g, tanh_g, value=-1, out=local_g).mul_(i)
+            local_o.mul_(tanh_c)
+            torch.mul(local[..., :3 * H].unflatten(-1, (3, H)), dc.unsqueeze(2),
+                      out=d_gates_steps[t][..., :3 * H].unflatten(-1, (3, H)))
+            torch.mul(dh, local_o, out=d_gates_steps[t][..., 3 * H:])
+            return dc.mul_(f)  # dL/dc_{t-1} through the forget gate
 
-        # dh = dL/dh_t: its own gradient plus d_gates_{t+1} W_hh; carry = dL/dc_t through c_{t+1}.
+        # dh = dL/dh_t: its own gradient plus d_gates_{t+1} W_hh.
         dh, carry = grad_steps[T - 1], None
         for t in range(T - 1, 0, -1):
-            carry = d_gates_step(t, dh, carry).mul_(f_steps[t])
+            carry = d_gates_step(t, dh, carry)
             dh = torch.baddbmm(grad_steps[t - 1], d_gates_steps[t], w_hh)
         d_w = None
         if ctx.needs_input_grad[1]:  # sum_t d_gates_t^T h_{t-1}, flat rows as in _Recurrence
