@@ -33,8 +33,9 @@ class Dropout(nn.Module):
             return F.dropout(x, self.p, self.training)
         if not self.training or self.p == 0:
             return x
-        # random_() on int32 is uniform on [0, 2^31 - 1]: keep with probability 1 - p. (The
-        # uint8 view only makes the conversion to x's dtype take the fast path.)
+        # random_() fills int32 uniformly on [0, 2^31 - 1] (explicit bounds take a slower
+        # path): keep with probability 1 - p, to 2^-31. (The uint8 view only makes the
+        # conversion to x's dtype take the fast path.)
         bits = torch.empty(x.shape, dtype=torch.int32, device=x.device).random_()
         keep = (bits >= round(self.p * 2 ** 31)).view(torch.uint8)
         return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
