@@ -9,6 +9,12 @@ hits both alike. Prints network-batches per second (members x steps per second).
 
 Timings are the best of `rounds` rounds; `clock='thread'` counts this thread's CPU time
 only (robust to other processes taking the core, not to their use of caches and memory).
+
+Memory: glibc gives freed multi-MB tensors back to the OS, so every training step
+re-faults them (hundreds to thousands of page faults per step at M = 25, 5-10 % of the
+step here). Running with MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824
+in the environment (both: either alone makes it worse) keeps them in the heap. Both
+paths share one process, so each sees the heap the other left.
 """
 import os
 import sys
