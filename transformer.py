@@ -17,15 +17,44 @@ import ensemble
 from ensemble import check_positive_int, with_member_dim
 
 
+class Dropout(nn.Module):
+    """torch.nn.Dropout (train mode only: zero with probability p, scale the rest by
+    1/(1-p)), with the mask drawn as 31-bit random integers: on the CPU, torch's
+    bernoulli_ draws cost more than the rest of the transformer's elementwise work."""
+
+    fused = True  # False: torch's dropout (the reference)
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.fused:
+            return F.dropout(x, self.p, self.training)
+        if not self.training or self.p == 0:
+            return x
+        # random_() fills int32 uniformly on [0, 2^31 - 1] (explicit bounds take a slower
+        # path): keep with probability 1 - p, to 2^-31. (The uint8 view only makes the
+        # conversion to x's dtype take the fast path.)
+        bits = torch.empty(x.shape, dtype=torch.int32, device=x.device).random_()
+        keep = (bits >= round(self.p * 2 ** 31)).view(torch.uint8)
+        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
 class CausalSelfAttention(nn.Module):
+
+    fused = True  # False: the plain reference attention (tests, benchmarks)
 
     def __init__(self, n_embd, n_head, dropout, n_members):
         super().__init__()
         self.n_head = n_head
         self.c_attn = ensemble.Linear(n_embd, 3 * n_embd, n_members)
         self.c_proj = ensemble.Linear(n_embd, n_embd, n_members)
-        self.attn_dropout = nn.Dropout(dropout)
-        self.resid_dropout = nn.Dropout(dropout)
+        self.attn_dropout = Dropout(dropout)
+        self.resid_dropout = Dropout(dropout)
 
     def qkv(self, x):
         """Queries, keys, values per head, each (M, B, T, n_head, head_dim)."""
@@ -34,6 +63,22 @@ class CausalSelfAttention(nn.Module):
                 for z in self.c_attn(x).split(C, dim=-1)]
 
     def forward(self, x):
+        if not self.fused:
+            return self._reference_forward(x)
+        M, B, T, C = x.shape
+        n_head, head_dim = self.n_head, C // self.n_head
+        # q, k, v as (M·B·n_head, T, head_dim) in one copy, so that every product below is
+        # one batched matmul over contiguous heads (no per-product copies).
+        q, k, v = (self.c_attn(x).view(M * B, T, 3, n_head, head_dim).permute(2, 0, 3, 1, 4)
+                   .reshape(3, M * B * n_head, T, head_dim))
+        # Causal scores in one op: q kᵀ / sqrt(head_dim) + (0 on and below the diagonal, -inf above).
+        future = torch.full((T, T), float("-inf"), dtype=x.dtype, device=x.device).triu_(1)
+        att = torch.baddbmm(future, q, k.transpose(1, 2), alpha=1 / math.sqrt(head_dim))
+        att = self.attn_dropout(att.softmax(dim=-1))
+        y = torch.bmm(att, v).view(M, B, n_head, T, head_dim).transpose(2, 3).reshape(M, B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+    def _reference_forward(self, x):
         M, B, T, C = x.shape
         q, k, v = [z.transpose(2, 3) for z in self.qkv(x)]  # (M, B, n_head, T, head_dim)
         att = q @ k.transpose(-2, -1) / math.sqrt(k.shape[-1])
@@ -49,7 +94,7 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = ensemble.Linear(n_embd, 4 * n_embd, n_members)
         self.c_proj = ensemble.Linear(4 * n_embd, n_embd, n_members)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x):
         return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
@@ -85,7 +130,7 @@ class GPT(nn.Module):
                            n_head=n_head, dropout=dropout, n_members=n_members)
         self.n_members = n_members
         self.wte = ensemble.Linear(n_in, n_embd, n_members)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.h = nn.ModuleList([Block(n_embd, n_head, dropout, n_members) for _ in range(n_layer)])
         self.ln_f = ensemble.LayerNorm(n_embd, n_members)
         self.rec_to_out = ensemble.Linear(n_embd, n_out, n_members)
@@ -100,6 +145,18 @@ class GPT(nn.Module):
     @property
     def hidden_size(self):
         return self.ln_f.n
+
+    @property
+    def fused(self):
+        """Whether the fast attention and dropout run; False: the plain reference (tests,
+        benchmarks)."""
+        return self.h[0].attn.fused
+
+    @fused.setter
+    def fused(self, value):
+        for module in self.modules():
+            if isinstance(module, (Dropout, CausalSelfAttention)):
+                module.fused = value
 
     def forward(self, u, noise=None):
         """u (M, B, T, n_in) -> (hidden (M, B, T, n_embd) after ln_f, outputs (M, B, T, n_out)).

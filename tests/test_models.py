@@ -7,7 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import ensemble
-from RNN import LSTM, RNN
+import transformer
+from RNN import LSTM, RNN, _LSTMRecurrence, _Recurrence, _reference_lstm, _reference_recurrence
 from transformer import GPT
 
 
@@ -282,6 +283,129 @@ def test_gpt_dropout_only_in_train_mode():
     u = torch.randn(2, 5, 3)
     assert not torch.allclose(net.train()(u)[1], net(u)[1])
     assert torch.equal(net.eval()(u)[1], net(u)[1])
+
+
+# ---------------------------------------------------------------- fused paths vs the autograd references
+
+PAPER = dict(n_in=41, n_hidden=64, n_out=24, batch=16, steps=22)  # the paper's training sizes
+RNN_VARIANTS = {f"{act}-{'leaky' if leaky else 'nonleaky'}-dt{dt}": dict(activation=act, leaky=leaky, dt=dt)
+                for act in ("relu", "tanh") for leaky in (True, False) for dt in (100, 30)}
+
+
+def assert_close_to_scale(actual, expected, rtol=1e-5):
+    """Equal up to rtol of the tensor's largest entry (rounding-level differences in sums)."""
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * expected.abs().max().item())
+
+
+def fused_and_reference_step(net, u, noise=None):
+    """(hidden, outputs, parameter gradients of a BCE loss) with the fused path and the
+    reference path of the same network."""
+    target = torch.rand(u.shape[:-1] + (net.rec_to_out.out_features,),
+                        generator=torch.Generator().manual_seed(1))
+    results = []
+    for fused in (True, False):
+        net.fused = fused
+        hidden, out = net(u, noise)
+        loss = F.binary_cross_entropy_with_logits(out, target)
+        results.append((hidden, out, torch.autograd.grad(loss, list(net.parameters()))))
+    net.fused = True
+    return results
+
+
+@pytest.mark.parametrize("n_members", [1, 2])
+@pytest.mark.parametrize("variant", RNN_VARIANTS.values(), ids=RNN_VARIANTS.keys())
+def test_rnn_recurrence_gradcheck(variant, n_members):
+    net = RNN(3, 5, 2, tau=100, n_members=n_members, **variant)
+    generator = torch.Generator().manual_seed(0)
+    drive = torch.randn(n_members, 3, 4, 5, dtype=torch.float64, generator=generator, requires_grad=True)
+    w_rec = (0.5 * torch.randn(n_members, 5, 5, dtype=torch.float64, generator=generator)).requires_grad_()
+
+    def fused(d, w):
+        return _Recurrence.apply(d, w, variant["activation"], net.alpha, net.leaky)
+
+    assert torch.autograd.gradcheck(fused, (drive, w_rec))
+    assert torch.autograd.gradcheck(fused, (drive, w_rec.detach()))  # no weight gradient asked
+    torch.testing.assert_close(fused(drive, w_rec), _reference_recurrence(drive, w_rec, net._update))
+
+
+@pytest.mark.parametrize("variant", RNN_VARIANTS.values(), ids=RNN_VARIANTS.keys())
+def test_rnn_fused_equals_reference_at_paper_sizes(variant):
+    torch.manual_seed(0)
+    net = RNN(PAPER["n_in"], PAPER["n_hidden"], PAPER["n_out"], n_sd=0.1, tau=100, n_members=3, **variant)
+    u = torch.randn(3, PAPER["batch"], PAPER["steps"], PAPER["n_in"])
+    noise = torch.randn(3, PAPER["batch"], PAPER["steps"], PAPER["n_hidden"])
+    (rates, out, grads), (ref_rates, ref_out, ref_grads) = fused_and_reference_step(net, u, noise)
+    assert_close_to_scale(rates, ref_rates)
+    assert_close_to_scale(out, ref_out)
+    for grad, ref in zip(grads, ref_grads):
+        assert_close_to_scale(grad, ref)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4), (1, 2, 1), (3, 1, 5)], ids=["M2", "M1-T1", "B1"])
+def test_lstm_recurrence_gradcheck(shape):
+    generator = torch.Generator().manual_seed(0)
+    gates_in = torch.randn(*shape, 4 * 5, dtype=torch.float64, generator=generator, requires_grad=True)
+    w_hh = (0.5 * torch.randn(shape[0], 4 * 5, 5, dtype=torch.float64, generator=generator)).requires_grad_()
+    assert torch.autograd.gradcheck(_LSTMRecurrence.apply, (gates_in, w_hh))
+    assert torch.autograd.gradcheck(_LSTMRecurrence.apply, (gates_in, w_hh.detach()))
+    torch.testing.assert_close(_LSTMRecurrence.apply(gates_in, w_hh), _reference_lstm(gates_in, w_hh))
+
+
+def test_lstm_fused_equals_reference_at_paper_sizes():
+    torch.manual_seed(0)
+    net = LSTM(PAPER["n_in"], PAPER["n_hidden"], PAPER["n_out"], n_members=3)
+    u = torch.randn(3, PAPER["batch"], PAPER["steps"], PAPER["n_in"])
+    (hs, out, grads), (ref_hs, ref_out, ref_grads) = fused_and_reference_step(net, u)
+    assert_close_to_scale(hs, ref_hs)
+    assert_close_to_scale(out, ref_out)
+    for grad, ref in zip(grads, ref_grads):
+        assert_close_to_scale(grad, ref)
+
+
+def test_gpt_fused_equals_reference_in_eval_mode():
+    torch.manual_seed(0)
+    net = GPT(PAPER["n_in"], PAPER["n_out"], n_embd=PAPER["n_hidden"], n_head=8, n_layer=2,
+              n_members=3).eval()
+    u = torch.randn(3, PAPER["batch"], PAPER["steps"], PAPER["n_in"])
+    (hidden, out, grads), (ref_hidden, ref_out, ref_grads) = fused_and_reference_step(net, u)
+    assert_close_to_scale(hidden, ref_hidden)
+    assert_close_to_scale(out, ref_out)
+    for grad, ref in zip(grads, ref_grads):
+        assert_close_to_scale(grad, ref)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: RNN(3, 6, 2, n_sd=0.2, dt=50),
+    lambda: RNN(3, 6, 2, n_sd=0.0, activation="tanh", leaky=False, dt=20),
+    lambda: LSTM(3, 6, 2),
+    lambda: GPT(3, 2, n_embd=8, n_head=2),
+], ids=["rnn", "rnn-tanh-nonleaky", "lstm", "gpt"])
+def test_single_network_without_member_dim_fused_equals_reference(make):
+    torch.manual_seed(0)
+    net = make().eval()
+    u = torch.randn(4, 5, 3)
+    noise = torch.randn(4, 5, 6) if isinstance(net, RNN) else None
+    (hidden, out, grads), (ref_hidden, ref_out, ref_grads) = fused_and_reference_step(net, u, noise)
+    assert hidden.shape == (4, 5, net.hidden_size) and out.shape == (4, 5, 2)
+    torch.testing.assert_close(hidden, ref_hidden)
+    torch.testing.assert_close(out, ref_out)
+    for grad, ref in zip(grads, ref_grads):
+        torch.testing.assert_close(grad, ref)
+
+
+def test_dropout_rate_scale_and_gradient():
+    torch.manual_seed(0)
+    drop = transformer.Dropout(0.3)
+    x = torch.rand(200_000, dtype=torch.float64) + 1  # no zeros of its own
+    x.requires_grad_()
+    y = drop(x)
+    kept = y != 0
+    assert kept.double().mean().item() == pytest.approx(0.7, abs=0.005)
+    torch.testing.assert_close(y[kept], x[kept] / 0.7)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(grad, kept.double() / 0.7)  # the same mask in the backward
+    assert not torch.equal(drop(x), y)  # a fresh mask per call
+    assert drop.eval()(x) is x and transformer.Dropout(0.0)(x) is x
 
 
 # ---------------------------------------------------------------- training sanity
