@@ -7,14 +7,14 @@ the sigmoid / tanh.
 """
 
 import math
-import numbers
 
 import torch
 import torch.nn as nn
 from torch.autograd.function import once_differentiable
 
+import checks
 import ensemble
-from ensemble import check_positive_int, with_member_dim
+from ensemble import with_member_dim
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 INITS = (None, "sparse", "ortho")
@@ -214,22 +214,15 @@ class RNN(nn.Module):
         super().__init__()
         for name, value in [("inp_size", inp_size), ("rec_size", rec_size),
                             ("out_size", out_size), ("n_members", n_members)]:
-            check_positive_int(name, value)
-        if not isinstance(n_sd, numbers.Real) or n_sd < 0:
-            raise ValueError(f"n_sd must be a number >= 0, got {n_sd!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
-        for name, value in [("tau", tau), ("dt", dt)]:
-            if not isinstance(value, numbers.Real) or value <= 0:
-                raise ValueError(f"{name} must be a number > 0, got {value!r}")
+            checks.positive_int(name, value)
+        checks.non_negative("n_sd", n_sd)
+        checks.one_of("activation", activation, tuple(ACTIVATIONS))
+        checks.positive("tau", tau)
+        checks.positive("dt", dt)
         if not isinstance(leaky, bool):
-            raise ValueError(f"leaky must be True or False, got {leaky!r}")
-        if init not in INITS:
-            raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
-        self.kwargs = dict(inp_size=inp_size, rec_size=rec_size, out_size=out_size, n_sd=n_sd,
-                           activation=activation, tau=tau, dt=dt, leaky=leaky, init=init,
-                           n_members=n_members)
-        self.n_members, self.n_sd, self.leaky = n_members, n_sd, leaky
+            checks.fail("leaky", leaky, "True or False")
+        checks.one_of("init", init, INITS)
+        self.n_members, self.n_sd, self.leaky, self.activation_name = n_members, n_sd, leaky, activation
         self.alpha = dt / tau
         self.activation = ACTIVATIONS[activation]
         # Created in this order so a seed gives the same weights as the paper's nn.Linear model.
@@ -281,7 +274,7 @@ class RNN(nn.Module):
                                      f"got {tuple(noise.shape)}")
             drive.add_(noise, alpha=self.n_sd)
         if self.fused:
-            rates = _Recurrence.apply(drive, self.rec_to_rec.weight, self.kwargs["activation"],
+            rates = _Recurrence.apply(drive, self.rec_to_rec.weight, self.activation_name,
                                       self.alpha, self.leaky)
         else:
             rates = _reference_recurrence(drive, self.rec_to_rec.weight, self._update)
@@ -314,9 +307,7 @@ class LSTM(nn.Module):
         super().__init__()
         for name, value in [("inp_size", inp_size), ("rec_size", rec_size),
                             ("out_size", out_size), ("n_members", n_members)]:
-            check_positive_int(name, value)
-        self.kwargs = dict(inp_size=inp_size, rec_size=rec_size, out_size=out_size,
-                           n_members=n_members)
+            checks.positive_int(name, value)
         self.n_members = n_members
         self.lstm = nn.Module()
         self.lstm.weight_ih_l0 = nn.Parameter(torch.empty(n_members, 4 * rec_size, inp_size))

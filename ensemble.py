@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import checks
+
 
 class Linear(nn.Module):
     """M independent torch.nn.Linear layers: weight (M, out, in), bias (M, out)."""
@@ -20,9 +22,7 @@ class Linear(nn.Module):
         super().__init__()
         for name, value in [("in_features", in_features), ("out_features", out_features),
                             ("n_members", n_members)]:
-            check_positive_int(name, value)
-        self.kwargs = dict(in_features=in_features, out_features=out_features,
-                           n_members=n_members, bias=bias)
+            checks.positive_int(name, value)
         self.in_features, self.out_features, self.n_members = in_features, out_features, n_members
         self.weight = nn.Parameter(torch.empty(n_members, out_features, in_features))
         self.bias = nn.Parameter(torch.empty(n_members, out_features)) if bias else None
@@ -60,9 +60,8 @@ class LayerNorm(nn.Module):
 
     def __init__(self, n, n_members=1):
         super().__init__()
-        check_positive_int("n", n)
-        check_positive_int("n_members", n_members)
-        self.kwargs = dict(n=n, n_members=n_members)
+        checks.positive_int("n", n)
+        checks.positive_int("n_members", n_members)
         self.n, self.n_members = n, n_members
         self.weight = nn.Parameter(torch.ones(n_members, n))
         self.bias = nn.Parameter(torch.zeros(n_members, n))
@@ -124,28 +123,3 @@ def load_member_state_dict(module, m, state_dict):
                              f"expected {tuple(target.shape[1:])}")
         with torch.no_grad():
             target[m].copy_(value)  # state_dict() tensors share storage with the parameters
-
-
-def stack_members(models):
-    """One ensemble whose member m is a copy of models[m] (single-member modules of one class)."""
-    if not models:
-        raise ValueError("models must be a non-empty list")
-    first = models[0]
-    for model in models:
-        if type(model) is not type(first) or model.kwargs != first.kwargs:
-            raise ValueError("models must share one class and constructor kwargs, got "
-                             f"{type(model).__name__}{model.kwargs} vs {type(first).__name__}{first.kwargs}")
-        if model.n_members != 1:
-            raise ValueError(f"models must be single networks (n_members=1), got {model.n_members}")
-    param = next(first.parameters())
-    ensemble = type(first)(**{**first.kwargs, "n_members": len(models)})
-    ensemble.to(device=param.device, dtype=param.dtype)
-    for m, model in enumerate(models):
-        load_member_state_dict(ensemble, m, member_state_dict(model, 0))
-    return ensemble.train(first.training)
-
-
-def check_positive_int(name, value):
-    """Raise ValueError unless value is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -22,6 +22,8 @@ from neurogym.core import TrialEnv
 from neurogym.utils import spaces
 from scipy.special import ndtr
 
+import checks
+
 PERIODS = ("fixation", "stimulus", "delay", "decision")
 DEFAULT_TIMING = {"fixation": 100, "stimulus": 2000, "delay": 0, "decision": 100}
 # quadrant q (1-based) -> signs of (x1, x2); 1:(+,+) 2:(-,+) 3:(-,-) 4:(+,-)
@@ -30,18 +32,6 @@ QUAD_SIGNS = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=float)
 
 # -----------------------------------------------------------------------------
 # keyword checks
-
-
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_open_interval(name, value):
-    if not -1 < value < 1:
-        raise ValueError(f"{name} must lie in the open interval (-1, 1), got {value!r}")
-    return float(value)
 
 
 def _check_timing(timing, dt):
@@ -232,7 +222,7 @@ class LinearClassificationCentOut(LatentTask):
     """
 
     def __init__(self, dt=100, timing=None, sigma=2, rule_vec=None, n_task=24, dist="gauss"):
-        n_task = _check_int("n_task", n_task, 1)
+        n_task = checks.positive_int("n_task", n_task)
         if dist not in ("gauss", "gumbel"):
             raise ValueError(f"dist must be 'gauss' or 'gumbel', got {dist!r}")
         super().__init__(dt, timing, sigma, rule_vec, n_dim=2, n_out=n_task, target_high=1)
@@ -264,7 +254,7 @@ class LinearClassificationAutocorr(LinearClassificationCentOut):
 
     def __init__(self, dt=100, timing=None, sigma=2, rule_vec=None, n_task=24, ar_coef=0.7):
         super().__init__(dt, timing, sigma, rule_vec, n_task=n_task)
-        self.ar_coef = _check_open_interval("ar_coef", ar_coef)
+        self.ar_coef = float(checks.open_interval("ar_coef", ar_coef))
 
     def _noise(self, rng, n, steps):
         a = self.ar_coef
@@ -280,7 +270,7 @@ class LinearClassificationCorr(LinearClassificationCentOut):
 
     def __init__(self, dt=100, timing=None, sigma=2, rule_vec=None, n_task=24, corr=0.7):
         super().__init__(dt, timing, sigma, rule_vec, n_task=n_task)
-        self.corr = _check_open_interval("corr", corr)
+        self.corr = float(checks.open_interval("corr", corr))
 
     def _latents(self, rng, n):
         e = rng.standard_normal((n, 2))
@@ -292,8 +282,8 @@ class LinearClassificationHighDim(LatentTask):
     """x* ~ U(-.5,.5)^D; N labels: n_k . x* > 0, unit normals n_k drawn once from boundary_seed."""
 
     def __init__(self, dt=100, timing=None, sigma=2, rule_vec=None, n_task=24, n_dim=2, boundary_seed=0):
-        n_task = _check_int("n_task", n_task, 1)
-        n_dim = _check_int("n_dim", n_dim, 1)
+        n_task = checks.positive_int("n_task", n_task)
+        n_dim = checks.positive_int("n_dim", n_dim)
         super().__init__(dt, timing, sigma, rule_vec, n_dim=n_dim, n_out=n_task, target_high=1)
         self.n_task, self.boundary_seed = n_task, boundary_seed
         normals = np.random.default_rng(boundary_seed).standard_normal((n_task, n_dim))
@@ -311,7 +301,7 @@ class MultiplyClassificationFull(LatentTask):
     is true iff x* lies in that quadrant and |x1 x2| > thresholds[j]."""
 
     def __init__(self, dt=100, timing=None, sigma=2, rule_vec=None, n_task=24, thresholds=None):
-        n_task = _check_int("n_task", n_task, 1)
+        n_task = checks.positive_int("n_task", n_task)
         if n_task % 4:
             raise ValueError(f"n_task must be a multiple of 4 for MultiplyClassificationFull, got {n_task}")
         if thresholds is None:
@@ -346,7 +336,7 @@ class LinearClassificationBound(LatentTask):
     targets_at_decision = False  # the accumulators change at every stimulus step
 
     def __init__(self, dt=100, timing=None, sigma=2, rule_vec=None, n_task=24, thres=5):
-        n_task = _check_int("n_task", n_task, 1)
+        n_task = checks.positive_int("n_task", n_task)
         if not thres > 0:
             raise ValueError(f"thres must be > 0, got {thres!r}")
         super().__init__(dt, timing, sigma, rule_vec, n_dim=2, n_out=n_task, target_high=thres, fixation=False)
@@ -423,7 +413,7 @@ class DenoiseQuadsHighDim(LatentTask):
     quad_num=None: all orthants."""
 
     def __init__(self, dt=100, timing=None, sigma=2, rule_vec=None, n_dim=2, quad_num=None):
-        n_dim = _check_int("n_dim", n_dim, 1)
+        n_dim = checks.positive_int("n_dim", n_dim)
         super().__init__(dt, timing, sigma, rule_vec, n_dim=n_dim, n_out=n_dim, target_high=0.5)
         self.quad_num, self.signs = None, None
         if quad_num is not None:
@@ -506,9 +496,9 @@ class BatchSource:
             raise ValueError("envs must be a non-empty list of task envs")
         if len({env.n_obs for env in self.envs}) != 1:
             raise ValueError(f"envs must share one observation size, got {[env.n_obs for env in self.envs]}")
-        self.batch_sz = _check_int("batch_sz", batch_sz, 1)
-        self.trial_num = _check_int("trial_num", trial_num, 1)
-        self.chunk = _check_int("chunk", chunk, 1)
+        self.batch_sz = checks.positive_int("batch_sz", batch_sz)
+        self.trial_num = checks.positive_int("trial_num", trial_num)
+        self.chunk = checks.positive_int("chunk", chunk)
         self.compact = all(env.targets_at_decision for env in self.envs)
         first = self.envs[0]
         self._decision = torch.as_tensor(first.period_mask("decision", self.trial_num))

@@ -13,8 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import checks
 import ensemble
-from ensemble import check_positive_int, with_member_dim
+from ensemble import with_member_dim
 
 
 class Dropout(nn.Module):
@@ -121,13 +122,11 @@ class GPT(nn.Module):
         super().__init__()
         for name, value in [("n_in", n_in), ("n_out", n_out), ("n_embd", n_embd),
                             ("n_layer", n_layer), ("n_head", n_head), ("n_members", n_members)]:
-            check_positive_int(name, value)
+            checks.positive_int(name, value)
         if n_embd % n_head:
-            raise ValueError(f"n_embd must be a multiple of n_head, got n_embd={n_embd}, n_head={n_head}")
+            checks.fail("n_head", n_head, f"a divisor of n_embd={n_embd}")
         if not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        self.kwargs = dict(n_in=n_in, n_out=n_out, n_embd=n_embd, n_layer=n_layer,
-                           n_head=n_head, dropout=dropout, n_members=n_members)
+            checks.fail("dropout", dropout, "a number in [0, 1)")
         self.n_members = n_members
         self.wte = ensemble.Linear(n_in, n_embd, n_members)
         self.drop = Dropout(dropout)
