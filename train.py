@@ -523,6 +523,7 @@ def run_ensemble(config, members, ckpts, stop):
     """The training loop of one vectorised ensemble."""
     n_batch, device = config['n_batch'], util.pick_device(config['device'])
     util.set_threads(config['n_threads'])
+    util.keep_freed_memory()
     env = members[0].envs[0]
     net, encoder = build_ensemble(config, members, networks.n_inputs(env, config), device)
     graph = config['cuda_graph'] and device.type == 'cuda'
