@@ -18,6 +18,7 @@ import torch
 import checks
 import ensemble
 import networks
+import settings
 import tasks
 from configurator import script_defaults
 
@@ -26,7 +27,6 @@ CONFIG = 'config.json'
 METRICS = 'metrics.json'
 TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py')
 # what runs saved before these hyperparameters existed were trained with
-EARLIER_DEFAULTS = {'loss': 'logits', 'dropout': 0.1, 'enc_hidden': 100, 'enc_out': 40}
 
 
 # ---------------------------------------------------------------------------------
@@ -133,7 +133,6 @@ def load_checkpoint(path):
 # ---------------------------------------------------------------------------------
 # Run folders
 
-NAME_SKIP = ('n_task', 'runs', 'run', 'out_dir', 'device', 'n_threads', 'resume', 'ckpt_every')
 
 
 def run_name(config, defaults, n_task, run):
@@ -141,7 +140,7 @@ def run_name(config, defaults, n_task, run):
     then nTask<k> and run<r>, e.g. `network-LSTM_nTask24_run0`."""
     parts = []
     for key, value in config.items():
-        if key in NAME_SKIP or key not in defaults or value == defaults[key]:
+        if key in settings.NAME_SKIP or key not in defaults or value == defaults[key]:
             continue
         if isinstance(value, dict):
             value = '-'.join(str(v) for v in value.values())
@@ -241,17 +240,22 @@ def fingerprint(where):
     return [os.path.abspath(where), stat.st_size, stat.st_mtime_ns]
 
 
+def train_command(config, **override):
+    """The train.py command line for a configuration: its hyperparameters that differ
+    from train.py's defaults, then `override` (e.g. resume=True)."""
+    defaults = script_defaults(TRAIN_SCRIPT)
+    values = {**{k: v for k, v in config.items() if k in defaults}, **override}
+    return ' '.join(['python train.py'] + [_flag(k, v) for k, v in values.items()
+                                           if k in override or v != defaults[k]])
+
+
 def resume_command(folder):
     """The train.py command that finishes a partly trained run: its hyperparameters
-    that differ from train.py's defaults (from its config.json), its n_task and run,
-    its folder's parent as out_dir, and --resume=True."""
+    (from its config.json), its n_task and run alone, its folder's parent as out_dir,
+    and --resume=True."""
     config = load_json(os.path.join(folder, CONFIG))
-    defaults = script_defaults(TRAIN_SCRIPT)
-    args = [_flag(k, v) for k, v in config.items()
-            if k in defaults and k not in NAME_SKIP and v != defaults[k]]
-    args += [f"--n_task={config['n_task']}", f"--run={config['run']}",
-             _flag('out_dir', os.path.dirname(os.path.abspath(folder))), '--resume=True']
-    return 'python train.py ' + ' '.join(args)
+    return train_command(config, n_task=config['n_task'], run=config['run'], runs=1,
+                         out_dir=os.path.dirname(os.path.abspath(folder)), resume=True)
 
 
 def _flag(key, value):
@@ -299,11 +303,6 @@ class BrokenRuns(ValueError):
 # ---------------------------------------------------------------------------------
 # Sweeps: the networks an evaluation over task counts takes
 
-# config keys that may differ between the networks of one curve: their identity
-# within the sweep, and bookkeeping that does not change what a network learns
-SWEEP_KEYS = {'n_task', 'run', 'runs', 'seed', 'member_seed', 'name'}
-BOOKKEEPING = {'out_dir', 'device', 'n_threads', 'resume', 'ckpt_every',
-               'python', 'torch', 'numpy', 'neurogym', 'git_commit'}
 
 
 def find_sweep(root, select, n_tasks, n_runs, unfinished=False):
@@ -352,8 +351,8 @@ def find_sweep(root, select, n_tasks, n_runs, unfinished=False):
 
 def _check_one_condition(configs, select):
     """ValueError when the networks of one curve differ in a hyperparameter beyond
-    SWEEP_KEYS and BOOKKEEPING, naming the keys, their values and a select that splits them."""
-    keys = sorted(set().union(*configs.values()) - SWEEP_KEYS - BOOKKEEPING)
+    settings.SWEEP_KEYS and settings.BOOKKEEPING, naming the keys, their values and a select that splits them."""
+    keys = sorted(set().union(*configs.values()) - settings.SWEEP_KEYS - settings.BOOKKEEPING)
     differ = {}
     for key in keys:
         counts = {}
@@ -389,7 +388,7 @@ def _matches(value, wanted):
 def load_config(folder):
     """A run folder's config.json, completed with what older runs were trained with
     for hyperparameters added since (e.g. loss='logits')."""
-    return {**EARLIER_DEFAULTS, **load_json(os.path.join(folder, CONFIG))}
+    return {**settings.EARLIER_DEFAULTS, **load_json(os.path.join(folder, CONFIG))}
 
 
 def load_network(path, device='cpu', noise_free=False):

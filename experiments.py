@@ -27,6 +27,7 @@ import threading
 import time
 
 import configurator
+import settings
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -114,8 +115,6 @@ TRAIN_SET_BY_SWEEP = ('n_task', 'run', 'runs', 'out_dir', 'resume', 'n_batch', '
 EVAL_SCRIPTS = ('generalize.py', 'sparsity.py', 'analyze.py', 'analyze_transformer.py')
 EVAL_SET_BY_SWEEP = ('runs_dir', 'select', 'n_tasks', 'n_runs', 'label', 'results_dir', 'out_dir', 'path', 'run',
                      'out_of_distribution', 'protocol', 'device', 'n_threads')
-# config keys that do not make two networks different (train.py's NAME_SKIP and what it adds)
-_NOT_SETTINGS = ('n_task', 'runs', 'run', 'out_dir', 'device', 'n_threads', 'resume', 'ckpt_every')
 
 
 def source(name):
@@ -225,12 +224,14 @@ def expected_config(label, train_overrides=None, n_batch=None):
 
 
 def differences(config, expected):
-    """{name: (found, expected)} for the settings in which a saved config differs;
-    a hyperparameter the network was trained without is a difference too."""
+    """{name: (found, expected)} for the settings in which a saved config differs; a
+    hyperparameter the network was trained without counts as the value such runs were
+    trained with (settings.EARLIER_DEFAULTS), or as a difference when there is none."""
     missing = object()
+    config = {**settings.EARLIER_DEFAULTS, **config}
     diff = {}
     for name, want in expected.items():
-        if name in _NOT_SETTINGS:
+        if name in settings.SWEEP_KEYS or name in settings.BOOKKEEPING:
             continue
         got = config.get(name, missing)
         if got is missing or got != want:

@@ -116,7 +116,6 @@ if __name__ == '__main__':  # --help and configuration errors answer here, befor
 
 import fcntl  # noqa: E402
 import itertools  # noqa: E402
-import shlex  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
@@ -333,13 +332,6 @@ def finished(m, n_batch):
     if not os.path.exists(os.path.join(m.folder, checkpoints.METRICS)):
         return False
     return checkpoints.load_json(os.path.join(m.folder, checkpoints.METRICS)).get('batches_done') == n_batch
-
-
-def resume_command(config):
-    """The command that continues this call: its non-default hyperparameters and --resume=True."""
-    args = [f'--{k}={v!r}' if not isinstance(v, str) else f'--{k}={v}' for k, v in config.items()
-            if k in _DEFAULTS and k not in ('resume',) and v != _DEFAULTS[k]]
-    return ' '.join(['python train.py', *map(shlex.quote, args), '--resume=True'])
 
 
 class Stop:
@@ -586,7 +578,7 @@ def run_ensemble(config, members, ckpts, stop):
         save_all(step)
         bar.close()
         print(f'\n{stop.signal}: saved every network at batch {step}. Continue with:\n'
-              f'  {resume_command(config)}', file=sys.stderr)
+              f'  {checkpoints.train_command(config, resume=True)}', file=sys.stderr)
         raise KeyboardInterrupt(f'stopped by {stop.signal} at batch {step}')
 
     step = start

@@ -58,7 +58,7 @@ def test_unfinished_runs_are_refused_with_the_command_that_finishes_them(tmp_pat
     command = next(line for line in message.splitlines() if 'python train.py' in line).split(': ', 1)[1]
     args = dict(a[2:].split('=', 1) for a in shlex.split(command)[2:])  # as the shell passes them
     assert {k: parse_value(v) for k, v in args.items()} == {
-        'leaky': False, 'n_sd_in': 1.0, 'n_batch': 3000, 'n_task': 6, 'run': 0, 'resume': True,
+        'leaky': False, 'n_sd_in': 1.0, 'n_batch': 3000, 'n_task': 6, 'run': 0, 'runs': 1, 'resume': True,
         'timing': {'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100},
         'out_dir': os.path.abspath(tmp_path)}
     # asked for explicitly: evaluated, with the batch it is at
