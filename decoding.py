@@ -46,14 +46,21 @@ def splits(n_dim, out_of_distribution, split=None, split_var=False):
     return pairs
 
 
-def test_orthants(config, test, hp):
+def protocols(hp):
+    """The test protocols an evaluation computes: 'both' is 'correct' and 'paper' from
+    the same decoders."""
+    return ['correct', 'paper'] if hp['protocol'] == 'both' else [hp['protocol']]
+
+
+def test_orthants(config, test, hp, protocol=None):
     """The orthants the test trials of one split are drawn from. 'correct': the
     held-out ones. 'paper': where the release passed a single held-out orthant as a
     scalar (D = 2; D > 2 without split / split_var), each trial's common sign is one
     entry of that orthant's sign row, i.e. the all-positive or all-negative orthant in
-    proportion to the row's signs (listing an orthant twice doubles its weight)."""
+    proportion to the row's signs (listing an orthant twice doubles its weight).
+    `protocol` defaults to hp['protocol']."""
     single = config['n_dim'] == 2 or (hp['split'] is None and not hp['split_var'])
-    if hp['protocol'] == 'correct' or not single:
+    if (protocol or hp['protocol']) == 'correct' or not single:
         return test
     signs = tasks.decoding_env(config, test).signs[0]
     all_positive, all_negative = (1, 3) if config['n_dim'] == 2 else (2 ** config['n_dim'], 1)
@@ -68,9 +75,9 @@ def final_states(net, encoder, env, trials):
 
 def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
     """The SPEC §5 protocol for one network (hp: generalize.py's hyperparameters).
-    Returns a dict: r2 (n_split, n_fit), W (n_split, n_fit, N, D), hist (n_split,
-    n_fit, n_batch; empty for lstsq), mse (n_split, n_fit), and the abstraction
-    metrics ccgp, ps of (x1, x2) (NaN for D > 2)."""
+    Returns a dict: r2 and mse {protocol: (n_split, n_fit)} for each of protocols(hp),
+    W (n_split, n_fit, N, D), hist (n_split, n_fit, n_batch; empty for lstsq), and the
+    abstraction metrics ccgp, ps of (x1, x2) (NaN for D > 2)."""
     pairs = splits(config['n_dim'], hp['out_of_distribution'], hp['split'], hp['split_var'])
     n_fit, n_train = hp['n_fit'], n_train_batches * hp['batch_sz']
     rng = np.random.default_rng([hp['seed'], net_seed])
@@ -83,18 +90,20 @@ def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
         H, X = final_states(net, encoder, env, env.sample(rng, n_fit * per_slice))
         pools[k] = H.view(n_fit, per_slice, -1), X.view(n_fit, per_slice, -1)
 
-    # test sets, drawn per split and fit from the (correct or paper) test task, run at once
-    obs, X_test = [], []
-    for s, (_, test) in enumerate(pairs):
-        env = tasks.decoding_env(config, test_orthants(config, test, hp), hp['timing'])
-        for f in range(n_fit):
-            trials = env.sample(np.random.default_rng([hp['seed'], net_seed, s, f]), hp['n_test'] * hp['batch_sz'])
-            obs.append(trials['ob'])
-            X_test.append(trials['stim'])
-    # every decoding task shares one input layout, so the last env runs them all
-    H_test = networks.hidden_states(net, encoder, env, np.concatenate(obs), last_only=True)
-    H_test = H_test.view(len(obs), -1, H_test.shape[-1]).double()
-    X_test = torch.as_tensor(np.stack(X_test), dtype=torch.float64)
+    # test sets, drawn per split and fit from each protocol's test task, run at once
+    tests = {}
+    for protocol in protocols(hp):
+        obs, X_test = [], []
+        for s, (_, test) in enumerate(pairs):
+            env = tasks.decoding_env(config, test_orthants(config, test, hp, protocol), hp['timing'])
+            for f in range(n_fit):
+                trials = env.sample(np.random.default_rng([hp['seed'], net_seed, s, f]), hp['n_test'] * hp['batch_sz'])
+                obs.append(trials['ob'])
+                X_test.append(trials['stim'])
+        # every decoding task shares one input layout, so the last env runs them all
+        H_test = networks.hidden_states(net, encoder, env, np.concatenate(obs), last_only=True)
+        tests[protocol] = (H_test.view(len(obs), -1, H_test.shape[-1]).double(),
+                           torch.as_tensor(np.stack(X_test), dtype=torch.float64))
 
     # decoders, a group at a time: each (split, fit) trains on slice f of its orthants' pools
     jobs = [(s, f) for s in range(len(pairs)) for f in range(n_fit)]
@@ -109,12 +118,14 @@ def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
             (w, c), h = metrics.fit_lstsq(H_train, X_train), torch.zeros(len(group), 0)
         W.append(w.double()), b.append(c.double()), hist.append(h)
     W, b, hist = torch.cat(W), torch.cat(b), torch.cat(hist)
-    pred = metrics.predict(H_test, W, b)
     shape = (len(pairs), n_fit)
+    r2, mse = {}, {}
+    for protocol, (H_test, X_test) in tests.items():
+        pred = metrics.predict(H_test, W, b)
+        r2[protocol] = metrics.r_squared(pred, X_test).numpy().reshape(shape)
+        mse[protocol] = ((pred - X_test) ** 2).mean((1, 2)).numpy().reshape(shape)
     ccgp, ps = abstraction(pools, config, hp['seed'])
-    return {'r2': metrics.r_squared(pred, X_test).numpy().reshape(shape),
-            'mse': ((pred - X_test) ** 2).mean((1, 2)).numpy().reshape(shape),
-            'W': W.numpy().reshape(shape + W.shape[1:]),
+    return {'r2': r2, 'mse': mse, 'W': W.numpy().reshape(shape + W.shape[1:]),
             'hist': hist.numpy().reshape(shape + (hist.shape[-1],)), 'ccgp': ccgp, 'ps': ps}
 
 

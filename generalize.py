@@ -25,7 +25,7 @@ n_runs = 5  # runs per task count (the first n_runs found)
 label = 'RNN'  # output name: results/<label>.npz ('_ID' added in distribution, '_paper' under protocol='paper')
 results_dir = 'results'  # where results and plots are written
 out_of_distribution = True  # fit on the other quadrants (True) or on all four (False)
-protocol = 'correct'  # test on the held-out quadrant ('correct') or on the release's test sets ('paper'; adds '_paper' to the name)
+protocol = 'correct'  # test on the held-out quadrant ('correct'), on the release's test sets ('paper': adds '_paper' to the name) or 'both' (two files, the same decoders)
 decoder = 'adam'  # 'adam' (the paper's protocol) or 'lstsq' (exact least squares)
 n_fit = 5  # decoder fits per held-out split, each on fresh trials
 n_batch = {2: 3000, 3: 3000, 6: 2000, 12: 1000, 24: 1000}  # decoder training batches per task count (others: 1000)
@@ -46,7 +46,7 @@ import configurator
 
 def check(hp):
     """Reject impossible settings before any work is done (no slow imports needed)."""
-    checks.one_of('protocol', hp['protocol'], ('correct', 'paper'))
+    checks.one_of('protocol', hp['protocol'], ('correct', 'paper', 'both'))
     checks.one_of('decoder', hp['decoder'], ('adam', 'lstsq'))
     checks.positive_ints('n_tasks', hp['n_tasks'])
     checks.dictionary('select', hp['select'])
@@ -96,8 +96,8 @@ def generalize(hp):
     checkpoints.check_output('results_dir', hp['results_dir'])
     device = util.pick_device(hp['device'])
     util.set_threads(hp['n_threads'])
-    name = result_name(hp)
-    path = os.path.join(hp['results_dir'], name)
+    names = {p: result_name(hp, p) for p in decoding.protocols(hp)}
+    path = os.path.join(hp['results_dir'], result_name(hp))
     n_tasks = list(folders)  # the task counts found
     # the settings one network's numbers depend on (not which networks are swept, nor where results go)
     partial = results.Partial(path, {k: v for k, v in hp.items() if k not in
@@ -115,11 +115,14 @@ def generalize(hp):
                 net, encoder, config = checkpoints.load_network(folder, device)
                 net_seed = 1000 * k + config['run']
                 out = decoding.evaluate_network(net, encoder, config, hp, batches_for(hp, k), net_seed)
-                res = dict(r_sq=out['r2'], dec=out['W'], angles=metrics.decoder_angles(out['W']),
-                           train=out['hist'], test=out['mse'], ccgp=out['ccgp'], ps=out['ps'])
+                res = dict(dec=out['W'], angles=metrics.decoder_angles(out['W']), train=out['hist'],
+                           ccgp=out['ccgp'], ps=out['ps'],
+                           **{f'r_sq_{p}': r2 for p, r2 in out['r2'].items()},
+                           **{f'test_{p}': mse for p, mse in out['mse'].items()})
                 partial.save(folder, network, **res)
             done[i, j] = res
-            print(f"n_task={k:>3} {os.path.basename(folder)}: r² mean {np.mean(res['r_sq']):.3f}, "
+            r2 = ', '.join(f"{np.mean(res[f'r_sq_{p}']):.3f} ({p})" for p in names)
+            print(f"n_task={k:>3} {os.path.basename(folder)}: r² mean {r2}, "
                   f"CCGP {np.mean(res['ccgp']):.2f}, PS {np.mean(res['ps']):.2f} "
                   f"({'saved by an earlier run' if reused else f'{time.time() - t1:.1f} s'})")
     if not done:
@@ -138,26 +141,33 @@ def generalize(hp):
     for i, k in enumerate(n_tasks):
         for j, folder in enumerate(folders[k]):
             arrays['batches'][i, j] = np.nan if batches.get(folder) is None else batches[folder]
-    results.save_results(path + '.npz', n_tasks=np.array(n_tasks), protocol=np.array(hp['protocol']), **arrays)
-    summary = {'config': hp, 'networks': {str(k): folders[k] for k in n_tasks},
-               'n_tasks': n_tasks, 'protocol': hp['protocol'],
-               'batches': results.listed(arrays['batches']), 'broken': broken,
-               'r_sq': results.summarise(arrays['r_sq']), 'r_sq_networks': results.network_summary(arrays['r_sq']),
-               'angle': results.summarise(results.pair_angles(arrays['angles'])),
-               'ccgp': results.summarise(arrays['ccgp']), 'parallelism': results.summarise(arrays['ps']),
-               'seconds': time.time() - t0}
-    checkpoints.save_json(summary, path + '.json')
-    plot(hp['results_dir'], name)
-    print(f"wrote {path}.npz, .json and plots ({time.time() - t0:.0f} s)")
+    shared = {k: v for k, v in arrays.items() if not k.startswith(('r_sq_', 'test_'))}
+    for protocol, name in names.items():
+        out_path = os.path.join(hp['results_dir'], name)
+        r_sq = arrays[f'r_sq_{protocol}']
+        results.save_results(out_path + '.npz', n_tasks=np.array(n_tasks), protocol=np.array(protocol),
+                             r_sq=r_sq, test=arrays[f'test_{protocol}'], **shared)
+        summary = {'config': hp, 'networks': {str(k): folders[k] for k in n_tasks},
+                   'n_tasks': n_tasks, 'protocol': protocol,
+                   'batches': results.listed(arrays['batches']), 'broken': broken,
+                   'r_sq': results.summarise(r_sq), 'r_sq_networks': results.network_summary(r_sq),
+                   'angle': results.summarise(results.pair_angles(arrays['angles'])),
+                   'ccgp': results.summarise(arrays['ccgp']), 'parallelism': results.summarise(arrays['ps']),
+                   'seconds': time.time() - t0}
+        checkpoints.save_json(summary, out_path + '.json')
+        plot(hp['results_dir'], name)
+        print(f"wrote {out_path}.npz, .json and plots ({time.time() - t0:.0f} s)")
     if broken:  # keep the per-network files: a rerun after retraining evaluates only those
         raise checkpoints.BrokenRuns(broken, wrote=path + '.npz')
     partial.clear()
     return path
 
 
-def result_name(hp):
-    """results/<label>[_ID][_paper]: in-distribution and the paper's protocol get their own files."""
-    return hp['label'] + ('' if hp['out_of_distribution'] else '_ID') + ('_paper' if hp['protocol'] == 'paper' else '')
+def result_name(hp, protocol=None):
+    """results/<label>[_ID][_paper]: in-distribution and the paper's protocol get their
+    own files (`protocol` defaults to hp['protocol'])."""
+    paper = (protocol or hp['protocol']) == 'paper'
+    return hp['label'] + ('' if hp['out_of_distribution'] else '_ID') + ('_paper' if paper else '')
 
 
 def plot(results_dir, name):

@@ -51,7 +51,7 @@ runs = None  # runs per task count of every experiment (None: the table's, 10 or
 n_batch = None  # training batches of every network (None: each network type's paper budget)
 train_overrides = {}  # more train.py hyperparameters for every network, e.g. {'n_neu': 8} (an experiment's own values win)
 eval_overrides = {}  # hyperparameters of generalize / sparsity / analyze(_transformer).py, each given to the scripts that have it (an experiment's own values win)
-protocols = ['correct', 'paper']  # OOD protocols of generalize.py: 'correct' -> results/<label>.npz, 'paper' -> <label>_paper.npz
+protocols = ['correct', 'paper']  # OOD protocols of generalize.py: 'correct' -> results/<label>.npz, 'paper' -> <label>_paper.npz (both: one pass)
 notebooks = True  # run the figures' notebooks at the end
 dry_run = False  # list every step that would run, with its estimated cost, and stop
 executor = 'local'  # 'local', 'slurm' (through submitit) or 'submitit_local' (submitit's local executor)
@@ -88,7 +88,7 @@ def check(hp):
     figs = experiments.check_figures(hp['figures'])
     if hp['executor'] not in _EXECUTORS:
         raise ValueError(f"executor={hp['executor']!r} is not allowed: {', '.join(map(repr, _EXECUTORS))}")
-    if not hp['protocols'] or any(p not in _PROTOCOLS for p in hp['protocols']):
+    if not hp['protocols'] or any(p not in _PROTOCOLS for p in hp['protocols']) or len(set(hp['protocols'])) < len(hp['protocols']):
         raise ValueError(f"protocols={hp['protocols']!r} is not allowed: a non-empty list of {_PROTOCOLS}")
     for name in ('n_parallel', 'time_min', 'cpus_per_task', 'array_parallelism'):
         if not isinstance(hp[name], int) or hp[name] < 1:
@@ -181,8 +181,10 @@ def plan(hp, figs, overrides):
         u['cells'] |= {(k, r) for k in ks for r in range(n_runs)}
         results = hp['results_dir']
         if ('results', None) in kinds:
-            for protocol in hp['protocols']:
-                paper = protocol == 'paper'
+            if len(hp['protocols']) == 2:  # one pass: the same decoders tested both ways, two files
+                script_step(label, 'generalize.py', {'protocol': 'both'}, os.path.join(results, f'{label}_paper.npz'))
+            else:
+                paper = hp['protocols'] == ['paper']
                 script_step(label, 'generalize.py', {'protocol': 'paper'} if paper else {},
                             os.path.join(results, f"{label}{'_paper' * paper}.npz"))
         if ('ID', None) in kinds:

@@ -78,8 +78,9 @@ def test_a_perfect_network_reaches_the_ceiling_under_both_protocols():
     config = dict(train.defaults(), encode=False)
     for protocol in ('correct', 'paper'):
         out = decoding.evaluate_network(SampleMean(), None, config, dict(HP, protocol=protocol), 300, 0)
-        assert out['r2'].shape == (4, 2) and out['W'].shape == (4, 2, 2, 2)
-        assert abs(out['r2'].mean() - 0.975) < 0.01  # SPEC §7: the ceiling for σ = 0.2, T = 20
+        r2 = out['r2'][protocol]
+        assert r2.shape == (4, 2) and out['W'].shape == (4, 2, 2, 2)
+        assert abs(r2.mean() - 0.975) < 0.01  # SPEC §7: the ceiling for σ = 0.2, T = 20
         assert np.all(out['ccgp'] > 0.95) and np.all(out['ps'] > 0.95)
 
 
@@ -88,10 +89,13 @@ def test_a_quadrant_dependent_code_generalizes_worse_only_under_the_correct_prot
     badly; the paper's test set for quadrant 2 is an even mix of quadrants 1 and 3,
     which the decoder was trained on, and hides the loss."""
     config = dict(train.defaults(), encode=False)
-    correct = decoding.evaluate_network(SampleMean(warp=True), None, config, HP, 300, 0)['r2']
-    paper = decoding.evaluate_network(SampleMean(warp=True), None, config, dict(HP, protocol='paper'), 300, 0)['r2']
+    correct = decoding.evaluate_network(SampleMean(warp=True), None, config, HP, 300, 0)['r2']['correct']
+    paper = decoding.evaluate_network(SampleMean(warp=True), None, config, dict(HP, protocol='paper'), 300, 0)['r2']['paper']
     ideal = dict(HP, out_of_distribution=False)
-    iid = decoding.evaluate_network(SampleMean(warp=True), None, config, ideal, 300, 0)['r2']
+    iid = decoding.evaluate_network(SampleMean(warp=True), None, config, ideal, 300, 0)['r2']['correct']
+    both = decoding.evaluate_network(SampleMean(warp=True), None, config, dict(HP, protocol='both'), 300, 0)['r2']
+    np.testing.assert_array_equal(both['correct'], correct)  # one pass, the same decoders and test sets
+    np.testing.assert_array_equal(both['paper'], paper)
     assert iid.mean() > correct.mean() + 0.05
     assert correct[1].mean() < 0.8 and paper[1].mean() > 0.95  # held-out quadrant 2
     np.testing.assert_allclose(paper[[0, 2]], correct[[0, 2]], atol=0.01)  # quadrants 1 and 3: the same test

@@ -167,3 +167,13 @@ def test_results_record_the_protocol_and_per_network_values(runs, tmp_path):
     np.testing.assert_allclose(nets['per_network'], res['r_sq'].mean((2, 3)))
     for i in range(2):
         assert nets['ci_low'][i] <= nets['median'][i] <= nets['ci_high'][i]
+
+
+def test_both_protocols_in_one_pass_write_the_two_files(runs, tmp_path):
+    generalize.generalize(settings(runs, tmp_path / 'one', protocol='correct'))
+    generalize.generalize(settings(runs, tmp_path / 'one', protocol='paper'))
+    generalize.generalize(settings(runs, tmp_path / 'both', protocol='both'))
+    for name in ('tiny', 'tiny_paper'):
+        a, b = (results.load_results(str(tmp_path / d), name) for d in ('one', 'both'))
+        np.testing.assert_array_equal(a['r_sq'], b['r_sq'])
+        assert str(a['protocol']) == str(b['protocol'])

@@ -253,8 +253,8 @@ def test_dry_run_all_lists_every_figures_work(tmp_path):
         ours = [line for line in evaluations if f'--label={label} ' in line]
         if row['figures']:
             assert len([line for line in ours if 'generalize.py' in line and 'out_of_distribution' not in line]) \
-                == len(PROTOCOLS), label
-            assert any('--protocol=paper' in line for line in ours)
+                == 1, label  # both protocols in one pass
+            assert any('--protocol=both' in line for line in ours)
         assert any('--out_of_distribution=False' in line for line in ours) == bool(row['id_figures']), label
         assert any('sparsity.py' in line for line in ours) == bool(row['sparsity']), label
         for script, k, r, _ in row['analysis']:
