@@ -33,16 +33,14 @@ REPO = os.path.dirname(os.path.abspath(__file__))
 
 # ---------------------------------------------------------------------------------
 # Costs. Training throughput in network-batches per second on one CPU core, per network
-# type: `sweep.py --dry_run=True` divides each experiment's work by it. Placeholders:
-# the README's Performance table measured 1256 network-batches/s for the 25-member RNN
-# ensemble on the project's 2-core machines; LSTM and gpt-2 are rough guesses until
-# benchmarks/bench_train.py measures them.
-THROUGHPUT = {'RNN': 1300, 'LSTM': 350, 'gpt-2': 150}
+# type (benchmarks/bench_train.py, 25-member ensembles, 1 thread, on the project's 2-core
+# machines while other work ran): `sweep.py --dry_run=True` divides each experiment's
+# work by it.
+THROUGHPUT = {'RNN': 1200, 'LSTM': 480, 'gpt-2': 240}
 BUDGET = {'RNN': 100_000, 'LSTM': 100_000, 'gpt-2': 20_000}  # train.py's default n_batch per network type
-# Seconds per network of the evaluation scripts (generalize.py: the paper's protocol
-# with 4 held-out quadrants, README Performance table; it scales with the splits),
-# and per notebook.
-EVAL_SECONDS = {'generalize.py': 30, 'sparsity.py': 3, 'analyze.py': 300, 'analyze_transformer.py': 10}
+# Seconds per network of the evaluation scripts (generalize.py: 4 held-out quadrants, both
+# protocols in one pass, the paper's decoder budget; it scales with the splits), and per notebook.
+EVAL_SECONDS = {'generalize.py': 8, 'sparsity.py': 3, 'analyze.py': 300, 'analyze_transformer.py': 10}
 NOTEBOOK_SECONDS = 15
 
 # ---------------------------------------------------------------------------------

@@ -267,28 +267,33 @@ def test_dry_run_all_lists_every_figures_work(tmp_path):
     assert len(notebooks) == 1 and all(f' {f} ' in notebooks[0] for f in experiments.FIGURES if f != 'loss')
     assert 'no notebook' not in out  # every figure has one
     assert re.search(r'RNN: trained_networks/RNN/ 50 networks .*estimated \d+\.\d+ h', out)
-    assert re.search(r'\n  +\[50 networks, 1\.07 h at 1300 network-batches/s\]', out)  # 50 × 1e5 / 1300
+    rate = experiments.THROUGHPUT['RNN']
+    assert f'\n    [50 networks, {50 * 1e5 / rate / 3600:.2f} h at {rate} network-batches/s]' in out
     assert re.search(r'\ntotal: \d+\.\d+ h of single-core work', out)
 
 
 def test_dry_run_fig3a_shows_the_exact_commands(tmp_path):
     out = sweep(tmp_path, 'fig3a', '--dry_run=True', '--protocols=["correct"]', '--n_threads=1', check=0).out
+    rate = experiments.THROUGHPUT['RNN']
+    train_h, eval_h = 50 * 1e5 / rate / 3600, 50 * experiments.EVAL_SECONDS['generalize.py'] / 3600
+    notebook_min = experiments.NOTEBOOK_SECONDS / 60
+    total = train_h + 2 * eval_h + notebook_min / 60
     assert out.splitlines() == [
         'figures: fig3a; experiments: RNN; executor: local',
         '',
-        'RNN: trained_networks/RNN/ 50 networks (0 finished, 0 partial, 50 missing); estimated 1.90 h',
+        f'RNN: trained_networks/RNN/ 50 networks (0 finished, 0 partial, 50 missing); estimated {train_h + 2 * eval_h:.2f} h',
         '  python train.py --n_task=[2,3,6,12,24] --runs=10 --out_dir=trained_networks/RNN --n_threads=1',
-        '    [50 networks, 1.07 h at 1300 network-batches/s]',
+        f'    [50 networks, {train_h:.2f} h at {rate} network-batches/s]',
         '  python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,3,6,12,24] --n_runs=10 --label=RNN '
-        '--results_dir=results   [0.42 h]',
+        f'--results_dir=results   [{eval_h:.2f} h]',
         '  python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,3,6,12,24] --n_runs=10 --label=RNN '
-        '--results_dir=results --out_of_distribution=False   [0.42 h]',
+        f'--results_dir=results --out_of_distribution=False   [{eval_h:.2f} h]',
         '',
         'figures:',
         '  python Figures/run_notebooks.py fig3a --results_dir=results --analysis_dir=analysis '
-        '--out_dir=Figures/out   [0.2 min]',
+        f'--out_dir=Figures/out   [{notebook_min:.1f} min]',
         '',
-        'total: 1.91 h of single-core work (about 1.91 h with n_parallel=1)',
+        f'total: {total:.2f} h of single-core work (about {total:.2f} h with n_parallel=1)',
     ]
 
 
