@@ -44,8 +44,7 @@ def check(hp):
     if hp['n_trials'] < 8:
         checks.fail('n_trials', hp['n_trials'], 'at least 8 trials (PCA and the abstraction metrics need some)')
     for name in ('n_grid', 'n_enc_grid'):
-        if not isinstance(hp[name], int) or hp[name] < 2:
-            checks.fail(name, hp[name], 'an integer >= 2')
+        checks.int_at_least(name, hp[name], 2)
     for name in ('tol_q', 'fp_lr', 'near_zero_tol'):
         checks.positive(name, hp[name])
     for name in ('tol_unique', 'noise_scale'):

@@ -28,8 +28,7 @@ import configurator
 
 def check(hp):
     """Reject impossible settings before any work is done (no slow imports needed)."""
-    if not isinstance(hp['n_grid'], int) or hp['n_grid'] < 2:
-        checks.fail('n_grid', hp['n_grid'], 'an integer >= 2')
+    checks.int_at_least('n_grid', hp['n_grid'], 2)
     if not isinstance(hp['layer'], int):
         checks.fail('layer', hp['layer'], 'an integer (block index, negative from the end)')
     checks.non_negative_int('run', hp['run'])

@@ -19,18 +19,21 @@ def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def int_at_least(name, value, low, expected=None):
+    """An integer >= low; returned as int."""
+    if not _is_int(value) or value < low:
+        fail(name, value, expected or f'an integer >= {low}')
+    return int(value)
+
+
 def positive_int(name, value):
     """An integer >= 1; returned as int."""
-    if not _is_int(value) or value < 1:
-        fail(name, value, 'a positive integer')
-    return int(value)
+    return int_at_least(name, value, 1, 'a positive integer')
 
 
 def non_negative_int(name, value):
     """An integer >= 0; returned as int."""
-    if not _is_int(value) or value < 0:
-        fail(name, value, 'a non-negative integer')
-    return int(value)
+    return int_at_least(name, value, 0, 'a non-negative integer')
 
 
 def positive(name, value):

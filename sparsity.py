@@ -30,8 +30,7 @@ def check(hp):
     checks.positive_ints('n_tasks', hp['n_tasks'])
     checks.positive_int('n_runs', hp['n_runs'])
     checks.positive_int('n_threads', hp['n_threads'])
-    if not isinstance(hp['n_stim'], int) or hp['n_stim'] < 2:
-        checks.fail('n_stim', hp['n_stim'], 'an integer >= 2')
+    checks.int_at_least('n_stim', hp['n_stim'], 2)
     checks.non_negative_int('seed', hp['seed'])
     checks.dictionary('select', hp['select'])
     checks.file_label('label', hp['label'])

@@ -72,6 +72,7 @@ import shutil
 import sys
 import time
 
+import checks
 import experiments
 from configurator import configure
 
@@ -86,29 +87,20 @@ _SIGNAL_DELAY_S = 120  # slurm: seconds between USR2 and the end of a job
 def check(hp):
     """Validate the hyperparameters; returns (figures, per-script overrides)."""
     figs = experiments.check_figures(hp['figures'])
-    if hp['executor'] not in _EXECUTORS:
-        raise ValueError(f"executor={hp['executor']!r} is not allowed: {', '.join(map(repr, _EXECUTORS))}")
+    checks.one_of('executor', hp['executor'], _EXECUTORS)
     if not hp['protocols'] or any(p not in _PROTOCOLS for p in hp['protocols']) or len(set(hp['protocols'])) < len(hp['protocols']):
-        raise ValueError(f"protocols={hp['protocols']!r} is not allowed: a non-empty list of {_PROTOCOLS}")
+        checks.fail('protocols', hp['protocols'], f'a non-empty list of distinct values from {_PROTOCOLS}')
     for name in ('n_parallel', 'time_min', 'cpus_per_task', 'array_parallelism'):
-        if not isinstance(hp[name], int) or hp[name] < 1:
-            raise ValueError(f"{name}={hp[name]!r} is not allowed: a positive integer")
-    for name in ('runs', 'n_threads'):
-        if hp[name] is not None and (not isinstance(hp[name], int) or isinstance(hp[name], bool) or hp[name] < 1):
-            raise ValueError(f"{name}={hp[name]!r} is not allowed: None or a positive integer")
-    if isinstance(hp['n_batch'], float) and hp['n_batch'].is_integer():
-        hp['n_batch'] = int(hp['n_batch'])  # --n_batch=1e4
-    if hp['n_batch'] is not None and (not isinstance(hp['n_batch'], int) or hp['n_batch'] < 1):
-        raise ValueError(f"n_batch={hp['n_batch']!r} is not allowed: None or a positive integer")
-    ks = hp['n_tasks']
-    if ks is not None and (not isinstance(ks, list) or not ks or len(set(ks)) < len(ks)
-                           or any(not isinstance(k, int) or k < 1 for k in ks)):
-        raise ValueError(f"n_tasks={ks!r} is not allowed: None or a list of distinct positive integers")
-    if not isinstance(hp['gpus_per_node'], int) or hp['gpus_per_node'] < 0 or hp['max_requeue'] < 0:
-        raise ValueError('gpus_per_node and max_requeue must be integers >= 0')
+        checks.positive_int(name, hp[name])
+    for name in ('runs', 'n_threads', 'n_batch'):
+        if hp[name] is not None:
+            checks.positive_int(name, hp[name])
+    if hp['n_tasks'] is not None:
+        checks.positive_ints('n_tasks', hp['n_tasks'])
+    checks.non_negative_int('gpus_per_node', hp['gpus_per_node'])
+    checks.non_negative_int('max_requeue', hp['max_requeue'])
     for name in ('train_overrides', 'eval_overrides'):
-        if not isinstance(hp[name], dict):
-            raise ValueError(f"{name}={hp[name]!r} is not allowed: a dict of hyperparameter values")
+        checks.dictionary(name, hp[name])
     hp['train_overrides'] = experiments.check_overrides(
         hp['train_overrides'], experiments.script_defaults('train.py'), 'train_overrides',
         experiments.TRAIN_SET_BY_SWEEP)
@@ -304,7 +296,7 @@ def describe(hp, figs, units, nb_step, missing_nb, notes):
                 print(f"    [{count['missing'] + count['partial']} networks, {hours(secs[0])} "
                       f"at {experiments.THROUGHPUT[train['expected']['network']]} network-batches/s]")
         if slurm_like and any(pending(s, states) for s in evals):
-            print(f"  job sweep-{src}-eval" + (f' (after the array succeeds)' if pending(train, states) else '') + ':')
+            print(f"  job sweep-{src}-eval" + (' (after the array succeeds)' if pending(train, states) else '') + ':')
         for step, sec in zip(evals, secs[1:]):
             if pending(step, states):
                 print(f"  {experiments.show(step['argv'])}   [{hours(sec)}]")

@@ -33,6 +33,15 @@ def weights(folder):
     return checkpoints.load_checkpoint(os.path.join(folder, 'net.pth'))['state_dict']
 
 
+def assert_same_training(folders, others):
+    """The networks of two runs reached the same weights through the same loss history."""
+    for a, b in zip(folders, others):
+        ca, cb = (checkpoints.load_checkpoint(os.path.join(f, 'net.pth')) for f in (a, b))
+        for k in ca['state_dict']:
+            torch.testing.assert_close(ca['state_dict'][k], cb['state_dict'][k], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ca['loss_hist'], cb['loss_hist'])
+
+
 @pytest.mark.parametrize('over', [dict(network='RNN'), dict(network='RNN', leaky=False),
                                   dict(network='LSTM'), dict(network='gpt-2', n_head=4, lr=1e-3)],
                          ids=['RNN', 'RNN-nonleaky', 'LSTM', 'gpt-2'])
@@ -88,11 +97,7 @@ def test_resume_continues_as_if_never_stopped(tmp_path, over, monkeypatch):
         assert checkpoints.load_checkpoint(os.path.join(folder, 'net.pth'))['resume']['batch'] == 30
     # ... and continued with --resume=True
     resumed = train.train(dict(part, resume=True))
-    for a, b in zip(full, resumed):
-        ca, cb = (checkpoints.load_checkpoint(os.path.join(f, 'net.pth')) for f in (a, b))
-        for k in ca['state_dict']:
-            torch.testing.assert_close(ca['state_dict'][k], cb['state_dict'][k], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(ca['loss_hist'], cb['loss_hist'])
+    assert_same_training(full, resumed)
 
 
 def test_checkpoint_contents_and_safe_loading(tmp_path):
@@ -283,11 +288,7 @@ def test_interrupt_saves_every_network_and_resume_is_exact(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert 'saved every network at batch 37' in err and '--resume=True' in err and 'python train.py' in err
     resumed = train.train(dict(part, resume=True))
-    for a, b in zip(full, resumed):
-        ca, cb = (checkpoints.load_checkpoint(os.path.join(f, 'net.pth')) for f in (a, b))
-        for k in ca['state_dict']:
-            torch.testing.assert_close(ca['state_dict'][k], cb['state_dict'][k], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(ca['loss_hist'], cb['loss_hist'])
+    assert_same_training(full, resumed)
 
 
 def test_resume_of_a_finished_run_changes_nothing_and_wall_time_accumulates(tmp_path, monkeypatch, capsys):
