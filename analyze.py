@@ -260,8 +260,8 @@ def analyze(hp):
                                                hp['tol_q'], hp['tol_unique'], hp['max_iters'],
                                                hp['fp_lr'], hp['near_zero_tol'])
     np.savez(os.path.join(folder, 'fixed_points.npz'), points=res.points, q=res.q, eigvals=res.eigvals,
-             jacobians=res.jacobians, amplification=amp, n_near_zero=near_zero,
-             stable=fixed_points.is_stable(res.eigvals))
+             amplification=amp, n_near_zero=near_zero, stable=fixed_points.is_stable(res.eigvals))
+    np.savez(os.path.join(folder, 'jacobians.npz'), jacobians=res.jacobians)  # large: beside the summary
     _plot_fixed_points(res, amp, folder)
 
     # trajectories and fixed points in the top 3 PCs

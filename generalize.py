@@ -115,7 +115,8 @@ def generalize(hp):
                 net, encoder, config = checkpoints.load_network(folder, device)
                 net_seed = 1000 * k + config['run']
                 out = decoding.evaluate_network(net, encoder, config, hp, batches_for(hp, k), net_seed)
-                res = dict(dec=out['W'], angles=metrics.decoder_angles(out['W']), train=out['hist'],
+                res = dict(dec=out['W'].astype(np.float32), angles=metrics.decoder_angles(out['W']),
+                           train=results.history(out['hist']),  # 100 points, as in the paper's files
                            ccgp=out['ccgp'], ps=out['ps'],
                            **{f'r_sq_{p}': r2 for p, r2 in out['r2'].items()},
                            **{f'test_{p}': mse for p, mse in out['mse'].items()})
@@ -127,16 +128,13 @@ def generalize(hp):
                   f"({'saved by an earlier run' if reused else f'{time.time() - t1:.1f} s'})")
     if not done:
         raise checkpoints.BrokenRuns(broken, wrote=None)
-    # one array per quantity: (n_tasks, n_runs, ...), NaN where no network was evaluated;
-    # loss histories NaN-padded to the longest decoder training
+    # one array per quantity: (n_tasks, n_runs, ...), NaN where no network was evaluated
     shape = (len(n_tasks), hp['n_runs'])
     first = next(iter(done.values()))
-    n_hist = max(batches_for(hp, k) for k in n_tasks) if hp['decoder'] == 'adam' else 0
-    arrays = {key: np.full(shape + value.shape, np.nan) for key, value in first.items()}
-    arrays['train'] = np.full(shape + first['train'].shape[:-1] + (n_hist,), np.nan)
+    arrays = {key: np.full(shape + value.shape, np.nan, dtype=value.dtype) for key, value in first.items()}
     for (i, j), res in done.items():
         for key, value in res.items():
-            arrays[key][i, j, ..., :value.shape[-1]] = value  # a full slice except for 'train'
+            arrays[key][i, j] = value
     arrays['batches'] = np.full(shape, np.nan)  # batches each network was trained for
     for i, k in enumerate(n_tasks):
         for j, folder in enumerate(folders[k]):
@@ -197,9 +195,8 @@ def plot(results_dir, name):
         fig, ax = plots.subplots()
         for i, k in enumerate(res['n_tasks']):
             hist = res['train'][i].reshape(-1, res['train'].shape[-1])
-            hist = hist[:, np.isfinite(hist).any(0)]  # histories are NaN-padded to the longest
-            ax.plot(np.nanmean(hist, 0), label=f'{k} tasks')
-        ax.set(yscale='log', xlabel='decoder batch', ylabel='train MSE', title=name)
+            ax.plot(np.linspace(0, 100, hist.shape[-1]), np.nanmean(hist, 0), label=f'{k} tasks')
+        ax.set(yscale='log', xlabel='decoder training (% of its batches)', ylabel='train MSE', title=name)
         plots.legend(ax)
         plots.save_figure(fig, os.path.join(results_dir, f'{name}_loss.png'))
 

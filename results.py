@@ -36,6 +36,17 @@ def save_results(path, **arrays):
     os.replace(tmp, path)
 
 
+def history(values, points=100):
+    """Loss histories (..., n_batch) as `points` means over equal windows of batches
+    (the paper's files keep 100 points): (..., points); shorter ones stay as they are."""
+    values = np.asarray(values, dtype=float)
+    n = values.shape[-1]
+    if n <= points:
+        return values
+    edges = np.linspace(0, n, points + 1).round().astype(int)
+    return np.add.reduceat(values, edges[:-1], axis=-1) / np.diff(edges)
+
+
 def pair_angles(angles):
     """The angle of every pair of decoded latents: the strict upper triangle of
     (..., D, D) matrices; arrays without a square trailing pair are taken as they are."""

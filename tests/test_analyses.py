@@ -132,10 +132,11 @@ def test_analyze_rnn_writes_every_file(rnn_folder):
 
 def test_analyze_rnn_fixed_points(rnn_folder):
     fp = load(rnn_folder, 'fixed_points.npz')
+    jac = load(rnn_folder, 'jacobians.npz')['jacobians']
     summary = checkpoints.load_json(os.path.join(rnn_folder, 'summary.json'))
     P = len(fp['points'])
     assert P >= 1 and summary['n_fixed_points'] == P
-    assert fp['points'].shape == (P, 16) and fp['eigvals'].shape == (P, 16) and fp['jacobians'].shape == (P, 16, 16)
+    assert fp['points'].shape == (P, 16) and fp['eigvals'].shape == (P, 16) and jac.shape == (P, 16, 16)
     assert np.all(fp['q'] < 1e-6) and fp['amplification'].shape == (P, 2) and fp['n_near_zero'].shape == (P,)
     assert summary['n_near_zero'] == fp['n_near_zero'].tolist()
     # they are fixed points of the map under a blank stimulus with fixation on
@@ -145,7 +146,7 @@ def test_analyze_rnn_fixed_points(rnn_folder):
     with torch.no_grad():
         assert torch.linalg.norm(F(h) - h, dim=1).max() < 2e-3
     assert np.all(np.diff(fp['eigvals'].real, axis=1) <= 0)  # descending real part
-    eig = np.linalg.eigvals(fp['jacobians'])
+    eig = np.linalg.eigvals(jac)
     np.testing.assert_allclose(np.sort(eig.real, 1), np.sort(fp['eigvals'].real, 1), atol=1e-8)
 
 

@@ -65,3 +65,11 @@ def test_paired_differences_with_interval_and_signed_rank_test():
     same = results.paired(b + rng.normal(0, 0.01, 12), b)
     assert same['ci_low'] < 0 < same['ci_high'] and same['p_wilcoxon'] > 0.01
     assert results.paired([0.9, np.nan], [0.8, 0.7])['n'] == 1
+
+
+def test_history_keeps_100_window_means():
+    h = np.arange(2 * 3000, dtype=float).reshape(2, 3000)
+    short = results.history(h)
+    assert short.shape == (2, 100) and np.allclose(short[:, 0], h[:, :30].mean(1))
+    assert np.allclose(short[:, -1], h[:, -30:].mean(1))
+    assert results.history(h[:, :50]).shape == (2, 50)  # shorter ones stay
