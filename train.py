@@ -95,7 +95,7 @@ def check_config(config):
     for value in listed(config['corr']):
         checks.open_interval('corr', value)
     checks.non_negative('n_sd_net', config['n_sd_net'])
-    if not 0 <= config['dropout'] < 1:
+    if not 0 <= config['dropout'] < 1:  # the transformer checks it too, after the slow imports
         checks.fail('dropout', config['dropout'], 'a number in [0, 1)')
     if sum(bool(config[k]) for k in ('bal_err', 'pen_end', 'rand_pen')) > 1:
         checks.fail('pen_end', config['pen_end'], 'at most one of bal_err, pen_end, rand_pen set to True')
@@ -105,8 +105,7 @@ def check_config(config):
         checks.fail('n_head', config['n_head'], f"a divisor of n_neu={config['n_neu']}")
     if not (config['device'] in ('auto', 'cpu') or str(config['device']).startswith('cuda')):
         checks.fail('device', config['device'], "'auto', 'cpu' or 'cuda[:i]'")
-    if not config['out_dir']:
-        checks.fail('out_dir', config['out_dir'], 'a folder name (not empty)')
+    checks.folder('out_dir', config['out_dir'])
     return n_tasks
 
 
