@@ -116,7 +116,7 @@ def generalize(hp):
                 net_seed = 1000 * k + config['run']
                 out = decoding.evaluate_network(net, encoder, config, hp, batches_for(hp, k), net_seed)
                 res = dict(dec=out['W'].astype(np.float32), angles=metrics.decoder_angles(out['W']),
-                           train=results.history(out['hist']),  # 100 points, as in the paper's files
+                           train=results.history(out['hist']).astype(np.float32),  # 100 points, as in the paper's files
                            ccgp=out['ccgp'], ps=out['ps'],
                            **{f'r_sq_{p}': r2 for p, r2 in out['r2'].items()},
                            **{f'test_{p}': mse for p, mse in out['mse'].items()})
