@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every benchmark of the README's Performance table, for this checkout and for the
+# previous implementation (the commit before the throughput work), in one run on one
+# machine. Needs trained networks to evaluate (the Figure 3a sweep in trained_networks/RNN).
+#
+#     bash benchmarks/compare.sh [previous commit, default 9e20e74] > benchmarks/compare.txt
+set -u
+cd "$(dirname "$0")/.."
+previous=${1:-9e20e74}
+old=$(mktemp -d)/previous
+git worktree add -q --detach "$old" "$previous"
+trap 'git worktree remove --force "$old"' EXIT
+for repo in "$old" .; do
+  echo "=== $( [ "$repo" = . ] && echo 'this checkout' || echo "previous ($previous)" )"
+  python benchmarks/bench_train.py --repo="$repo" --n_batch=300 | grep -E 'RESULT|checkout'
+  python benchmarks/bench_train.py --repo="$repo" --n_batch=300 --n_threads=2 --networks="['RNN']" --sizes=[25] | grep RESULT | sed 's/^/2 threads: /'
+  python benchmarks/bench_shared.py --repo="$repo"
+  python benchmarks/bench_generalize.py --repo="$repo" --runs_dir=trained_networks/RNN | grep -E 'RESULT'
+done
+python benchmarks/bench_startup.py
