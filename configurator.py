@@ -54,7 +54,11 @@ def _convert(value, default):
     kind = type(default)
     if not _is_literal(value):
         raise TypeError
-    if default is None or type(value) is kind:
+    if default is None:
+        # a None default says nothing of the type; an integral float is the int it spells
+        # (--n_batch=1e5 is the README's way of writing 100000 batches)
+        return int(value) if type(value) is float and value.is_integer() else value
+    if type(value) is kind:
         return value
     # bool is a subclass of int, so these exact-type tests keep True out of numbers and 1 out of bools
     if kind is float and type(value) is int:
@@ -157,6 +161,17 @@ def _print_help(namespace, defaults, doc, positional=None):
         print(f"{line.ljust(width)}  # {comment}" if comment else line)
 
 
+def print_help(write, *args):
+    """Call write(*args), which prints a help text; a reader that leaves early
+    (`--help | head`) is not an error."""
+    try:
+        write(*args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # point stdout at devnull so that the flush at exit does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _read_config(path):
     """Return (line, name, value) for each `name = literal` line of a config file, parsed without exec."""
     try:
@@ -246,7 +261,7 @@ def configure(namespace, argv=None, lists=(), doc=None, print_config=True, posit
     argv = sys.argv[1:] if argv is None else list(argv)
 
     if '--help' in argv or '-h' in argv:
-        _print_help(namespace, defaults, doc, positional)
+        print_help(_print_help, namespace, defaults, doc, positional)
         raise SystemExit(0)
 
     values = dict(defaults)

@@ -157,7 +157,7 @@ def main(argv=None):
     failed, 2 on a usage error."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if '--help' in argv or '-h' in argv:
-        print_help()
+        configurator.print_help(print_help)
         return 0
     try:
         paths = notebook_paths([a for a in argv if not a.startswith('-')])

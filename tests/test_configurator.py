@@ -176,7 +176,7 @@ def test_every_configuration_error_names_the_hyperparameter(capsys, ns, tmp_path
 
 
 @pytest.mark.parametrize('text, expected', [
-    ('3', 3), ('2.5', 2.5), ('True', True), ("'he'", 'he'), ('he', 'he'),
+    ('3', 3), ('2.5', 2.5), ('1e5', 100000), ('True', True), ("'he'", 'he'), ('he', 'he'),
     ('[1, "a"]', [1, 'a']), ('{"gain": 2}', {'gain': 2}), ('None', None),
 ])
 def test_none_default_accepts_any_literal(ns, text, expected):

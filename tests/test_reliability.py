@@ -322,3 +322,29 @@ def test_help_and_configuration_errors_answer_before_the_slow_imports(path, args
     proc = script('-c', PROBE.format(path=os.path.join(ROOT, path), args=args))
     status = proc.stdout.strip().splitlines()[-1]
     assert status == f"STATUS {0 if args == ['--help'] else 2} False False", (status, proc.stderr)
+
+
+@pytest.mark.parametrize('path', SCRIPTS + ['sweep.py'])
+def test_help_into_a_closed_pipe_exits_quietly(path):
+    """`python train.py --help | head -1`: the reader leaves after one line; no traceback."""
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, path), '--help'], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    first = proc.stdout.read(20)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and first.startswith(b'usage:') and err == '', err
+
+
+# item 12: a value equal to the default stays out of the folder name, however it is written
+
+def test_n_batch_written_1e5_names_the_default_run_folder(tmp_path):
+    names = []
+    for argv in ([], ['--n_batch=1e5'], ['--n_batch=100000']):
+        namespace = dict(train.defaults(), __file__=os.path.join(ROOT, 'train.py'))
+        config = configurator.configure(namespace, argv=argv + [f'--out_dir={tmp_path}'], print_config=False)
+        config, members, folders, _, locks = train.setup(config)
+        for lock in locks:
+            lock.release()
+        assert config['n_batch'] == 100_000 and type(config['n_batch']) is int
+        names.append(os.path.basename(folders[0]))
+    assert names == ['nTask24_run0'] * 3
