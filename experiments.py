@@ -99,7 +99,9 @@ EXPERIMENTS = {
        for T in DURATIONS},
     # held out: each variable's positive half (D splits; holding out each of the 2^D orthants in
     # turn would cost 2^D decoders per network)
-    **{f'HighDim_D{D}': experiment({'task': 'LinearClassificationHighDim', 'n_dim': D}, {'split_var': True},
+    # decoders not stored: at D = 10 they would be 3 MB of each result file (the angles are kept)
+    **{f'HighDim_D{D}': experiment({'task': 'LinearClassificationHighDim', 'n_dim': D},
+                                   {'split_var': True, 'save_decoders': False},
                                    figures=('fig5b_S12',), sparsity=('S6',)) for D in DIMS},
     # n_sd_in = 2 and corr = 0 are the RNN sweep itself: evaluated from its folder, never trained twice
     **{f'Noise_{n}': experiment(*(() if n == 2 else ({'n_sd_in': n},)), networks='RNN' if n == 2 else None,

@@ -38,6 +38,7 @@ timing = None  # evaluation timing (dict of ms); None: the network's training ti
 seed = 0  # seed of the evaluation trials and decoder inits
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
 n_threads = 1  # CPU threads for torch
+save_decoders = True  # store every decoder's weights ('dec': n_tasks × runs × splits × fits × n_neu × D); False keeps high-D result files small (the angles are kept either way)
 unfinished = False  # also evaluate partly trained networks (default: refuse them, naming how to finish them)
 # ------------------------------------------------------------------------
 import checks
@@ -115,11 +116,13 @@ def generalize(hp):
                 net, encoder, config = checkpoints.load_network(folder, device)
                 net_seed = 1000 * k + config['run']
                 out = decoding.evaluate_network(net, encoder, config, hp, batches_for(hp, k), net_seed)
-                res = dict(dec=out['W'].astype(np.float32), angles=metrics.decoder_angles(out['W']),
+                res = dict(angles=metrics.decoder_angles(out['W']),
                            train=results.history(out['hist']).astype(np.float32),  # 100 points, as in the paper's files
                            ccgp=out['ccgp'], ps=out['ps'],
                            **{f'r_sq_{p}': r2 for p, r2 in out['r2'].items()},
                            **{f'test_{p}': mse for p, mse in out['mse'].items()})
+                if hp['save_decoders']:
+                    res['dec'] = out['W'].astype(np.float32)
                 partial.save(folder, network, **res)
             done[i, j] = res
             r2 = ', '.join(f"{np.mean(res[f'r_sq_{p}']):.3f} ({p})" for p in names)

@@ -60,6 +60,16 @@ def test_results_files_have_documented_keys_and_shapes(runs, tmp_path):
         assert (tmp_path / f'{plot}.png').exists() and (tmp_path / f'{plot}.pdf').exists()
 
 
+def test_without_decoders_the_same_numbers_and_no_dec_key(runs, tmp_path):
+    hp = settings(runs, tmp_path, n_tasks=[4], n_runs=1)
+    generalize.generalize(dict(hp, label='with'))
+    generalize.generalize(dict(hp, label='without', save_decoders=False))
+    full, small = (results.load_results(str(tmp_path), n) for n in ('with', 'without'))
+    assert 'dec' in full and 'dec' not in small and set(full) - set(small) == {'dec'}
+    for key in small:
+        np.testing.assert_array_equal(full[key], small[key])
+
+
 def test_in_distribution_fits_better_than_out_of_distribution(runs, tmp_path):
     generalize.generalize(settings(runs, tmp_path))
     generalize.generalize(settings(runs, tmp_path, out_of_distribution=False))
