@@ -329,6 +329,16 @@ def analysis_output(step, states=None):
     return os.path.join(step['analysis_dir'], os.path.basename(folder), step['file'])
 
 
+def made_from(output):
+    """The runs_dir an existing result file was computed from (its JSON's config), or
+    None when that cannot be read."""
+    try:
+        with open(os.path.splitext(output)[0] + '.json', encoding='utf-8') as f:
+            return json.load(f)['config']['runs_dir']
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 # ---------------------------------------------------------------------------------
 # Running steps. A step is a plain dict (it travels to cluster jobs):
 #   {'kind': 'train', 'label', 'argv' (train.py without n_task/run/runs/resume),

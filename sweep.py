@@ -270,6 +270,15 @@ def hours(seconds):
 # ---------------------------------------------------------------------------------
 # Showing the plan
 
+def kept_from(step, sweep_dir):
+    """', made from <other>/ ...' when an existing result file was computed from other
+    networks than this sweep's (a reduced-budget sweep keeps the full one's results/RNN.npz)."""
+    other = experiments.made_from(step['output']) if step['kind'] == 'script' and step['output'] else None
+    if other is None or os.path.normpath(other) == os.path.normpath(sweep_dir):
+        return ''
+    return f", made from {other}/, not {sweep_dir}/: kept; delete {step['output']} to remake it"
+
+
 def describe(hp, figs, units, nb_step, missing_nb, notes):
     """Print every step that would run (exact commands) with its cost; returns the
     total estimated seconds."""
@@ -301,7 +310,7 @@ def describe(hp, figs, units, nb_step, missing_nb, notes):
             if pending(step, states):
                 print(f"  {experiments.show(step['argv'])}   [{hours(sec)}]")
             else:
-                print(f"  skip (exists): {experiments.show(step['argv'])}")
+                print(f"  skip (exists{kept_from(step, u['sweep_dir'])}): {experiments.show(step['argv'])}")
     if nb_step:
         sec = step_seconds(nb_step, {}, hp)
         total += sec

@@ -297,6 +297,22 @@ def test_dry_run_fig3a_shows_the_exact_commands(tmp_path):
     ]
 
 
+def test_dry_run_names_results_made_from_other_networks(tmp_path):
+    """A reduced-budget sweep in another runs_dir keeps results/RNN.npz of the full sweep,
+    and says so instead of skipping it silently."""
+    os.makedirs(tmp_path / 'results')
+    for name, runs_dir in (('RNN', 'trained_networks/RNN'), ('FreeRT', 'small/FreeRT')):
+        for stem in (name, name + '_paper'):
+            (tmp_path / 'results' / f'{stem}.npz').write_bytes(b'')
+            (tmp_path / 'results' / f'{stem}.json').write_text(json.dumps({'config': {'runs_dir': runs_dir}}))
+    out = sweep(tmp_path, 'S5c', '--dry_run=True', '--runs_dir=small', '--n_batch=20000', check=0).out
+    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
+    assert rnn.startswith('  skip (exists, made from trained_networks/RNN/, not small/RNN/: kept; '
+                          'delete results/RNN_paper.npz to remake it): python generalize.py')
+    free, = [line for line in out.splitlines() if '--label=FreeRT ' in line]
+    assert free.startswith('  skip (exists): python generalize.py')  # made from this sweep's networks
+
+
 def test_slurm_dry_run_has_one_array_task_per_network(tmp_path):
     out = sweep(tmp_path, 'S1', '--dry_run=True', '--executor=slurm', '--protocols=["correct"]', '--runs=2',
                 '--n_tasks=[2,24]', check=0).out
