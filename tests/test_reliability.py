@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import analyze
 import analyze_transformer
@@ -222,6 +223,21 @@ def test_unwritable_out_dir_of_the_analyses_fails_before_work(sweep, gpt, tmp_pa
                 main(ana_hp(module, path, out_dir))
     proc = script('analyze_transformer.py', f'--path={gpt}', '--out_dir=/proc/x')
     assert proc.returncode == 1 and proc.stderr.startswith("error: cannot write to out_dir='/proc/x/")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message given where no GPU is present')
+def test_device_cuda_without_a_gpu_is_one_clear_error_before_work(sweep, gpt, tmp_path):
+    evaluate = [f'--runs_dir={sweep}', '--n_tasks=[2, 4]', '--n_runs=2', f'--results_dir={tmp_path / "r"}']
+    for name, args in (('generalize.py', evaluate), ('sparsity.py', evaluate),
+                       ('analyze.py', [f'--path={folder_of(sweep, 2, 0)}', f'--out_dir={tmp_path / "a"}']),
+                       ('analyze_transformer.py', [f'--path={gpt}', f'--out_dir={tmp_path / "a"}']),
+                       ('train.py', ['--n_task=2', '--n_batch=5', f'--out_dir={tmp_path / "nets"}'])):
+        proc = script(name, *args, '--device=cuda', cwd=tmp_path)
+        assert proc.returncode in (1, 2) and proc.stderr.strip().splitlines() == [
+            "error: device='cuda' is not allowed: no CUDA device is available here (use 'auto' or 'cpu')"], \
+            (name, proc.stderr)
+        assert 'n_task=' not in proc.stdout, name  # nothing was evaluated
+        assert not list(tmp_path.rglob('*.np[yz]')) and not (tmp_path / 'nets').exists(), name
 
 
 @pytest.mark.parametrize('item', ['--label=../../x', '--label=a/b', '--results_dir=', '--label='])
