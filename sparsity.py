@@ -66,9 +66,9 @@ def sparsity_sweep(hp):
     classified before any work, each network's values saved as it completes (a rerun
     continues), broken runs skipped and reported at the end (checkpoints.BrokenRuns)."""
     check(hp)
+    checkpoints.check_output('results_dir', hp['results_dir'])
     folders, batches, broken = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'],
                                                       hp['n_runs'], hp['unfinished'])
-    checkpoints.check_output('results_dir', hp['results_dir'])
     device = util.pick_device(hp['device'])
     util.set_threads(hp['n_threads'])
     stem = os.path.join(hp['results_dir'], f"sparsity_{hp['label']}")

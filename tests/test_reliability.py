@@ -212,6 +212,14 @@ def test_unwritable_results_dir_fails_before_work_in_one_line(sweep, tmp_path, r
         assert 'n_task=' not in proc.stdout  # no network was evaluated
 
 
+def test_results_dir_is_checked_before_any_checkpoint_is_read(sweep, monkeypatch):
+    monkeypatch.setattr(checkpoints, 'find_sweep', lambda *a: pytest.fail('checkpoints read first'))
+    for main, hp in ((generalize.generalize, gen_hp(sweep, '/proc/x')),
+                     (sparsity.sparsity_sweep, dict(hyperparameters(vars(sparsity)), runs_dir=sweep, results_dir='/proc/x'))):
+        with pytest.raises(OSError, match="cannot write to results_dir='/proc/x'"):
+            main(hp)
+
+
 def test_unwritable_out_dir_of_the_analyses_fails_before_work(sweep, gpt, tmp_path, monkeypatch):
     (tmp_path / 'file').write_text('')
     monkeypatch.setattr(analyze.rep, 'state_trajectories', lambda *a: pytest.fail('work started'))
