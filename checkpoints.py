@@ -131,25 +131,7 @@ def load_checkpoint(path):
 
 
 # ---------------------------------------------------------------------------------
-# Run folders
-
-
-
-def run_name(config, defaults, n_task, run):
-    """Readable folder name: the hyperparameters that differ from the defaults,
-    then nTask<k> and run<r>, e.g. `network-LSTM_nTask24_run0`."""
-    parts = []
-    for key, value in config.items():
-        if key in settings.NAME_SKIP or key not in defaults or value == defaults[key]:
-            continue
-        if isinstance(value, dict):
-            value = '-'.join(str(v) for v in value.values())
-        elif isinstance(value, (list, tuple)):
-            value = '-'.join(str(v) for v in value)
-        parts.append(f'{key}-{value}')
-    parts += [f'nTask{n_task}', f'run{run}']
-    return re.sub(r'[^A-Za-z0-9._+-]', '', '_'.join(parts))
-
+# Run folders (train.py names them with settings.run_name)
 
 def find_runs(root='trained_networks', **criteria):
     """Run folders under `root` (and the paper's published `.pth` files lying in it)

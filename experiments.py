@@ -37,7 +37,6 @@ REPO = os.path.dirname(os.path.abspath(__file__))
 # machines while other work ran): `sweep.py --dry_run=True` divides each experiment's
 # work by it.
 THROUGHPUT = {'RNN': 1200, 'LSTM': 480, 'gpt-2': 240}
-BUDGET = {'RNN': 100_000, 'LSTM': 100_000, 'gpt-2': 20_000}  # train.py's default n_batch per network type
 # Seconds per network of the evaluation scripts (generalize.py: 4 held-out quadrants, both
 # protocols in one pass, the paper's decoder budget; it scales with the splits), and per notebook.
 EVAL_SECONDS = {'generalize.py': 8, 'sparsity.py': 3, 'analyze.py': 300, 'analyze_transformer.py': 10}
@@ -219,7 +218,7 @@ def expected_config(label, train_overrides=None, n_batch=None):
     defaults = script_defaults('train.py')
     row = EXPERIMENTS[source(label)]
     config = {**defaults, **(train_overrides or {}), **row['train']}  # the row's own values win
-    config['n_batch'] = n_batch or BUDGET[config['network']]
+    config['n_batch'] = n_batch or settings.DEFAULT_BATCHES[config['network']]
     return json.loads(json.dumps(config))  # as config.json holds it (tuples as lists)
 
 
@@ -319,14 +318,16 @@ def train_argv(base, n_tasks, r0, n, resume):
 
 
 def analysis_output(step, states=None):
-    """Where an analysis step writes (analysis_dir/<run folder name>/<file>), or None
-    while its network is not trained."""
+    """Where an analysis step writes: analysis_dir/<run folder name>/<file>, the name
+    train.py gives (or gave) the network."""
     if states is None:
         states = network_states(step['sweep_dir'], step['expected'], [step['cell']])
-    state, folder, _ = states[tuple(step['cell'])]
-    if state != 'finished':
-        return None
-    return os.path.join(step['analysis_dir'], os.path.basename(folder), step['file'])
+    _, folder, _ = states[tuple(step['cell'])]
+    expected = step['expected']
+    name = os.path.basename(folder) if folder else settings.run_name(
+        expected, dict(script_defaults('train.py'), n_batch=settings.DEFAULT_BATCHES[expected['network']]),
+        *step['cell'])
+    return os.path.join(step['analysis_dir'], name, step['file'])
 
 
 def made_from(output):
@@ -342,7 +343,8 @@ def made_from(output):
 # ---------------------------------------------------------------------------------
 # Running steps. A step is a plain dict (it travels to cluster jobs):
 #   {'kind': 'train', 'label', 'argv' (train.py without n_task/run/runs/resume),
-#    'sweep_dir', 'cells', 'expected'}: trains what is not finished, resuming partial ones;
+#    'sweep_dir', 'cells', 'expected', 'needed'}: trains what is not finished, resuming
+#    partial ones, when `needed` (some result that reads the networks is missing);
 #   {'kind': 'script', 'label', 'argv', 'output'}: runs unless `output` exists
 #    (None: always), removing a half-written output when it fails;
 #   {'kind': 'analysis', 'label', 'argv', 'sweep_dir', 'cell', 'expected', 'analysis_dir',
@@ -419,13 +421,15 @@ def run_steps(steps, cwd=None, threads=None, log=None, raise_on_failure=False):
             record(step, step['argv'], 'not run (training failed)')
             continue
         try:
-            if step['kind'] == 'train':
+            if step['kind'] == 'train' and not step.get('needed', True):
+                record(step, step['argv'], 'skipped')
+            elif step['kind'] == 'train':
                 states = network_states(os.path.join(cwd, step['sweep_dir']), step['expected'], step['cells'])
                 for ks, r0, n, resume in train_calls(states):
                     training_failed |= not run(step, train_argv(step['argv'], ks, r0, n, resume))
             elif step['kind'] == 'analysis':
                 output = analysis_output({**step, 'sweep_dir': os.path.join(cwd, step['sweep_dir'])})
-                if output and os.path.exists(os.path.join(cwd, output)):
+                if os.path.exists(os.path.join(cwd, output)):
                     record(step, step['argv'], 'skipped')
                 else:
                     run(step, step['argv'])

@@ -10,8 +10,9 @@ What each figure needs is the table in experiments.py (Figures/README.md shows i
 Every experiment trains into its own folder <runs_dir>/<experiment>/ and is evaluated
 from there, under each OOD protocol (results/<label>.npz and results/<label>_paper.npz).
 A rerun does only what is missing: finished networks (metrics.json) and existing result
-files are skipped, partly trained networks (net.pth only) resume with --resume=True. A
-failed step is reported and the others go on; the exit status is then 1.
+files are skipped, partly trained networks (net.pth only) resume with --resume=True, and
+networks are trained only where a result that reads them is missing. A failed step is
+reported and the others go on; the exit status is then 1.
 
 Executors. 'local' runs one process chain per experiment, at most n_parallel at once,
 each script with n_threads threads. 'slurm' submits through submitit, per experiment:
@@ -202,8 +203,12 @@ def plan(hp, figs, overrides):
                      'so those notebooks will not find them')
     for src, u in units.items():
         u['states'] = experiments.network_states(u['sweep_dir'], u['expected'], sorted(u['cells']))
+        # networks are trained only for results that are missing (a fresh clone holding every
+        # result file retrains nothing)
+        needed = any(pending(step, u['states']) for step in u['steps'])
         u['steps'].insert(0, {'kind': 'train', 'label': src, 'argv': u['train_argv'], 'sweep_dir': u['sweep_dir'],
-                              'cells': [list(c) for c in sorted(u['cells'])], 'expected': u['expected']})
+                              'cells': [list(c) for c in sorted(u['cells'])], 'expected': u['expected'],
+                              'needed': needed})
     return units, notes
 
 
@@ -211,10 +216,9 @@ def pending(step, states):
     """Whether a step has work to do now (training: unfinished networks; others: a
     missing output)."""
     if step['kind'] == 'train':
-        return any(s != 'finished' for s, _, _ in states.values())
+        return step['needed'] and any(s != 'finished' for s, _, _ in states.values())
     if step['kind'] == 'analysis':
-        out = experiments.analysis_output(step, states)
-        return out is None or not os.path.exists(out)
+        return not os.path.exists(experiments.analysis_output(step, states))
     return not os.path.exists(step['output'])
 
 
@@ -304,6 +308,8 @@ def describe(hp, figs, units, nb_step, missing_nb, notes):
                     print(f"  {experiments.show(experiments.train_argv(train['argv'], ks, r0, n, resume))}")
                 print(f"    [{count['missing'] + count['partial']} networks, {hours(secs[0])} "
                       f"at {experiments.THROUGHPUT[train['expected']['network']]} network-batches/s]")
+        elif count['finished'] < len(states):
+            print('  not trained: every result that reads these networks exists')
         if slurm_like and any(pending(s, states) for s in evals):
             print(f"  job sweep-{src}-eval" + (' (after the array succeeds)' if pending(train, states) else '') + ':')
         for step, sec in zip(evals, secs[1:]):
@@ -409,7 +415,7 @@ def run_submitit(hp, units, nb_step, cwd):
     os.environ['PYTHONPATH'] = os.pathsep.join([experiments.REPO] + [p for p in [os.environ.get('PYTHONPATH')] if p])
     for src, u in units.items():
         states, train, evals = u['states'], u['steps'][0], u['steps'][1:]
-        cells = [c for c, v in states.items() if v[0] != 'finished']
+        cells = [c for c, v in states.items() if v[0] != 'finished'] if pending(train, states) else []
         jobs = []
         if cells:
             ex = make_executor(hp, f'sweep-{src}', hp['time_min'])

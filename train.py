@@ -130,6 +130,7 @@ from tqdm import tqdm  # noqa: E402
 import checkpoints  # noqa: E402
 import ensemble  # noqa: E402
 import networks  # noqa: E402
+import settings  # noqa: E402
 import tasks  # noqa: E402
 import util  # noqa: E402
 from objective import Objective  # noqa: E402
@@ -460,13 +461,13 @@ def setup(config):
     n_tasks = check_config(config)
     check_tasks(config, n_tasks)
     util.pick_device(config['device'])  # a missing GPU is an error before any folder is made
-    default_batches = 20_000 if config['network'] == 'gpt-2' else 100_000
+    default_batches = settings.DEFAULT_BATCHES[config['network']]
     if config['n_batch'] is None:
         config['n_batch'] = default_batches
     # the default budget stays out of folder names, also when given explicitly (--n_batch=1e5)
     naming = dict(_DEFAULTS, n_batch=default_batches)
     config.update(util.provenance())
-    members = [Member(variant, checkpoints.run_name(variant, naming, k, r), k, r) for variant in variants(config)
+    members = [Member(variant, settings.run_name(variant, naming, k, r), k, r) for variant in variants(config)
                for k in n_tasks for r in range(config['run'], config['run'] + config['runs'])]
     folders = [m.folder for m in members]
     for m in members:

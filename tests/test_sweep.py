@@ -16,6 +16,7 @@ import pytest
 
 import configurator
 import experiments
+import settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(REPO, 'sweep.py')
@@ -160,7 +161,7 @@ def test_table_rows_are_consistent():
         assert set(row['figures'] + row['id_figures'] + row['sparsity']) <= set(experiments.FIGURES)
     assert experiments.EXPERIMENTS['RNN']['runs'] == 10 and experiments.EXPERIMENTS['LSTM']['runs'] == 5
     assert experiments.source('Noise_2') == experiments.source('Corr_0') == 'RNN'
-    assert set(experiments.BUDGET) == set(experiments.THROUGHPUT) == {'RNN', 'LSTM', 'gpt-2'}
+    assert set(settings.DEFAULT_BATCHES) == set(experiments.THROUGHPUT) == {'RNN', 'LSTM', 'gpt-2'}
 
 
 def test_script_defaults_are_the_scripts_hyperparameters():
@@ -311,6 +312,22 @@ def test_dry_run_names_results_made_from_other_networks(tmp_path):
                           'delete results/RNN_paper.npz to remake it): python generalize.py')
     free, = [line for line in out.splitlines() if '--label=FreeRT ' in line]
     assert free.startswith('  skip (exists): python generalize.py')  # made from this sweep's networks
+
+
+def test_networks_are_not_trained_when_every_result_that_reads_them_exists(tmp_path):
+    """A fresh clone holds the result files and analyses the figures read, not the
+    networks: a sweep then trains nothing and only draws."""
+    for run, name in (('nTask24_run0', 'summary.json'), ('nTask2_run0', 'summary.json'),
+                      ('network-gpt-2_nTask24_run0', 'values_summary.json')):
+        os.makedirs(tmp_path / 'analysis' / run)
+        (tmp_path / 'analysis' / run / name).write_text('{}')
+    out = sweep(tmp_path, 'fig4', 'fixed_points', '--dry_run=True', check=0).out
+    assert not re.search(r'^  python (train|analyze)', out, re.M)  # nothing to run but the notebooks
+    assert out.count('  not trained: every result that reads these networks exists') == 2  # RNN, gpt-2
+    os.remove(tmp_path / 'analysis' / 'nTask2_run0' / 'summary.json')  # one analysis missing: RNN trains
+    out = sweep(tmp_path, 'fig4', 'fixed_points', '--dry_run=True', check=0).out
+    assert '--runs=10 --out_dir=trained_networks/RNN ' in out and '--network=gpt-2' not in out
+    assert "python analyze.py --runs_dir=trained_networks/RNN --select=\"{'n_task': 2, 'run': 0}\"" in out
 
 
 def test_slurm_dry_run_has_one_array_task_per_network(tmp_path):
