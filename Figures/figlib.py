@@ -29,6 +29,22 @@ def analysis_recipe(script, sweep, run):
 # ---------------------------------------------------------------------------------
 # Loading
 
+PROTOCOLS = ('correct', 'paper')  # generalize.py's OOD test sets, in the notebooks' `protocol` parameter
+
+
+def ood(label, protocol):
+    """The results file of `label` under an OOD protocol: <label> (the held-out
+    quadrant) or <label>_paper (the paper's test sets, generalize.py --protocol=paper)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol={protocol!r} is not allowed: expected 'correct' or 'paper'")
+    return label + ('_paper' if protocol == 'paper' else '')
+
+
+def protocol_title(protocol):
+    """A figure's title naming the paper's test sets ('' under the correct protocol)."""
+    return "the paper's test sets" if protocol == 'paper' else ''
+
+
 def load(results_dir, name, required=True):
     """results/<name>.npz as a dict of arrays (ours or the paper's). A missing file
     raises FileNotFoundError with the command that makes it, or, when not

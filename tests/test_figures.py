@@ -4,6 +4,7 @@ their main input is missing."""
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -138,6 +139,34 @@ def test_paper_style_files_with_only_r_sq_n_tasks_angles(tmp_path, capsys):
     assert 'RNN_ID.npz not found, skipped' in printed.out and 'gpt-2.npz not found, skipped' in printed.out
     for name in ('fig3a', 'fig3c'):
         assert (out / f'{name}.png').exists() and (out / f'{name}.pdf').exists()
+
+
+PROTOCOL_NOTEBOOKS = ['fig3b', 'fig3c', 'S1', 'S5c', 'fig5a', 'fig5b_S12', 'fig5c', 'S3b']
+
+
+@pytest.mark.slow
+def test_protocol_paper_reads_the_paper_test_set_files(data, tmp_path, capsys):
+    """--protocol=paper: every OOD notebook reads <label>_paper.npz (here r² = 0.5 everywhere)."""
+    results = tmp_path / 'results'
+    results.mkdir()
+    for path in (data / 'results').glob('*.npz'):
+        if path.stem.endswith('_paper'):
+            continue  # made below
+        with np.load(path) as f:
+            arrays = dict(f)
+        (results / path.name).write_bytes(path.read_bytes())
+        if 'r_sq' in arrays and not path.stem.endswith('_ID'):
+            np.savez(results / f'{path.stem}_paper.npz', **dict(arrays, r_sq=np.full_like(arrays['r_sq'], 0.5)))
+    out = tmp_path / 'out'
+    status = run_notebooks.main(PROTOCOL_NOTEBOOKS + ['--protocol=paper', f'--results_dir={results}', f'--out_dir={out}'])
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
+    r2_lines = [line for line in printed.out.splitlines() if ' r_sq (' in line]
+    numbers = [n for line in r2_lines for n in re.findall(r': (-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\]', line)]
+    assert len(r2_lines) > 10 and len(numbers) >= 4 * len(r2_lines)  # 4 or 5 points per curve
+    assert set(numbers) == {('0.500', '0.500', '0.500')}
+    assert run_notebooks.main(['fig3b', '--protocol=papr', f'--results_dir={results}', f'--out_dir={out}']) == 1
+    assert "protocol='papr' is not allowed" in capsys.readouterr().err
 
 
 @pytest.mark.slow
