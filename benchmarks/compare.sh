@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark of the README's Performance table, for this checkout and for the
 # previous implementation (the commit before the throughput work), in one run on one
-# machine. Needs trained networks to evaluate (the Figure 3a sweep in trained_networks/RNN).
+# machine, then the profile of this checkout's training batch. Needs trained networks
+# to evaluate (the Figure 3a sweep in trained_networks/RNN).
 #
 #     bash benchmarks/compare.sh [previous commit, default 9e20e74] > benchmarks/compare.txt
 set -u
@@ -18,3 +19,7 @@ for repo in "$old" .; do
   python benchmarks/bench_generalize.py --repo="$repo" --runs_dir=trained_networks/RNN | grep -E 'RESULT'
 done
 python benchmarks/bench_startup.py
+echo "=== where the time goes (this checkout, 25 members, 1 thread)"
+for network in RNN LSTM gpt-2; do
+  python benchmarks/profile_train.py --network=$network 2>/dev/null | grep -v -E '^trained|it/s|USDT'
+done
