@@ -190,11 +190,19 @@ def test_partial_sweeps_use_the_task_counts_found(tmp_path, capsys):
 def test_every_notebook_parameter_can_be_set(data, tmp_path, capsys):
     analysis = tmp_path / 'analysis'
     (analysis / 'nTask6_run3').mkdir(parents=True)
+    corr = np.zeros((16, 2))
+    corr[:3] = [[0.9, 0.1], [-0.1, -0.8], [0.6, 0.3]]  # two tuned to one latent, one to both (at 0.2)
+    corr[3:5] = np.nan  # silent over the stimulus grid
     np.savez(analysis / 'nTask6_run3' / 'rate_maps.npz', rate_maps=np.random.default_rng(0).random((8, 8, 16)),
-             correlations=np.zeros((16, 2)))
+             correlations=corr)
     out = tmp_path / 'out'
     assert run_notebooks.main(['fig4', f'--analysis_dir={analysis}', f'--out_dir={out}', '--rnn_run=nTask6_run3']) == 0
-    assert 'RNN: 16 units' in capsys.readouterr().out and (out / 'fig4_RNN.png').exists()
+    printed = capsys.readouterr().out
+    assert 'RNN: 16 units, 2 silent' in printed and '; 2 tuned to one latent' in printed
+    assert (out / 'fig4_RNN.png').exists()
+    assert run_notebooks.main(['fig4', f'--analysis_dir={analysis}', f'--out_dir={out}', '--rnn_run=nTask6_run3',
+                               '--single_low=0.4']) == 0
+    assert '; 3 tuned to one latent' in capsys.readouterr().out
     (analysis / 'run9').mkdir()
     np.savez(analysis / 'run9' / 'fixed_points.npz', eigvals=np.zeros((0, 16), complex), amplification=np.zeros((0, 2)))
     ns = run_notebooks.run_notebook(os.path.join(FIGURES, 'fixed_points.ipynb'),
