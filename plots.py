@@ -107,6 +107,14 @@ def compare(ax, curves, names, key='r_sq', networks=True):
     otherwise the pooled median and IQR. Prints the numbers."""
     present = {label: res for label, res in curves.items() if res is not None}
     every = sorted(set().union(*(res['n_tasks'].tolist() for res in present.values())))
+    # networks trained for different budgets: say so in the legend, the comparison is not like for like
+    budgets = {label: int(np.nanmax(res['batches'])) for label, res in present.items()
+               if 'batches' in res and np.isfinite(res['batches']).any()}
+    if len(set(budgets.values())) > 1:
+        print('note: the curves come from different training budgets: '
+              + ', '.join(f'{label} {b:,} batches' for label, b in budgets.items()))
+        names = {label: f'{name} ({budgets[label]:,} batches)' if label in budgets else name
+                 for label, name in names.items()}
     for i, (label, res) in enumerate(present.items()):
         if sorted(res['n_tasks'].tolist()) != every:  # a partial sweep: its task counts are shown
             print(f'note: {label} has n_task {res["n_tasks"].tolist()} only (of {every})')

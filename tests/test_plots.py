@@ -111,3 +111,17 @@ def test_rate_maps_of_a_few_units_with_a_long_title_stay_compact(tmp_path):
     path = plots.plot_rate_maps(np.random.default_rng(0).random((8, 8, 8)), title, str(tmp_path / 'v.png'))
     height, width = image.imread(path).shape[:2]
     assert width < 2.0 * height  # a 2 × 4 grid, not a title line stretching the figure
+
+
+def test_curves_of_different_training_budgets_say_so(capsys):
+    rng = np.random.default_rng(0)
+    files = {label: {'n_tasks': np.array(N_TASKS), 'r_sq': rng.random((5, 3, 4, 2)), 'batches': np.full((5, 3), b)}
+             for label, b in (('RNN', 100_000), ('FreeRT', 20_000))}
+    fig, ax = plots.subplots()
+    plots.compare(ax, files, {'RNN': 'fixed RT', 'FreeRT': 'free RT'})
+    assert legend_texts(ax.get_legend()) == ['fixed RT (100,000 batches)', 'free RT (20,000 batches)']
+    assert 'different training budgets: RNN 100,000 batches, FreeRT 20,000 batches' in capsys.readouterr().out
+    files['RNN']['batches'] = np.full((5, 3), 20_000.0)  # equal budgets: the legend as given
+    fig, ax = plots.subplots()
+    plots.compare(ax, files, {'RNN': 'fixed RT', 'FreeRT': 'free RT'})
+    assert legend_texts(ax.get_legend()) == ['fixed RT', 'free RT']
