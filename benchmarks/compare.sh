@@ -18,6 +18,10 @@ for repo in "$old" .; do
   python benchmarks/bench_shared.py --repo="$repo"
   python benchmarks/bench_generalize.py --repo="$repo" --runs_dir=trained_networks/RNN | grep -E 'RESULT'
 done
+echo "=== Figure 3a evaluation (this checkout): 25 networks (n_task 2-24 x runs 0-4), both OOD protocols in one pass, 1 thread"
+start=$(date +%s)
+python generalize.py --runs_dir=trained_networks/RNN --n_runs=5 --protocol=both --label=bench --results_dir="$(mktemp -d)" > /dev/null
+echo "$(( $(date +%s) - start )) s"
 python benchmarks/bench_startup.py
 echo "=== where the time goes (this checkout, 25 members, 1 thread)"
 for network in RNN LSTM gpt-2; do
