@@ -75,11 +75,16 @@ def _jsonable(x):
     raise TypeError(f'{type(x).__name__} is not JSON serialisable')
 
 
-def check_output(name, folder):
+def check_output(name, folder, keep=True):
     """Create the output folder of hyperparameter `name` and write (and remove) a
     probe file in it, so that an unwritable, impossible or too long location fails
-    before any work, with one line naming it, instead of after it."""
+    before any work, with one line naming it, instead of after it. keep=False removes
+    again the folders the probe created: a later refusal then leaves nothing behind."""
     shown = folder if len(folder) <= 100 else f'{folder[:60]}... ({len(folder)} characters)'
+    created, parent = [], os.path.abspath(folder)
+    while parent and not os.path.exists(parent):
+        created.append(parent)
+        parent = os.path.dirname(parent)
     try:
         os.makedirs(folder, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=folder, prefix='.write-probe')
@@ -87,6 +92,9 @@ def check_output(name, folder):
         os.remove(probe)
     except OSError as e:
         raise OSError(f"cannot write to {name}={shown!r}: {e.strerror or e}") from None
+    if not keep:
+        for path in created:  # deepest first
+            os.rmdir(path)
     return folder
 
 

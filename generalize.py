@@ -92,9 +92,10 @@ def generalize(hp):
     same settings continues where an interrupted one stopped. Broken runs are skipped;
     once the rest is written, checkpoints.BrokenRuns lists them (exit status 1)."""
     check(hp)
-    checkpoints.check_output('results_dir', hp['results_dir'])
+    checkpoints.check_output('results_dir', hp['results_dir'], keep=False)
     folders, batches, broken = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'],
                                                       hp['n_runs'], hp['unfinished'])
+    os.makedirs(hp['results_dir'], exist_ok=True)
     device = util.pick_device(hp['device'])
     util.set_threads(hp['n_threads'])
     names = {p: result_name(hp, p) for p in decoding.protocols(hp)}

@@ -66,9 +66,10 @@ def sparsity_sweep(hp):
     classified before any work, each network's values saved as it completes (a rerun
     continues), broken runs skipped and reported at the end (checkpoints.BrokenRuns)."""
     check(hp)
-    checkpoints.check_output('results_dir', hp['results_dir'])
+    checkpoints.check_output('results_dir', hp['results_dir'], keep=False)
     folders, batches, broken = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'],
                                                       hp['n_runs'], hp['unfinished'])
+    os.makedirs(hp['results_dir'], exist_ok=True)
     device = util.pick_device(hp['device'])
     util.set_threads(hp['n_threads'])
     stem = os.path.join(hp['results_dir'], f"sparsity_{hp['label']}")
