@@ -59,10 +59,11 @@ def task_axis(ax, n_tasks):
     ax.set_xlabel('number of tasks $N_{task}$')
 
 
-def legend(ax):
+def legend(ax, title=None):
     """The legend beside the axes, on their right, so that it never covers the data
     (IQR bands, per-network dots, reference lines)."""
-    return ax.legend(loc='upper left', bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize=7)
+    return ax.legend(loc='upper left', bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize=7,
+                     title=title, title_fontsize=7)
 
 
 def empty_note(ax, text):
@@ -113,7 +114,7 @@ def compare(ax, curves, names, key='r_sq', networks=True):
     if len(set(budgets.values())) > 1:
         print('note: the curves come from different training budgets: '
               + ', '.join(f'{label} {b:,} batches' for label, b in budgets.items()))
-        names = {label: f'{name} ({budgets[label]:,} batches)' if label in budgets else name
+        names = {label: f'{name} ({short_count(budgets[label])})' if label in budgets else name
                  for label, name in names.items()}
     for i, (label, res) in enumerate(present.items()):
         if sorted(res['n_tasks'].tolist()) != every:  # a partial sweep: its task counts are shown
@@ -125,7 +126,15 @@ def compare(ax, curves, names, key='r_sq', networks=True):
             plot_iqr(ax, res['n_tasks'], values, label=names[label])
         print_summary(f'{label} {key}', res['n_tasks'].tolist(), values)
     task_axis(ax, every)
-    legend(ax)
+    legend(ax, title='(training batches)' if len(set(budgets.values())) > 1 else None)
+
+
+def short_count(n):
+    """A count as the README writes budgets: 100000 -> '1e5', 25000 -> '2.5e4'; others
+    with thousands separators. Short, so that a legend beside the axes leaves them room."""
+    mantissa, exponent = f'{n:e}'.split('e')
+    mantissa = mantissa.rstrip('0').rstrip('.')
+    return f'{mantissa}e{int(exponent)}' if n >= 1000 and len(mantissa) <= 3 else f'{n:,}'
 
 
 def quantity(res, key):

@@ -31,8 +31,8 @@ python sparsity.py --runs_dir=trained_networks_2e4/RNN --n_runs=10 --label=RNN_2
 python Figures/run_notebooks.py
 python Figures/run_notebooks.py fig3b fig3c fig5a fig5b_S12 fig5c S1 S3b S5c --protocol=paper --out_dir=Figures/out/paper
 python Figures/run_notebooks.py S5c --labels="{'RNN_2e4': 'fixed RT', 'FreeRT': 'free RT'}" --out_dir=Figures/out/2e4
-python Figures/run_notebooks.py fig3b --labels="{'RNN': '1e5 batches', 'RNN_2e4': '2e4 batches'}" --out_dir=Figures/out/2e4
-python Figures/run_notebooks.py S6 --labels="{'RNN': '1e5 batches', 'RNN_2e4': '2e4 batches'}" --out_dir=Figures/out/2e4
+python Figures/run_notebooks.py fig3b --labels="{'RNN': 'RNN', 'RNN_2e4': 'RNN'}" --out_dir=Figures/out/2e4
+python Figures/run_notebooks.py S6 --labels="{'RNN': 'RNN', 'RNN_2e4': 'RNN'}" --out_dir=Figures/out/2e4
 cp Figures/out/*.png docs/figures/
-for f in S5c fig3b S6; do cp Figures/out/2e4/$f.png docs/figures/${f}_2e4.png; done
+for f in S5c fig3b S6a; do cp Figures/out/2e4/$f.png docs/figures/${f}_2e4.png; done
 for f in Figures/out/paper/*.png; do cp "$f" "docs/figures/$(basename "$f" .png)_paper.png"; done

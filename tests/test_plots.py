@@ -113,13 +113,20 @@ def test_rate_maps_of_a_few_units_with_a_long_title_stay_compact(tmp_path):
     assert width < 2.0 * height  # a 2 × 4 grid, not a title line stretching the figure
 
 
+@pytest.mark.parametrize('n, text', [(100_000, '1e5'), (20_000, '2e4'), (25_000, '2.5e4'), (1000, '1e3'),
+                                     (12_345, '12,345'), (300, '300')])
+def test_budgets_are_written_short(n, text):
+    assert plots.short_count(n) == text
+
+
 def test_curves_of_different_training_budgets_say_so(capsys):
     rng = np.random.default_rng(0)
     files = {label: {'n_tasks': np.array(N_TASKS), 'r_sq': rng.random((5, 3, 4, 2)), 'batches': np.full((5, 3), b)}
              for label, b in (('RNN', 100_000), ('FreeRT', 20_000))}
     fig, ax = plots.subplots()
     plots.compare(ax, files, {'RNN': 'fixed RT', 'FreeRT': 'free RT'})
-    assert legend_texts(ax.get_legend()) == ['fixed RT (100,000 batches)', 'free RT (20,000 batches)']
+    assert legend_texts(ax.get_legend()) == ['fixed RT (1e5)', 'free RT (2e4)']
+    assert ax.get_legend().get_title().get_text() == '(training batches)'
     assert 'different training budgets: RNN 100,000 batches, FreeRT 20,000 batches' in capsys.readouterr().out
     files['RNN']['batches'] = np.full((5, 3), 20_000.0)  # equal budgets: the legend as given
     fig, ax = plots.subplots()
