@@ -111,7 +111,8 @@ def compare(ax, curves, names, key='r_sq', networks=True):
     # networks trained for different budgets: say so in the legend, the comparison is not like for like
     budgets = {label: int(np.nanmax(res['batches'])) for label, res in present.items()
                if 'batches' in res and np.isfinite(res['batches']).any()}
-    if len(set(budgets.values())) > 1:
+    mixed = len(set(budgets.values())) > 1
+    if mixed:
         print('note: the curves come from different training budgets: '
               + ', '.join(f'{label} {b:,} batches' for label, b in budgets.items()))
         names = {label: f'{name} ({short_count(budgets[label])})' if label in budgets else name
@@ -126,7 +127,7 @@ def compare(ax, curves, names, key='r_sq', networks=True):
             plot_iqr(ax, res['n_tasks'], values, label=names[label])
         print_summary(f'{label} {key}', res['n_tasks'].tolist(), values)
     task_axis(ax, every)
-    legend(ax, title='(training batches)' if len(set(budgets.values())) > 1 else None)
+    legend(ax, title='(training batches)' if mixed else None)
 
 
 def short_count(n):
