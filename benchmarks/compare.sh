@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark of the README's Performance table, for this checkout and for the
+# Every benchmark of the Performance table (docs/performance.md), for this checkout and for the
 # previous implementation (the commit before the throughput work), in one run on one
 # machine, then the profile of this checkout's training batch. Needs trained networks
 # to evaluate (the Figure 3a sweep in trained_networks/RNN).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements of the README, on one GPU: training throughput (bench_train.py)
+# The GPU measurements of docs/performance.md, on one GPU: training throughput (bench_train.py)
 # and the whole Figure 3a pipeline (25 networks at the paper's budget, trained and
 # evaluated under both OOD protocols and in distribution), timed.
 #

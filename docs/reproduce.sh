@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The exact commands that made every result file and figure of the README's Results
+# The exact commands that made every result file and figure of docs/results.md
 # (2 CPU cores, one thread per process, two processes at a time: about 5 hours).
 # Rerunning is safe: finished networks and existing result files are skipped.
 set -u
@@ -27,7 +27,7 @@ done
 python generalize.py --runs_dir=trained_networks_2e4/RNN --n_runs=10 --label=RNN_2e4 --protocol=both
 python sparsity.py --runs_dir=trained_networks_2e4/RNN --n_runs=10 --label=RNN_2e4
 
-# 5. Every figure from the result files (Figures/out/), and the README's copies (docs/figures/)
+# 5. Every figure from the result files (Figures/out/), and the copies the README and docs/ show (docs/figures/)
 python Figures/run_notebooks.py
 python Figures/run_notebooks.py fig3b fig3c fig5a fig5b_S12 fig5c S1 S3b S5c --protocol=paper --out_dir=Figures/out/paper
 python Figures/run_notebooks.py S5c --labels="{'RNN_2e4': 'fixed RT', 'FreeRT': 'free RT'}" --out_dir=Figures/out/2e4
