@@ -49,7 +49,7 @@ def test_unfinished_runs_are_refused_with_the_command_that_finishes_them(tmp_pat
     setting = dict(leaky=False, n_sd_in=1.0, timing={'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100})
     fake_run(tmp_path, 2, 0, **setting)
     part = fake_run(tmp_path, 6, 0, batch=1000, finished=False, **setting)
-    assert checkpoints.run_state(part) == ('unfinished', 1000, None)
+    assert checkpoints.run_state(part) == ('partial', 1000, None)
     sweep = str(tmp_path)
     with pytest.raises(ValueError) as e:
         checkpoints.find_sweep(sweep, {}, [2, 6], 2)
