@@ -425,6 +425,20 @@ def test_a_corrupt_result_file_is_named_and_remade(tmp_path):
     assert not experiments.exists(str(tmp_path / 'results' / 'RNN_ID.npz'))
 
 
+def test_a_failed_evaluation_stops_the_notebooks_that_read_it(tmp_path):
+    """A real run (no training: the network is there): the evaluation fails on a
+    broken checkpoint, and fig3a's notebook does not run on the missing result."""
+    fake_network(str(tmp_path / 'trained_networks' / 'RNN'), experiments.expected_config('RNN'), 2, 0, 'finished')
+    os.makedirs(tmp_path / 'results')
+    np.savez(tmp_path / 'results' / 'RNN_paper.npz', r_sq=np.zeros(2))  # the OOD result exists, the ID one not
+    proc = sweep(tmp_path, 'fig3a', '--n_tasks=[2]', '--runs=1', '--n_threads=1', '--out_dir=figs')
+    assert proc.returncode == 1, proc.out
+    summary = proc.out[proc.out.rindex('failed or not run'):]
+    assert '[RNN] FAILED (exit 1): python generalize.py' in summary
+    assert '[figures] not run (fig3a: [RNN] FAILED (exit 1): python generalize.py' in summary
+    assert 'run: python Figures/run_notebooks.py' not in proc.out and not os.path.exists(tmp_path / 'figs')
+
+
 def test_figures_that_read_a_failed_step_are_not_drawn():
     module = load_sweep_module()
     nb_step = {'kind': 'script', 'label': 'figures', 'script': 'Figures/run_notebooks.py',
