@@ -33,7 +33,7 @@ each script with n_threads threads. 'slurm' submits through submitit, per experi
         -> python generalize.py ...; python generalize.py ... --protocol=paper; python sparsity.py ...;
            python analyze.py ...
     # and one job for the notebooks
-    #SBATCH --job-name=sweep-figures  --dependency=afterany:<every evaluation job>
+    #SBATCH --job-name=sweep-figures  --dependency=afterok:<every evaluation job> (a failed one: no figures)
         -> python Figures/run_notebooks.py <figures> --results_dir=... --analysis_dir=... --out_dir=...
 
 A network trained alone (--n_task=k --run=r --runs=1) is the same network as in the
@@ -60,7 +60,7 @@ notebooks = True  # run the figures' notebooks at the end
 dry_run = False  # list every step that would run, with its estimated cost, and stop
 executor = 'local'  # 'local', 'slurm' (through submitit) or 'submitit_local' (submitit's local executor)
 n_parallel = 1  # local: experiments running at once
-n_threads = None  # CPU threads per script; None: local: CPU cores / n_parallel, slurm: cpus_per_task
+n_threads = None  # CPU threads of every script (its --n_threads); None: local: CPU cores / n_parallel, slurm: cpus_per_task
 device = 'auto'  # passed to every script: 'auto', 'cpu', 'cuda', ...
 partition = None  # slurm partition (None: the cluster's default)
 time_min = 1440  # slurm (and submitit_local) time limit of each job, minutes
