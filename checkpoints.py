@@ -1,14 +1,14 @@
 """Trained networks on disk: atomic writes, safe loading (ours and the paper's
-published checkpoints), readable run folders and finding runs by their config.
+published checkpoints) and finding runs by their config.
 
-A run folder `out_dir/<name>/` holds `config.json`, `net.pth` and `metrics.json`
-(SPEC §4). `net.pth` loads with `torch.load(..., weights_only=True)`."""
+A run folder (runs.py: its name, state, config and lock) holds `config.json`,
+`net.pth` and `metrics.json` (SPEC §4). `net.pth` loads with
+`torch.load(..., weights_only=True)`."""
 import difflib
 import glob
 import json
 import os
 import re
-import shlex
 import sys
 import tempfile
 
@@ -18,15 +18,10 @@ import torch
 import checks
 import ensemble
 import networks
-import settings
+import runs
 import tasks
 from configurator import script_defaults
-
-CHECKPOINT = 'net.pth'
-CONFIG = 'config.json'
-METRICS = 'metrics.json'
-TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py')
-# what runs saved before these hyperparameters existed were trained with
+from runs import CHECKPOINT, CONFIG, METRICS, TRAIN_SCRIPT, load_config, load_json  # noqa: F401 (callers use them from here too)
 
 
 # ---------------------------------------------------------------------------------
@@ -76,36 +71,8 @@ def _jsonable(x):
 
 
 def check_output(name, folder, keep=True):
-    """Create the output folder of hyperparameter `name` and write (and remove) a
-    probe file in it, so that an unwritable, impossible or too long location fails
-    before any work, with one line naming it, instead of after it. keep=False removes
-    again the folders the probe created: a later refusal then leaves nothing behind."""
-    shown = folder if len(folder) <= 100 else f'{folder[:60]}... ({len(folder)} characters)'
-    created, parent = [], os.path.abspath(folder)
-    while parent and not os.path.exists(parent):
-        created.append(parent)
-        parent = os.path.dirname(parent)
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix='.write-probe')
-        os.close(fd)
-        os.remove(probe)
-    except OSError as e:
-        raise OSError(f"cannot write to {name}={shown!r}: {e.strerror or e}") from None
-    if not keep:
-        for path in created:  # deepest first
-            os.rmdir(path)
-    return folder
-
-
-def load_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f'{path} does not exist') from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f'{path} is corrupt (not valid JSON: {e})') from None
+    """checks.writable: the output folder of hyperparameter `name`, probed before any work."""
+    return checks.writable(name, folder, keep)
 
 
 # ---------------------------------------------------------------------------------
@@ -139,7 +106,7 @@ def load_checkpoint(path):
 
 
 # ---------------------------------------------------------------------------------
-# Run folders (train.py names them with settings.run_name)
+# Run folders (train.py names them with runs.run_name)
 
 def find_runs(root='trained_networks', **criteria):
     """Run folders under `root` (and the paper's published `.pth` files lying in it)
@@ -187,39 +154,36 @@ def _matching(scanned, criteria, root):
 
 
 # ---------------------------------------------------------------------------------
-# The state of a run: finished, partly trained or broken
-
-FINISHED, UNFINISHED, BROKEN = 'finished', 'unfinished', 'broken'
-
+# The state of a run (the vocabulary is runs.py's)
 
 def run_state(where):
-    """(state, batches trained, problem) of a run folder or a paper .pth file:
-    FINISHED once train.py wrote metrics.json (its last step; the paper's files are
-    finished), UNFINISHED with a checkpoint but no metrics.json (batches: the
-    checkpoint's), BROKEN without a checkpoint or with one that does not load
-    (`problem` says which). Loads the checkpoint, so a corrupt one shows here."""
+    """(state, batches trained, problem) of a run folder or a paper .pth file, as
+    runs.state gives it, with its files loaded: FINISHED once train.py wrote
+    metrics.json (its last step; the paper's files are finished), PARTIAL with a
+    checkpoint but no metrics.json (batches: the checkpoint's), MISSING without a
+    checkpoint, BROKEN with a checkpoint or metrics.json that does not load
+    (`problem` says what is wrong for MISSING and BROKEN)."""
     if not os.path.isdir(where):  # the paper's files name their budget, e.g. ...batch1e5...
         try:
             load_checkpoint(where)
         except (FileNotFoundError, ValueError) as e:
-            return BROKEN, None, str(e)
+            return runs.BROKEN, None, str(e)
         m = re.search(r'batch(\d+(?:\.\d+)?(?:e\d+)?)', os.path.basename(where))
-        return FINISHED, int(float(m.group(1))) if m else None, None
-    path = os.path.join(where, CHECKPOINT)
-    if not os.path.exists(path):
-        return BROKEN, None, f'no {CHECKPOINT}: training stopped before its first checkpoint'
+        return runs.FINISHED, int(float(m.group(1))) if m else None, None
+    if runs.state(where) == runs.MISSING:
+        return runs.MISSING, None, f'no {CHECKPOINT}: training stopped before its first checkpoint'
     try:
-        resume = load_checkpoint(path).get('resume') or {}
-    except ValueError as e:
-        return BROKEN, None, str(e)
+        resume = load_checkpoint(os.path.join(where, CHECKPOINT)).get('resume') or {}
+    except (FileNotFoundError, ValueError) as e:
+        return runs.BROKEN, None, str(e)
     batch = resume.get('batch')
-    if not os.path.exists(os.path.join(where, METRICS)):
-        return UNFINISHED, batch, None
+    if runs.state(where) == runs.PARTIAL:
+        return runs.PARTIAL, batch, None
     try:
         metrics = load_json(os.path.join(where, METRICS))
     except (OSError, ValueError) as e:
-        return BROKEN, batch, str(e)
-    return FINISHED, metrics.get('batches_done', batch), None
+        return runs.BROKEN, batch, str(e)
+    return runs.FINISHED, metrics.get('batches_done', batch), None
 
 
 def fingerprint(where):
@@ -228,53 +192,6 @@ def fingerprint(where):
     path = os.path.join(where, CHECKPOINT) if os.path.isdir(where) else where
     stat = os.stat(path)
     return [os.path.abspath(where), stat.st_size, stat.st_mtime_ns]
-
-
-def train_command(config, **override):
-    """The train.py command line for a configuration: its hyperparameters that differ
-    from train.py's defaults, then `override` (e.g. resume=True)."""
-    defaults = script_defaults(TRAIN_SCRIPT)
-    values = {**{k: v for k, v in config.items() if k in defaults}, **override}
-    return ' '.join(['python train.py'] + [_flag(k, v) for k, v in values.items()
-                                           if k in override or v != defaults[k]])
-
-
-def resume_command(folder):
-    """The train.py command that finishes a partly trained run: its hyperparameters
-    (from its config.json), its n_task and run alone, its folder's parent as out_dir,
-    and --resume=True."""
-    config = load_json(os.path.join(folder, CONFIG))
-    return train_command(config, n_task=config['n_task'], run=config['run'], runs=1,
-                         out_dir=os.path.dirname(os.path.abspath(folder)), resume=True)
-
-
-def _flag(key, value):
-    """--key=value as the configurator reads it, quoted for the shell when needed
-    (--timing="{'fixation': 100, ...}", as the README writes it)."""
-    flag = f'--{key}={value}' if isinstance(value, str) else f'--{key}={value!r}'
-    if re.fullmatch(r'[\w.,:/+=@%-]*', flag):
-        return flag
-    if not re.search(r'["$`\\!]', flag):
-        return f'--{key}="{flag[len(key) + 3:]}"'
-    return shlex.quote(flag)
-
-
-def refuse_unfinished(runs):
-    """ValueError naming the partly trained runs {where: (batch, of)} and how to finish them."""
-    lines = []
-    for where, (batch, of) in runs.items():
-        at = f"batch {batch}" + (f" of {of}" if of else '') if batch is not None else 'an unknown batch'
-        lines.append(f"  {where} (at {at})\n    finish it: {resume_command(where)}")
-    return ValueError(f"{len(runs)} selected network(s) are only partly trained (no {METRICS} yet):\n"
-                      + '\n'.join(lines) + "\nor evaluate them as they are with --unfinished=True")
-
-
-def _checkpoint_budget(where):
-    """The n_batch a partly trained run is training towards (for messages)."""
-    try:
-        return load_config(where).get('n_batch')
-    except (OSError, ValueError):
-        return None
 
 
 class BrokenRuns(ValueError):
@@ -330,19 +247,19 @@ def find_sweep(root, select, n_tasks, n_runs, unfinished=False):
     batches, partly = {}, {}
     for where in configs:
         state, batches[where], problem = run_state(where)
-        if state == BROKEN:
+        if state in (runs.BROKEN, runs.MISSING):
             broken[where] = problem
-        elif state == UNFINISHED:
-            partly[where] = (batches[where], _checkpoint_budget(where))
+        elif state == runs.PARTIAL:
+            partly[where] = (batches[where], runs.budget(where))
     if partly and not unfinished:
-        raise refuse_unfinished(partly)
+        raise runs.refuse_partial(partly)
     return folders, batches, broken
 
 
 def _check_one_condition(configs, select):
     """ValueError when the networks of one curve differ in a hyperparameter beyond
-    settings.SWEEP_KEYS and settings.BOOKKEEPING, naming the keys, their values and a select that splits them."""
-    keys = sorted(set().union(*configs.values()) - settings.SWEEP_KEYS - settings.BOOKKEEPING)
+    runs.SWEEP_KEYS and runs.BOOKKEEPING, naming the keys, their values and a select that splits them."""
+    keys = sorted(set().union(*configs.values()) - runs.SWEEP_KEYS - runs.BOOKKEEPING)
     differ = {}
     for key in keys:
         counts = {}
@@ -374,12 +291,6 @@ def _matches(value, wanted):
 
 # ---------------------------------------------------------------------------------
 # One loader for every trained network
-
-def load_config(folder):
-    """A run folder's config.json, completed with what older runs were trained with
-    for hyperparameters added since (e.g. loss='logits')."""
-    return {**settings.EARLIER_DEFAULTS, **load_json(os.path.join(folder, CONFIG))}
-
 
 def load_network(path, device='cpu', noise_free=False):
     """Rebuild a trained network (one member), its frozen encoder and its config
@@ -423,10 +334,10 @@ def select_network(path, runs_dir, select, run, unfinished=False):
             checks.fail('run', run, f"an index in 0..{len(found) - 1} ({len(found)} networks match select={select})")
         where = found[run]
     state, batches, problem = run_state(where)
-    if state == BROKEN:
+    if state in (runs.BROKEN, runs.MISSING):
         raise ValueError(f"{where} is broken: {problem}")
-    if state == UNFINISHED and not unfinished:
-        raise refuse_unfinished({where: (batches, _checkpoint_budget(where))})
+    if state == runs.PARTIAL and not unfinished:
+        raise runs.refuse_partial({where: (batches, runs.budget(where))})
     return where, batches
 
 

@@ -4,6 +4,8 @@ e.g. "seed=-1 is not allowed: expected a non-negative integer". Pure Python (no
 torch), so scripts can check their whole configuration before the slow imports."""
 import math
 import numbers
+import os
+import tempfile
 
 
 def fail(name, value, expected):
@@ -99,3 +101,26 @@ def file_label(name, value):
     if not isinstance(value, str) or value.strip() in ('', '.', '..') or any(c in value for c in '/\\\0'):
         fail(name, value, 'a non-empty file name without path separators (/ or \\)')
     return value
+
+
+def writable(name, folder, keep=True):
+    """Create the output folder of hyperparameter `name` and write (and remove) a
+    probe file in it, so that an unwritable, impossible or too long location fails
+    before any work, with one line naming it, instead of after it. keep=False removes
+    again the folders the probe created: a later refusal then leaves nothing behind."""
+    shown = folder if len(folder) <= 100 else f'{folder[:60]}... ({len(folder)} characters)'
+    created, parent = [], os.path.abspath(folder)
+    while parent and not os.path.exists(parent):
+        created.append(parent)
+        parent = os.path.dirname(parent)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix='.write-probe')
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise OSError(f"cannot write to {name}={shown!r}: {e.strerror or e}") from None
+    if not keep:
+        for path in created:  # deepest first
+            os.rmdir(path)
+    return folder

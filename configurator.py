@@ -15,8 +15,14 @@ import difflib
 import io
 import math
 import os
+import re
+import shlex
 import sys
 import tokenize
+
+# set in a script's environment: configure() checks the values (config files, flags and
+# the script's own check) and exits 0 without running the script (sweep.py's planning)
+CHECK_ONLY = 'CONFIGURE_CHECK_ONLY'
 
 _LITERAL_TYPES = (type(None), bool, int, float, str, list, tuple, dict)
 _EXPECTED = {
@@ -309,11 +315,55 @@ def configure(namespace, argv=None, lists=(), doc=None, print_config=True, posit
             check(dict(values))
         except ValueError as e:
             _fail(str(e))
+    if os.environ.get(CHECK_ONLY):
+        raise SystemExit(0)
     namespace.update(values)
     if print_config:
         for name, value in values.items():
             print(f"{name} = {value!r}" + ("  # overridden" if name in overridden else ''))
     return dict(values)
+
+
+# ---------------------------------------------------------------------------------
+# Command lines written back out: the one renderer of what configure() parses
+
+def flag(name, value):
+    """--name=value that configure() reads back as `value` (lists without spaces, so
+    that they need no quoting; a str that would parse as another literal is quoted)."""
+    if isinstance(value, str):
+        text = value if parse_value(value) == value else repr(value)
+    elif isinstance(value, (list, tuple)) and all(type(v) in (int, float, str, bool) for v in value):
+        text = '[' + ','.join(repr(v) for v in value) + ']'
+    else:
+        text = repr(value)
+    return f'--{name}={text}'
+
+
+def flags(values):
+    """[--name=value, ...] of {name: value}, in its order."""
+    return [flag(name, value) for name, value in values.items()]
+
+
+_SAFE = re.compile(r'[\w@%+=:,./\[\]-]+')
+
+
+def shell(argv):
+    """A script's argv as one would type it: `python train.py --select="{'network': 'LSTM'}"`."""
+    words = ['python']
+    for arg in argv:
+        name, eq, value = arg.partition('=')
+        if _SAFE.fullmatch(arg):
+            words.append(arg)
+        elif arg.startswith('--') and eq and not re.search(r'["$`\\!]', value):
+            words.append(f'{name}="{value}"')
+        else:
+            words.append(shlex.quote(arg))
+    return ' '.join(words)
+
+
+def command(script, values):
+    """The shell command that runs `script` with the hyperparameters {name: value}."""
+    return shell([script] + flags(values))
 
 
 def run(main, config):

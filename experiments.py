@@ -9,25 +9,26 @@ results/sparsity_<label>.npz and analysis/<run>/. Each row that trains has its o
 (Noise_2 and Corr_0 are the RNN sweep, FreeRT_T<T> the FreeRT sweep at other trial
 durations). Figures/README.md shows the same table.
 
-The state of a network is read from its run folder: finished (metrics.json), partial
-(net.pth without metrics.json: train.py --resume=True continues it) or missing.
-run_steps() is the function that runs a chain of steps, locally or as a submitit job.
-Nothing here imports torch at the top: planning a sweep stays fast.
+The state of a network is read from its run folder (runs.state: finished, partial or
+missing). A step is a script and its hyperparameters, rendered as a command line
+(configurator.flags) only to be shown or run. run_steps() is the function that runs a
+chain of steps, locally or as a submitit job. Nothing here imports torch: planning a
+sweep stays fast.
 """
 import difflib
 import glob
 import json
 import os
-import re
-import shlex
 import signal
 import subprocess
 import sys
 import threading
 import time
 
+import numpy as np
+
 import configurator
-import settings
+import runs
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -38,9 +39,10 @@ REPO = os.path.dirname(os.path.abspath(__file__))
 # work by it.
 THROUGHPUT = {'RNN': 1200, 'LSTM': 480, 'gpt-2': 240}
 # Seconds per network of the evaluation scripts (generalize.py: 4 held-out quadrants, both
-# protocols in one pass, the paper's decoder budget; it scales with the splits), and per notebook.
+# protocols in one pass, the paper's decoder budget; it scales with the splits), and per notebook
+# (Figures/run_notebooks.py ran all 13 in 12 s on a quiet machine, in 8 s of CPU time on a busy one).
 EVAL_SECONDS = {'generalize.py': 8, 'sparsity.py': 3, 'analyze.py': 300, 'analyze_transformer.py': 10}
-NOTEBOOK_SECONDS = 15
+NOTEBOOK_SECONDS = 1
 
 # ---------------------------------------------------------------------------------
 # The table
@@ -174,39 +176,17 @@ def check_overrides(overrides, defaults, what, set_by_sweep=()):
 
 
 # ---------------------------------------------------------------------------------
-# Command lines: argv lists ['train.py', '--name=value', ...], run as
-# [sys.executable, REPO/<script>, ...] and shown as `python train.py ...`
+# Steps as command lines: [script, words..., --name=value, ...], run as
+# [sys.executable, REPO/<script>, ...] and shown as `python <script> ...`
 
-def flag(name, value):
-    """--name=value with the value as the configurator parses it (lists without spaces)."""
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str)) for v in value):
-        text = '[' + ','.join(repr(v) for v in value) + ']'
-    else:
-        text = repr(value)
-    return f'--{name}={text}'
+def argv(step):
+    """The command line of a step {'script', 'values'} (and the bare `words` of run_notebooks.py)."""
+    return [step['script']] + list(step.get('words', ())) + configurator.flags(step['values'])
 
 
-def flags(values):
-    return [flag(k, v) for k, v in values.items()]
-
-
-_SAFE = re.compile(r'[\w@%+=:,./\[\]-]+')
-
-
-def show(argv):
-    """A command as one might type it: `python train.py --select="{'network': 'LSTM'}"`."""
-    words = ['python']
-    for arg in argv:
-        name, eq, value = arg.partition('=')
-        if _SAFE.fullmatch(arg):
-            words.append(arg)
-        elif arg.startswith('--') and eq and not re.search(r'["$`\\!]', value):
-            words.append(f'{name}="{value}"')
-        else:
-            words.append(shlex.quote(arg))
-    return ' '.join(words)
+def show(step):
+    """A step as one would type it: `python train.py --select="{'network': 'LSTM'}"`."""
+    return configurator.shell(argv(step))
 
 
 # ---------------------------------------------------------------------------------
@@ -218,19 +198,19 @@ def expected_config(label, train_overrides=None, n_batch=None):
     defaults = script_defaults('train.py')
     row = EXPERIMENTS[source(label)]
     config = {**defaults, **(train_overrides or {}), **row['train']}  # the row's own values win
-    config['n_batch'] = n_batch or settings.DEFAULT_BATCHES[config['network']]
+    config['n_batch'] = n_batch or runs.DEFAULT_BATCHES[config['network']]
     return json.loads(json.dumps(config))  # as config.json holds it (tuples as lists)
 
 
 def differences(config, expected):
     """{name: (found, expected)} for the settings in which a saved config differs; a
     hyperparameter the network was trained without counts as the value such runs were
-    trained with (settings.EARLIER_DEFAULTS), or as a difference when there is none."""
+    trained with (runs.EARLIER_DEFAULTS), or as a difference when there is none."""
     missing = object()
-    config = {**settings.EARLIER_DEFAULTS, **config}
+    config = {**runs.EARLIER_DEFAULTS, **config}
     diff = {}
     for name, want in expected.items():
-        if name in settings.SWEEP_KEYS or name in settings.BOOKKEEPING:
+        if name in runs.SWEEP_KEYS or name in runs.BOOKKEEPING:
             continue
         got = config.get(name, missing)
         if got is missing or got != want:
@@ -239,33 +219,23 @@ def differences(config, expected):
 
 
 def network_states(sweep_dir, expected, cells):
-    """{(n_task, run): (state, folder, None)} for the wanted cells: state 'finished'
-    (metrics.json), 'partial' (net.pth) or 'missing'. A folder
-    trained with other settings raises ValueError: a sweep folder must not mix them."""
+    """{(n_task, run): (state, folder, None)} for the wanted cells, state as runs.state
+    gives it. A folder trained with other settings raises ValueError: a sweep folder
+    must not mix them."""
     found = {}
-    for path in sorted(glob.glob(os.path.join(sweep_dir, '*', 'config.json'))):
+    for path in sorted(glob.glob(os.path.join(sweep_dir, '*', runs.CONFIG))):
         folder = os.path.dirname(path)
         try:
-            with open(path) as f:
-                config = json.load(f)
+            config = runs.load_config(folder)
         except (OSError, ValueError) as e:
-            raise ValueError(f'{path} is unreadable ({e}); remove {folder} to retrain it') from None
+            raise ValueError(f'{e}; remove {folder} to retrain it') from None
         diff = differences(config, expected)
         if diff:
             what = ', '.join(f'{k}={v[0]!r} (this sweep: {v[1]!r})' for k, v in list(diff.items())[:4])
             raise ValueError(f'{folder} was trained with other settings: {what}. A sweep folder must not mix '
                              'networks of different settings: move it away or use another runs_dir')
         found[(config.get('n_task'), config.get('run'))] = folder
-    states = {}
-    for cell in cells:
-        folder = found.get(tuple(cell))
-        if folder and os.path.exists(os.path.join(folder, 'metrics.json')):
-            states[tuple(cell)] = ('finished', folder, None)
-        elif folder and os.path.exists(os.path.join(folder, 'net.pth')):
-            states[tuple(cell)] = ('partial', folder, None)
-        else:  # no folder, or one killed before its first checkpoint (train.py starts it afresh)
-            states[tuple(cell)] = ('missing', folder, None)
-    return states
+    return {tuple(cell): (runs.state(found.get(tuple(cell))), found.get(tuple(cell)), None) for cell in cells}
 
 
 def rectangles(cells, order=N_TASKS):
@@ -302,19 +272,20 @@ def train_calls(states):
     batch their checkpoints are at), missing ones in fresh calls."""
     groups = {}
     for cell, (state, _, _) in states.items():
-        if state != 'finished':
+        if state != runs.FINISHED:
             groups.setdefault(state, []).append(cell)
-    return [(ks, r0, n, state == 'partial') for state, cells in sorted(groups.items())
+    return [(ks, r0, n, state == runs.PARTIAL) for state, cells in sorted(groups.items())
             for ks, r0, n in rectangles(cells)]
 
 
-def train_argv(base, n_tasks, r0, n, resume):
-    """train.py for the rectangle n_tasks × runs r0 … r0+n-1: `base` (overrides, then
-    --out_dir=... and what follows) with the networks' flags before --out_dir."""
-    cut = next((i for i, a in enumerate(base) if a.startswith('--out_dir=')), len(base))
-    which = [flag('n_task', n_tasks[0] if len(n_tasks) == 1 else n_tasks)]
-    which += [flag('run', r0)] * (r0 != 0) + [flag('runs', n)]
-    return list(base[:cut]) + which + list(base[cut:]) + ['--resume=True'] * resume
+def train_values(base, n_tasks, r0, n, resume):
+    """train.py's hyperparameters for the rectangle n_tasks × runs r0 … r0+n-1: `base`
+    (overrides, then out_dir and what follows) with the networks' before out_dir."""
+    items = list(base.items())
+    cut = next((i for i, (name, _) in enumerate(items) if name == 'out_dir'), len(items))
+    which = [('n_task', n_tasks[0] if len(n_tasks) == 1 else list(n_tasks))]
+    which += [('run', r0)] * (r0 != 0) + [('runs', n)]
+    return dict(items[:cut] + which + items[cut:] + [('resume', True)] * resume)
 
 
 def analysis_output(step, states=None):
@@ -324,10 +295,38 @@ def analysis_output(step, states=None):
         states = network_states(step['sweep_dir'], step['expected'], [step['cell']])
     _, folder, _ = states[tuple(step['cell'])]
     expected = step['expected']
-    name = os.path.basename(folder) if folder else settings.run_name(
-        expected, dict(script_defaults('train.py'), n_batch=settings.DEFAULT_BATCHES[expected['network']]),
+    name = os.path.basename(folder) if folder else runs.run_name(
+        expected, dict(script_defaults('train.py'), n_batch=runs.DEFAULT_BATCHES[expected['network']]),
         *step['cell'])
     return os.path.join(step['analysis_dir'], name, step['file'])
+
+
+def result_problem(output):
+    """None when an existing result file loads, else what is wrong with it (a corrupt
+    file is remade, never kept as if it were a result)."""
+    try:
+        with np.load(output, allow_pickle=False) as f:
+            [f[key] for key in f.files]
+    except Exception as e:  # noqa: BLE001 (whatever numpy or zipfile raise: the file is unusable)
+        return f'{type(e).__name__}: {e}'.splitlines()[0]
+    return None
+
+
+def exists(output):
+    """An output that is there and usable (result files: they load)."""
+    return os.path.exists(output) and not (output.endswith('.npz') and result_problem(output))
+
+
+def notebook_parameters(figure):
+    """{name: value} of the parameters cell (first line `# parameters`) of the figure's
+    notebook, read without running it."""
+    with open(os.path.join(REPO, 'Figures', figure + '.ipynb'), encoding='utf-8') as f:
+        cells = json.load(f)['cells']
+    for cell in cells:
+        source = ''.join(cell['source'])
+        if cell['cell_type'] == 'code' and source.lstrip().startswith('# parameters'):
+            return configurator.literal_defaults(source)
+    return {}
 
 
 def made_from(output):
@@ -341,14 +340,15 @@ def made_from(output):
 
 
 # ---------------------------------------------------------------------------------
-# Running steps. A step is a plain dict (it travels to cluster jobs):
-#   {'kind': 'train', 'label', 'argv' (train.py without n_task/run/runs/resume),
+# Running steps. A step is a plain dict (it travels to cluster jobs), with its script
+# and that script's hyperparameters ({'script', 'values'}, see argv):
+#   {'kind': 'train', 'label', 'script', 'values' (train.py's without n_task/run/runs/resume),
 #    'sweep_dir', 'cells', 'expected', 'needed'}: trains what is not finished, resuming
 #    partial ones, when `needed` (some result that reads the networks is missing);
-#   {'kind': 'script', 'label', 'argv', 'output'}: runs unless `output` exists
-#    (None: always), removing a half-written output when it fails;
-#   {'kind': 'analysis', 'label', 'argv', 'sweep_dir', 'cell', 'expected', 'analysis_dir',
-#    'file'}: runs unless analysis_dir/<run>/<file> exists.
+#   {'kind': 'script', 'label', 'script', 'values', 'output'}: runs unless `output` exists
+#    and loads (None: always), removing a half-written output when it fails;
+#   {'kind': 'analysis', 'label', 'script', 'values', 'sweep_dir', 'cell', 'expected',
+#    'analysis_dir', 'file'}: runs unless analysis_dir/<run>/<file> exists.
 
 _RUNNING = []  # the scripts run_steps is waiting for, for the preemption handler
 STOP = threading.Event()  # set on Ctrl-C: running scripts are stopped, no new step starts
@@ -395,51 +395,51 @@ def run_steps(steps, cwd=None, threads=None, log=None, raise_on_failure=False):
     cwd = cwd or os.getcwd()
     records, training_failed = [], False
 
-    def record(step, argv, status, outputs=(), seconds=0.0):
-        records.append({'label': step['label'], 'command': show(argv), 'status': status,
+    def record(step, status, outputs=(), seconds=0.0):
+        records.append({'label': step['label'], 'command': show(step), 'status': status,
                         'outputs': list(outputs)})
         if status != 'skipped':
-            _say(f"[{step['label']}] {status} ({seconds:.0f} s): {show(argv)}", log)
+            _say(f"[{step['label']}] {status} ({seconds:.0f} s): {show(step)}", log)
 
-    def run(step, argv, outputs=()):
-        _say(f"[{step['label']}] run: {show(argv)}", log)
+    def run(step, outputs=()):
+        _say(f"[{step['label']}] run: {show(step)}", log)
         t0 = time.time()
-        status = _execute(argv, cwd, threads, log)
+        status = _execute(argv(step), cwd, threads, log)
         ok = status == 0
         if not ok:
             for path in outputs:  # half-written: a rerun makes it again
                 if path and os.path.exists(os.path.join(cwd, path)):
                     os.remove(os.path.join(cwd, path))
-        record(step, argv, 'done' if ok else f'FAILED (exit {status})', outputs, time.time() - t0)
+        record(step, 'done' if ok else f'FAILED (exit {status})', outputs, time.time() - t0)
         return ok
 
     for step in steps:
         if STOP.is_set():
-            record(step, step['argv'], 'not run (interrupted)')
+            record(step, 'not run (interrupted)')
             continue
         if training_failed and step['kind'] != 'train':
-            record(step, step['argv'], 'not run (training failed)')
+            record(step, 'not run (training failed)')
             continue
         try:
             if step['kind'] == 'train' and not step.get('needed', True):
-                record(step, step['argv'], 'skipped')
+                record(step, 'skipped')
             elif step['kind'] == 'train':
                 states = network_states(os.path.join(cwd, step['sweep_dir']), step['expected'], step['cells'])
                 for ks, r0, n, resume in train_calls(states):
-                    training_failed |= not run(step, train_argv(step['argv'], ks, r0, n, resume))
+                    training_failed |= not run({**step, 'values': train_values(step['values'], ks, r0, n, resume)})
             elif step['kind'] == 'analysis':
                 output = analysis_output({**step, 'sweep_dir': os.path.join(cwd, step['sweep_dir'])})
                 if os.path.exists(os.path.join(cwd, output)):
-                    record(step, step['argv'], 'skipped')
+                    record(step, 'skipped')
                 else:
-                    run(step, step['argv'])
-            elif step.get('output') and os.path.exists(os.path.join(cwd, step['output'])):
-                record(step, step['argv'], 'skipped')
+                    run(step)
+            elif step.get('output') and exists(os.path.join(cwd, step['output'])):
+                record(step, 'skipped')
             else:
-                run(step, step['argv'], [step.get('output')])
+                run(step, [step.get('output')])
         except (ValueError, OSError) as e:  # a folder of other settings, an unreadable config
             _say(f"[{step['label']}] FAILED: {e}", log)
-            records.append({'label': step['label'], 'command': show(step['argv']), 'status': f'FAILED ({e})',
+            records.append({'label': step['label'], 'command': show(step), 'status': f'FAILED ({e})',
                             'outputs': []})
             training_failed |= step['kind'] == 'train'
     failed = [r for r in records if r['status'].startswith(('FAILED', 'not run'))]
@@ -483,18 +483,18 @@ def recipe(name, runs_dir='trained_networks', results_dir='results'):
     if label not in EXPERIMENTS:
         return f'python {script} --label={label} (see Figures/README.md)'
     row, src = EXPERIMENTS[label], source(label)
-    train = ['train.py'] + flags(EXPERIMENTS[src]['train']) + [
-        flag('n_task', row['n_task']), flag('runs', row['runs']), flag('out_dir', f'{runs_dir}/{src}')]
-    evaluate = eval_argv(script, label, row, f'{runs_dir}/{src}', results_dir) + flags(extra)
-    return ' && '.join(show(argv) for argv in (train, evaluate))
+    train = {**EXPERIMENTS[src]['train'], 'n_task': row['n_task'], 'runs': row['runs'],
+             'out_dir': f'{runs_dir}/{src}'}
+    evaluate = {**eval_values(script, label, row, f'{runs_dir}/{src}', results_dir), **extra}
+    return ' && '.join(configurator.command(*step) for step in (('train.py', train), (script, evaluate)))
 
 
-def eval_argv(script, label, row, sweep_dir, results_dir, n_tasks=None, runs=None, overrides=None):
-    """generalize.py / sparsity.py for one row: its own overrides where the script has
-    them, then the sweep's `overrides` for the names the row does not set."""
+def eval_values(script, label, row, sweep_dir, results_dir, n_tasks=None, runs=None, overrides=None):
+    """generalize.py / sparsity.py's hyperparameters for one row: its own overrides
+    where the script has them, then the sweep's `overrides` for the names the row
+    does not set."""
     defaults = script_defaults(script)
     own = {k: v for k, v in row['evaluate'].items() if k in defaults}
     own.update({k: v for k, v in (overrides or {}).items() if k not in own})
-    return [script, flag('runs_dir', sweep_dir), flag('n_tasks', n_tasks or row['n_task']),
-            flag('n_runs', runs or row['runs'])] + flags(own) + [flag('label', label),
-                                                                  flag('results_dir', results_dir)]
+    return {'runs_dir': sweep_dir, 'n_tasks': n_tasks or row['n_task'], 'n_runs': runs or row['runs'],
+            **own, 'label': label, 'results_dir': results_dir}

@@ -11,8 +11,11 @@ Every experiment trains into its own folder <runs_dir>/<experiment>/ and is eval
 from there, under each OOD protocol (results/<label>.npz and results/<label>_paper.npz).
 A rerun does only what is missing: finished networks (metrics.json) and existing result
 files are skipped, partly trained networks (net.pth only) resume with --resume=True, and
-networks are trained only where a result that reads them is missing. A failed step is
-reported and the others go on; the exit status is then 1.
+networks are trained only where a result that reads them is missing. Before any work,
+every step's hyperparameters go through its script's own checks (the dry run refuses
+what the real run would), and every output folder is probed. A failed step is reported
+and the others go on, except those that read its output (the notebooks of a figure whose
+results failed do not run); the exit status is then 1.
 
 Executors. 'local' runs one process chain per experiment, at most n_parallel at once,
 each script with n_threads threads. 'slurm' submits through submitit, per experiment:
@@ -30,7 +33,7 @@ each script with n_threads threads. 'slurm' submits through submitit, per experi
         -> python generalize.py ...; python generalize.py ... --protocol=paper; python sparsity.py ...;
            python analyze.py ...
     # and one job for the notebooks
-    #SBATCH --job-name=sweep-figures  --dependency=afterany:<every evaluation job>
+    #SBATCH --job-name=sweep-figures  --dependency=afterok:<every evaluation job> (a failed one: no figures)
         -> python Figures/run_notebooks.py <figures> --results_dir=... --analysis_dir=... --out_dir=...
 
 A network trained alone (--n_task=k --run=r --runs=1) is the same network as in the
@@ -57,7 +60,7 @@ notebooks = True  # run the figures' notebooks at the end
 dry_run = False  # list every step that would run, with its estimated cost, and stop
 executor = 'local'  # 'local', 'slurm' (through submitit) or 'submitit_local' (submitit's local executor)
 n_parallel = 1  # local: experiments running at once
-n_threads = None  # CPU threads per script; None: local: CPU cores / n_parallel, slurm: cpus_per_task
+n_threads = None  # CPU threads of every script (its --n_threads); None: local: CPU cores / n_parallel, slurm: cpus_per_task
 device = 'auto'  # passed to every script: 'auto', 'cpu', 'cuda', ...
 partition = None  # slurm partition (None: the cluster's default)
 time_min = 1440  # slurm (and submitit_local) time limit of each job, minutes
@@ -66,14 +69,15 @@ gpus_per_node = 0  # slurm GPUs per job (use with device='cuda')
 array_parallelism = 64  # slurm: array tasks running at once
 max_requeue = 3  # slurm: requeues after preemption or time-out
 # ------------------------------------------------------------------------
-import ast
 import concurrent.futures
 import os
 import shutil
+import subprocess
 import sys
 import time
 
 import checks
+import configurator
 import experiments
 from configurator import configure
 
@@ -100,6 +104,8 @@ def check(hp):
         checks.positive_ints('n_tasks', hp['n_tasks'])
     checks.non_negative_int('gpus_per_node', hp['gpus_per_node'])
     checks.non_negative_int('max_requeue', hp['max_requeue'])
+    for name in ('runs_dir', 'results_dir', 'analysis_dir', 'out_dir', 'log_dir'):
+        checks.folder(name, hp[name])
     for name in ('train_overrides', 'eval_overrides'):
         checks.dictionary(name, hp[name])
     hp['train_overrides'] = experiments.check_overrides(
@@ -122,6 +128,12 @@ def check(hp):
         if hp['executor'] == 'slurm' and shutil.which('srun') is None:
             raise ValueError("executor='slurm' needs Slurm (no srun here); executor='submitit_local' runs the "
                              "same jobs on this machine")
+    if hp['executor'] != 'slurm' and str(hp['device']).startswith('cuda'):  # Slurm's nodes have their own GPUs
+        import torch  # only here: planning stays torch-free otherwise
+        index = hp['device'].partition(':')[2]
+        if not torch.cuda.is_available() or (index.isdigit() and int(index) >= torch.cuda.device_count()):
+            checks.fail('device', hp['device'], f"'auto' or 'cpu': this machine has {torch.cuda.device_count()} "
+                        "GPU(s) that torch can use")
     return figs, overrides
 
 
@@ -137,30 +149,32 @@ def threads(hp):
 
 
 def plan(hp, figs, overrides):
-    """{unit: {'cells', 'sweep_dir', 'expected', 'train_argv', 'steps', 'notes'}} for what
-    `figs` read, in table order, plus the notebooks step. Raises ValueError for a
-    sweep folder that holds networks of other settings."""
+    """{unit: {'cells', 'sweep_dir', 'expected', 'steps', 'states'}} for what `figs` read,
+    in table order, and notes. Each step is a script with its hyperparameters
+    ({'script', 'values'}); every one gets the sweep's n_threads and device. Raises
+    ValueError for a sweep folder that holds networks of other settings."""
     units, notes = {}, []
-    n_thr = threads(hp)
-    extra = {'device': hp['device']} if hp['device'] != 'auto' else {}
+    # every script gets the threads the sweep gives it: torch.set_num_threads in a
+    # script overrides OMP_NUM_THREADS, so the environment alone is not enough
+    extra = {'n_threads': threads(hp), **({'device': hp['device']} if hp['device'] != 'auto' else {})}
 
     def unit(src):
         if src not in units:
             row = experiments.EXPERIMENTS[src]
             sweep_dir = os.path.join(hp['runs_dir'], src)
             more = {k: v for k, v in hp['train_overrides'].items() if k not in row['train']}  # the row's values win
-            train = (['train.py'] + experiments.flags(row['train']) + experiments.flags(more)
-                     + [experiments.flag('n_batch', hp['n_batch'])] * (hp['n_batch'] is not None)
-                     + [experiments.flag('out_dir', sweep_dir), experiments.flag('n_threads', n_thr)]
-                     + experiments.flags(extra))
-            units[src] = {'cells': set(), 'sweep_dir': sweep_dir, 'train_argv': train, 'steps': [],
+            values = {**row['train'], **more, **({'n_batch': hp['n_batch']} if hp['n_batch'] is not None else {}),
+                      'out_dir': sweep_dir, **extra}
+            units[src] = {'cells': set(), 'sweep_dir': sweep_dir, 'steps': [],
+                          'train': {'kind': 'train', 'label': src, 'script': 'train.py', 'values': values,
+                                    'sweep_dir': sweep_dir},
                           'expected': experiments.expected_config(src, hp['train_overrides'], hp['n_batch'])}
         return units[src]
 
     def script_step(label, script, args, output):
-        argv = experiments.eval_argv(script, label, row, u['sweep_dir'], hp['results_dir'], ks, n_runs,
-                                     overrides[script]) + experiments.flags(args) + experiments.flags(extra)
-        u['steps'].append({'kind': 'script', 'label': label, 'argv': argv, 'output': output,
+        values = {**experiments.eval_values(script, label, row, u['sweep_dir'], hp['results_dir'], ks, n_runs,
+                                            overrides[script]), **args, **extra}
+        u['steps'].append({'kind': 'script', 'label': label, 'script': script, 'values': values, 'output': output,
                            'n_dim': u['expected']['n_dim']})
 
     wanted = [item for f in figs for item in experiments.reads(f)]
@@ -191,11 +205,11 @@ def plan(hp, figs, overrides):
             if k not in ks or r >= n_runs:
                 notes.append(f'{script} of {label} nTask{k} run{r} skipped: n_tasks={ks}, runs={n_runs}')
                 continue
-            argv = ([script, experiments.flag('runs_dir', u['sweep_dir']),
-                     experiments.flag('select', {'n_task': k, 'run': r}), experiments.flag('out_dir', hp['analysis_dir'])]
-                    + experiments.flags(overrides[script]) + experiments.flags(extra))
-            u['steps'].append({'kind': 'analysis', 'label': label, 'argv': argv, 'sweep_dir': u['sweep_dir'],
-                               'cell': [k, r], 'expected': u['expected'], 'analysis_dir': hp['analysis_dir'],
+            values = {'runs_dir': u['sweep_dir'], 'select': {'n_task': k, 'run': r}, 'out_dir': hp['analysis_dir'],
+                      **overrides[script], **extra}
+            u['steps'].append({'kind': 'analysis', 'label': label, 'script': script, 'values': values,
+                               'sweep_dir': u['sweep_dir'], 'cell': [k, r], 'expected': u['expected'],
+                               'analysis_dir': hp['analysis_dir'],
                                'file': 'values_summary.json' if script == 'analyze_transformer.py' else 'summary.json'})
     if (hp['train_overrides'] or hp['n_batch']) and {'fig4', 'fixed_points'} & set(figs):
         notes.append('fig4 and fixed_points read analysis/nTask24_run0 (and network-gpt-2_nTask24_run0, '
@@ -206,10 +220,40 @@ def plan(hp, figs, overrides):
         # networks are trained only for results that are missing (a fresh clone holding every
         # result file retrains nothing)
         needed = any(pending(step, u['states']) for step in u['steps'])
-        u['steps'].insert(0, {'kind': 'train', 'label': src, 'argv': u['train_argv'], 'sweep_dir': u['sweep_dir'],
-                              'cells': [list(c) for c in sorted(u['cells'])], 'expected': u['expected'],
-                              'needed': needed})
+        u['steps'].insert(0, {**u.pop('train'), 'cells': [list(c) for c in sorted(u['cells'])],
+                              'expected': u['expected'], 'needed': needed})
     return units, notes
+
+
+def check_steps(hp, units):
+    """Before any work, in the dry run as in the real one: probe every output folder
+    (leaving nothing behind), then give the hyperparameters of every step that will
+    run to its script's own checks (the script exits after checking:
+    configurator.CHECK_ONLY). Raises ValueError naming each step its script refuses."""
+    for name in ('runs_dir', 'results_dir', 'analysis_dir', 'out_dir') + ('log_dir',) * (hp['executor'] != 'local'):
+        try:
+            checks.writable(name, hp[name], keep=False)
+        except OSError as e:
+            raise ValueError(str(e)) from None
+    steps = [s for u in units.values() for s in u['steps'][1:] if pending(s, u['states'])]
+    # training is checked on the whole rectangle of its networks
+    steps += [{**u['steps'][0], 'values': experiments.train_values(
+        u['steps'][0]['values'], sorted({k for k, _ in u['cells']}), 0, 1 + max(r for _, r in u['cells']), False)}
+        for u in units.values() if pending(u['steps'][0], u['states'])]
+    env = {**os.environ, configurator.CHECK_ONLY: '1'}
+
+    def refusal(step):
+        cmd = [sys.executable, os.path.join(experiments.REPO, step['script'])] + experiments.argv(step)[1:]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode == 0:
+            return None
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or [f'exit {proc.returncode}']
+        return f"[{step['label']}] {step['script']} refuses: {lines[-1].removeprefix('error: ')}"
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # each check is an interpreter start (~0.2 s)
+        refused = [r for r in pool.map(refusal, steps) if r]
+    if refused:
+        raise ValueError(f"{len(refused)} step(s) would fail:\n  " + '\n  '.join(dict.fromkeys(refused)))
 
 
 def pending(step, states):
@@ -219,7 +263,7 @@ def pending(step, states):
         return step['needed'] and any(s != 'finished' for s, _, _ in states.values())
     if step['kind'] == 'analysis':
         return not os.path.exists(experiments.analysis_output(step, states))
-    return not os.path.exists(step['output'])
+    return not experiments.exists(step['output'])
 
 
 def notebook_step(hp, figs, units):
@@ -238,8 +282,13 @@ def notebook_step(hp, figs, units):
             names.append(f)
     if not names or not hp['notebooks']:
         return None, missing
-    argv = ['Figures/run_notebooks.py'] + names + [experiments.flag(k, hp[k]) for k in ('results_dir', 'analysis_dir', 'out_dir')]
-    return {'kind': 'script', 'label': 'figures', 'argv': argv, 'output': None}, missing
+    values = {k: hp[k] for k in ('results_dir', 'analysis_dir', 'out_dir')}
+    if hp['n_tasks']:  # the notebooks show the task counts the sweep made, not the paper's
+        having = {name for f in names for name in experiments.notebook_parameters(f)}
+        values.update({'n_tasks': hp['n_tasks']} if 'n_tasks' in having else {})
+        values.update({'n_task': max(hp['n_tasks'])} if 'n_task' in having else {})
+    return {'kind': 'script', 'label': 'figures', 'script': 'Figures/run_notebooks.py', 'words': names,
+            'values': values, 'output': None}, missing
 
 
 # ---------------------------------------------------------------------------------
@@ -252,22 +301,23 @@ def step_seconds(step, states, hp):
         work = sum(len(ks) * n * (step['expected']['n_batch'] - ((states[(ks[0], r0)][2] or 0) if resume else 0))
                    for ks, r0, n, resume in experiments.train_calls(states))
         return work / experiments.THROUGHPUT[network]
-    script = step['argv'][0]
+    script, values = step['script'], step['values']
     if script == 'Figures/run_notebooks.py':
-        return experiments.NOTEBOOK_SECONDS * (len(step['argv']) - 4)
+        return experiments.NOTEBOOK_SECONDS * len(step['words'])
     if step['kind'] == 'analysis':
         return experiments.EVAL_SECONDS[script]
-    args = dict(a[2:].partition('=')[::2] for a in step['argv'][1:])
-    networks = len(ast.literal_eval(args['n_tasks'])) * int(args['n_runs'])
+    networks = len(values['n_tasks']) * values['n_runs']
     factor = 1.0
     n_dim = step.get('n_dim', 2)
     if script == 'generalize.py' and n_dim > 2:  # one split per orthant unless split / split_var
-        factor = (int(args['split']) if args.get('split', 'None') != 'None' else
-                  n_dim if args.get('split_var') == 'True' else 2 ** n_dim) / 4
+        factor = (values['split'] if values.get('split') is not None else
+                  n_dim if values.get('split_var') else 2 ** n_dim) / 4
     return experiments.EVAL_SECONDS[script] * networks * factor
 
 
 def hours(seconds):
+    if seconds < 60:
+        return f'{seconds:.0f} s'
     return f'{seconds / 3600:.2f} h' if seconds >= 360 else f'{seconds / 60:.1f} min'
 
 
@@ -302,10 +352,12 @@ def describe(hp, figs, units, nb_step, missing_nb, notes):
                 cells = [c for c, v in states.items() if v[0] != 'finished']
                 print(f"  job array sweep-{src}, {len(cells)} tasks, {hours(secs[0])}:")
                 for k, r in cells:
-                    print(f"    {experiments.show(experiments.train_argv(train['argv'], [k], r, 1, states[(k, r)][0] == 'partial'))}")
+                    values = experiments.train_values(train['values'], [k], r, 1, states[(k, r)][0] == 'partial')
+                    print(f"    {experiments.show({**train, 'values': values})}")
             else:
                 for ks, r0, n, resume in experiments.train_calls(states):
-                    print(f"  {experiments.show(experiments.train_argv(train['argv'], ks, r0, n, resume))}")
+                    values = experiments.train_values(train['values'], ks, r0, n, resume)
+                    print(f"  {experiments.show({**train, 'values': values})}")
                 print(f"    [{count['missing'] + count['partial']} networks, {hours(secs[0])} "
                       f"at {experiments.THROUGHPUT[train['expected']['network']]} network-batches/s]")
         elif count['finished'] < len(states):
@@ -313,15 +365,19 @@ def describe(hp, figs, units, nb_step, missing_nb, notes):
         if slurm_like and any(pending(s, states) for s in evals):
             print(f"  job sweep-{src}-eval" + (' (after the array succeeds)' if pending(train, states) else '') + ':')
         for step, sec in zip(evals, secs[1:]):
-            if pending(step, states):
-                print(f"  {experiments.show(step['argv'])}   [{hours(sec)}]")
+            problem = step['kind'] == 'script' and os.path.exists(step['output']) and \
+                experiments.result_problem(step['output'])
+            if problem:
+                print(f"  remake ({step['output']} is corrupt: {problem}): {experiments.show(step)}   [{hours(sec)}]")
+            elif pending(step, states):
+                print(f"  {experiments.show(step)}   [{hours(sec)}]")
             else:
-                print(f"  skip (exists{kept_from(step, u['sweep_dir'])}): {experiments.show(step['argv'])}")
+                print(f"  skip (exists{kept_from(step, u['sweep_dir'])}): {experiments.show(step)}")
     if nb_step:
         sec = step_seconds(nb_step, {}, hp)
         total += sec
         print(f"\nfigures{' (job sweep-figures, after the evaluations)' if slurm_like else ''}:\n"
-              f"  {experiments.show(nb_step['argv'])}   [{hours(sec)}]")
+              f"  {experiments.show(nb_step)}   [{hours(sec)}]")
     for f in missing_nb:
         print(f'note: no notebook Figures/{f}.ipynb yet: its results are made, the figure is not')
     for note in notes:
@@ -357,9 +413,29 @@ def run_local(hp, units, nb_step, cwd):
         except KeyboardInterrupt:  # stop the running scripts; the chains start nothing new
             experiments.STOP.set()
             raise
-    if nb_step:
-        records += experiments.run_steps([nb_step], cwd, n_thr)
-    return records
+    nb_step, skipped = drawable(nb_step, records)
+    return records + skipped + (experiments.run_steps([nb_step], cwd, n_thr) if nb_step else [])
+
+
+def drawable(nb_step, records):
+    """(the notebooks step without the figures that read the output of a failed step
+    or None, a record for each of those naming the step)."""
+    if not nb_step:
+        return None, []
+    failed = {r['label']: r for r in records if r['status'].startswith(('FAILED', 'not run'))}
+    names, skipped = [], []
+    for f in nb_step['words']:
+        inputs = {label for _, label, _ in experiments.reads(f)}
+        cause = next((failed[label] for label in sorted(inputs | {experiments.source(x) for x in inputs})
+                      if label in failed), None)
+        if cause is None:
+            names.append(f)
+            continue
+        status = f"not run ({f}: [{cause['label']}] {cause['status']}: {cause['command']})"
+        print(f"[figures] {status}", flush=True)
+        skipped.append({'label': 'figures', 'command': experiments.show({**nb_step, 'words': [f]}),
+                        'status': status, 'outputs': []})
+    return ({**nb_step, 'words': names} if names else None), skipped
 
 
 def slurm_parameters(hp, name, minutes, dependency=None):
@@ -438,18 +514,21 @@ def run_submitit(hp, units, nb_step, cwd):
         trained = wait(jobs, src)
         records += trained
         if any(r['status'].startswith('FAILED') for r in trained):
-            records += [{'label': s['label'], 'command': experiments.show(s['argv']),
+            records += [{'label': s['label'], 'command': experiments.show(s),
                          'status': 'not run (training failed)', 'outputs': []} for s in todo]
             continue
         records += wait([make_executor(hp, f'sweep-{src}-eval', hp['time_min']).submit(
             experiments.run_steps, todo, cwd, n_thr, None, True)], src)
-    if nb_step:
-        dependency = ('afterany:' + ':'.join(submitted)) if slurm and submitted else None
+    if nb_step and slurm:  # the notebooks run only once every evaluation succeeded
+        dependency = ('afterok:' + ':'.join(submitted)) if submitted else None
         job = make_executor(hp, 'sweep-figures', 60, dependency).submit(experiments.run_steps, [nb_step], cwd, n_thr, None, True)
-        if slurm:
-            print(f'[figures] submitted notebooks job {job.job_id}', flush=True)
-        else:
-            records += wait([job], 'figures')
+        print(f'[figures] submitted notebooks job {job.job_id}', flush=True)
+    elif nb_step:
+        nb_step, skipped = drawable(nb_step, records)
+        records += skipped
+        if nb_step:
+            records += wait([make_executor(hp, 'sweep-figures', 60).submit(
+                experiments.run_steps, [nb_step], cwd, n_thr, None, True)], 'figures')
     if slurm:
         print(f"submitted; logs in {hp['log_dir']}/. Rerun the same command later: finished work is skipped.")
     return records
@@ -463,8 +542,9 @@ def main(hp):
     figs, overrides = check(hp)
     units, notes = plan(hp, figs, overrides)
     nb_step, missing_nb = notebook_step(hp, figs, units)
-    if hp['dry_run']:
-        describe(hp, figs, units, nb_step, missing_nb, notes)
+    check_steps(hp, units)
+    if hp['dry_run']:  # `| head` reads what it needs and leaves: not an error
+        configurator.print_help(describe, hp, figs, units, nb_step, missing_nb, notes)
         return 0
     describe(hp, figs, units, nb_step, missing_nb, notes)
     if not nb_step and not any(pending(s, u['states']) for u in units.values() for s in u['steps']):

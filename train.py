@@ -113,10 +113,8 @@ if __name__ == '__main__':  # --help and configuration errors answer here, befor
     _config = configurator.configure(globals(), lists=('task', 'n_task') + _VARIANTS, doc=__doc__,
                                      check=check_config)
 
-import fcntl  # noqa: E402
 import itertools  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -130,7 +128,7 @@ from tqdm import tqdm  # noqa: E402
 import checkpoints  # noqa: E402
 import ensemble  # noqa: E402
 import networks  # noqa: E402
-import settings  # noqa: E402
+from runs import DEFAULT_BATCHES, RunLock, finished, run_name, train_command  # noqa: E402 (train.py has a `runs` hyperparameter)
 import tasks  # noqa: E402
 import util  # noqa: E402
 from objective import Objective  # noqa: E402
@@ -296,44 +294,6 @@ def restore(members, ckpts, net, encoder, opt, accum):
     return first['batch'], first.get('wall_seconds', 0.0)
 
 
-# ---------------------------------------------------------------------------------
-# Run folders: locks, finished runs, the resume command
-
-class RunLock:
-    """An exclusive lock on a run folder (`.lock` inside it), so two processes never
-    train the same network; the holder's pid, host and start time are in the file."""
-
-    def __init__(self, folder):
-        os.makedirs(folder, exist_ok=True)
-        self.path = os.path.join(folder, '.lock')
-        self.file = open(self.path, 'a+')
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.file.seek(0)
-            holder = self.file.read().strip() or 'another process'
-            self.file.close()
-            raise FileExistsError(f'{folder} is being trained by {holder}; wait for it or stop it') from None
-        self.file.truncate(0)
-        self.file.write(f'pid {os.getpid()} on {socket.gethostname()} since {time.strftime("%Y-%m-%d %H:%M:%S")}')
-        self.file.flush()
-
-    def release(self):
-        """Unlock; the folder goes too if training left nothing in it."""
-        self.file.close()
-        os.remove(self.path)
-        folder = os.path.dirname(self.path)
-        if not os.listdir(folder):
-            os.rmdir(folder)
-
-
-def finished(m, n_batch):
-    """True when the member's run folder holds a network trained for n_batch batches."""
-    if not os.path.exists(os.path.join(m.folder, checkpoints.METRICS)):
-        return False
-    return checkpoints.load_json(os.path.join(m.folder, checkpoints.METRICS)).get('batches_done') == n_batch
-
-
 class Stop:
     """Turns SIGINT (Ctrl-C) and SIGTERM (what Slurm sends before killing a job) into a
     flag the training loop checks after each batch, so it stops at a consistent state."""
@@ -461,13 +421,13 @@ def setup(config):
     n_tasks = check_config(config)
     check_tasks(config, n_tasks)
     util.pick_device(config['device'])  # a missing GPU is an error before any folder is made
-    default_batches = settings.DEFAULT_BATCHES[config['network']]
+    default_batches = DEFAULT_BATCHES[config['network']]
     if config['n_batch'] is None:
         config['n_batch'] = default_batches
     # the default budget stays out of folder names, also when given explicitly (--n_batch=1e5)
     naming = dict(_DEFAULTS, n_batch=default_batches)
     config.update(util.provenance())
-    members = [Member(variant, settings.run_name(variant, naming, k, r), k, r) for variant in variants(config)
+    members = [Member(variant, run_name(variant, naming, k, r), k, r) for variant in variants(config)
                for k in n_tasks for r in range(config['run'], config['run'] + config['runs'])]
     folders = [m.folder for m in members]
     for m in members:
@@ -477,7 +437,7 @@ def setup(config):
                                   'to continue it, or another out_dir')
         if config['resume'] and not exists:
             raise FileNotFoundError(f'--resume=True but {m.checkpoint_path()} does not exist')
-    todo = [m for m in members if not (config['resume'] and finished(m, config['n_batch']))]
+    todo = [m for m in members if not (config['resume'] and finished(m.folder, config['n_batch']))]
     for m in set(members) - set(todo):
         print(f'{m.folder} is complete ({config["n_batch"]} batches): nothing to do')
     locks = []
@@ -578,7 +538,7 @@ def run_ensemble(config, members, ckpts, stop):
         save_all(step)
         bar.close()
         print(f'\n{stop.signal}: saved every network at batch {step}. Continue with:\n'
-              f'  {checkpoints.train_command(config, resume=True)}', file=sys.stderr)
+              f'  {train_command(config, resume=True)}', file=sys.stderr)
         raise KeyboardInterrupt(f'stopped by {stop.signal} at batch {step}')
 
     step = start

@@ -1,14 +1,18 @@
-"""checkpoints.py on fabricated run folders (no training): the state of a run
-(finished / unfinished / broken), what find_sweep refuses before any work, the
-commands it suggests, output checks and file permissions."""
+"""checkpoints.py and runs.py on fabricated run folders (no training): the state of a
+run (finished / partial / missing / broken), what find_sweep refuses before any work,
+the commands it suggests, output checks and file permissions."""
+import json
 import os
 import shlex
 import stat
+import subprocess
+import sys
 
 import pytest
 import torch
 
 import checkpoints
+import runs
 from configurator import parse_value, script_defaults
 
 TRAIN_DEFAULTS = script_defaults(checkpoints.TRAIN_SCRIPT)
@@ -49,7 +53,7 @@ def test_unfinished_runs_are_refused_with_the_command_that_finishes_them(tmp_pat
     setting = dict(leaky=False, n_sd_in=1.0, timing={'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100})
     fake_run(tmp_path, 2, 0, **setting)
     part = fake_run(tmp_path, 6, 0, batch=1000, finished=False, **setting)
-    assert checkpoints.run_state(part) == ('unfinished', 1000, None)
+    assert checkpoints.run_state(part) == ('partial', 1000, None)
     sweep = str(tmp_path)
     with pytest.raises(ValueError) as e:
         checkpoints.find_sweep(sweep, {}, [2, 6], 2)
@@ -161,3 +165,50 @@ def test_read_only_output_folder(tmp_path):
     finally:
         os.chmod(tmp_path, 0o700)
 
+
+
+def test_one_vocabulary_of_run_states(tmp_path):
+    finished = fake_run(tmp_path, 2, 0)
+    partial = fake_run(tmp_path, 3, 0, batch=100, finished=False)
+    started = fake_run(tmp_path, 6, 0, finished=False, checkpoint=False)  # killed before its first checkpoint
+    assert [runs.state(f) for f in (finished, partial, started, None)] == \
+        [runs.FINISHED, runs.PARTIAL, runs.MISSING, runs.MISSING] == ['finished', 'partial', 'missing', 'missing']
+    assert checkpoints.run_state(partial) == (runs.PARTIAL, 100, None)
+    state, _, problem = checkpoints.run_state(started)
+    assert state == runs.MISSING and 'no net.pth' in problem
+    with open(os.path.join(partial, 'net.pth'), 'wb') as f:
+        f.write(b'not a checkpoint')
+    state, _, problem = checkpoints.run_state(partial)
+    assert state == runs.BROKEN and 'corrupt' in problem and partial in problem
+    # the sweep planner reads the same states (torch-free)
+    import experiments
+    expected = {**TRAIN_DEFAULTS, 'n_batch': 3000}
+    states = experiments.network_states(str(tmp_path), expected, [(2, 0), (3, 0), (6, 0), (12, 0)])
+    assert [s for s, _, _ in states.values()] == ['finished', 'partial', 'missing', 'missing']
+    assert runs.finished(finished, 3000) and not runs.finished(finished, 6000) and not runs.finished(partial, 100)
+
+
+def test_resume_command_of_a_run_saved_before_a_hyperparameter_existed(tmp_path):
+    """config.json has one reader: a run trained before `loss` existed (with logits)
+    resumes with --loss=logits, not with today's default."""
+    part = fake_run(tmp_path, 2, 0, batch=100, finished=False)
+    config = json.load(open(os.path.join(part, 'config.json')))
+    del config['loss']
+    checkpoints.save_json(config, os.path.join(part, 'config.json'))
+    args = shlex.split(runs.resume_command(part))
+    assert args[:2] == ['python', 'train.py'] and '--loss=logits' in args and '--resume=True' in args
+    assert runs.load_config(part)['loss'] == 'logits'
+
+
+def test_the_lock_is_exclusive_and_names_its_holder(tmp_path):
+    folder = str(tmp_path / 'nTask2_run0')
+    lock = runs.RunLock(folder)
+    with pytest.raises(FileExistsError, match=f'pid {os.getpid()} on '):
+        runs.RunLock(folder)
+    lock.release()
+    assert not os.path.exists(folder)  # nothing was trained: the folder goes too
+
+
+def test_run_folders_and_the_sweep_planner_import_no_torch():
+    code = 'import sys, runs, experiments; assert "torch" not in sys.modules, "torch imported"'
+    subprocess.run([sys.executable, '-c', code], check=True, cwd=os.path.dirname(checkpoints.TRAIN_SCRIPT))

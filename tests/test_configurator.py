@@ -1,8 +1,14 @@
+import os
+import shlex
+import subprocess
 import sys
 
 import pytest
 
+import configurator
 from configurator import check_type, configure, parse_value
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A toy script: commented hyperparameters at the top, plus things that are not hyperparameters.
 SCRIPT = '''"""Toy training script."""
@@ -361,3 +367,43 @@ def test_positional_must_name_a_list_hyperparameter(tmp_path, capsys):
     with pytest.raises(SystemExit):
         configure(dict(ns), argv=['-h'], positional='figures')
     assert capsys.readouterr().out.startswith('usage: python toy_sweep.py [CONFIG.py ...] [FIGURES ...] [--name=value ...]')
+
+
+# ---------------------------------------------------------------------------------
+# Command lines written back out: what configure() reads back is what was rendered
+
+@pytest.mark.parametrize('default, value', [
+    (3, 7), (1e-3, 2.5e-4), (True, False), (None, None), (None, 'LSTM'), ('x', '1e5'), ('x', 'True'),
+    ('x', "it's"), ('x', 'a b'), ([1], [2, 3]), ({'a': 1}, {'fixation': 100, 'stimulus': 500}),
+    (None, {'network': 'LSTM', 'n_task': [2, 3]}), (['a'], ['LinearClassificationCentOut', 'x y']),
+    ('x', 'trained_networks/RNN'),
+])
+def test_rendered_flags_parse_back_to_their_values(default, value):
+    flag = configurator.flag('h', value)
+    assert configure({'h': default}, argv=[flag], print_config=False)['h'] == value
+    # and through the shell, as the commands we print are typed
+    argv = shlex.split(configurator.command('train.py', {'h': value}))
+    assert argv[:2] == ['python', 'train.py'] and configure({'h': default}, argv=argv[2:], print_config=False)['h'] == value
+
+
+def test_lists_render_without_spaces_so_they_need_no_quotes():
+    assert configurator.flags({'n_task': [2, 3, 24], 'runs': 5, 'network': 'LSTM'}) == \
+        ['--n_task=[2,3,24]', '--runs=5', '--network=LSTM']
+    assert configurator.command('generalize.py', {'select': {'network': 'LSTM'}, 'n_tasks': [2, 24]}) == \
+        "python generalize.py --select=\"{'network': 'LSTM'}\" --n_tasks=[2,24]"
+
+
+def test_check_only_mode_validates_and_runs_nothing(tmp_path):
+    script = tmp_path / 'toy.py'
+    script.write_text("n = 1  # a count\nimport checks\nimport configurator\n\n\ndef check(hp):\n"
+                      "    checks.positive_int('n', hp['n'])\n\n\n"
+                      "configurator.configure(globals(), check=check)\nprint('the script ran')\n")
+    env = {**os.environ, configurator.CHECK_ONLY: '1', 'PYTHONPATH': REPO}
+    run = lambda *argv: subprocess.run([sys.executable, str(script), *argv], env=env, capture_output=True, text=True)
+    ok = run('--n=3')
+    assert ok.returncode == 0 and ok.stdout == '' and ok.stderr == ''  # checked, not run, nothing printed
+    for argv, message in ((['--n=0'], 'n=0 is not allowed'), (['--m=1'], "unknown hyperparameter 'm'")):
+        bad = run(*argv)
+        assert bad.returncode == 2 and message in bad.stderr
+    assert 'the script ran' in subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                                              env={**os.environ, 'PYTHONPATH': REPO}).stdout

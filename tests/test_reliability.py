@@ -21,6 +21,7 @@ import results
 import sparsity
 import train
 from configurator import hyperparameters
+from runs import resume_command
 
 pytestmark = pytest.mark.slow  # trains networks and starts processes
 
@@ -116,7 +117,7 @@ def test_partly_trained_run_is_refused_until_finished_or_asked_for(tmp_path, mon
     summary = analyze.analyze(ana_hp(analyze, part, out, unfinished=True))
     assert summary['batches'] == 20
     # the command the refusal names finishes it (run in-process: same hyperparameters, same folder)
-    command = shlex.split(checkpoints.resume_command(part))  # as the shell passes it
+    command = shlex.split(resume_command(part))  # as the shell passes it
     assert command[:2] == ['python', 'train.py']
     args = {name[2:]: configurator.parse_value(value) for name, value in (a.split('=', 1) for a in command[2:])}
     assert args['resume'] is True and args['out_dir'] == str(root)

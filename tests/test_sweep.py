@@ -12,11 +12,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import configurator
 import experiments
-import settings
+import runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(REPO, 'sweep.py')
@@ -161,7 +162,7 @@ def test_table_rows_are_consistent():
         assert set(row['figures'] + row['id_figures'] + row['sparsity']) <= set(experiments.FIGURES)
     assert experiments.EXPERIMENTS['RNN']['runs'] == 10 and experiments.EXPERIMENTS['LSTM']['runs'] == 5
     assert experiments.source('Noise_2') == experiments.source('Corr_0') == 'RNN'
-    assert set(settings.DEFAULT_BATCHES) == set(experiments.THROUGHPUT) == {'RNN', 'LSTM', 'gpt-2'}
+    assert set(runs.DEFAULT_BATCHES) == set(experiments.THROUGHPUT) == {'RNN', 'LSTM', 'gpt-2'}
 
 
 def test_script_defaults_are_the_scripts_hyperparameters():
@@ -232,7 +233,8 @@ def test_network_states_and_the_train_calls_they_need(tmp_path):
     assert ([2, 3, 6, 12, 24], 1, 1, False) in calls and ([24], 0, 1, False) in calls
     assert ([3, 6, 12], 0, 1, True) in calls  # one resuming call: train.py groups them by batch
     assert len(calls) == 3
-    assert experiments.train_argv(['train.py', '--leaky=False', '--out_dir=x', '--n_threads=1'], [3, 6], 0, 1, True) == \
+    values = experiments.train_values({'leaky': False, 'out_dir': 'x', 'n_threads': 1}, [3, 6], 0, 1, True)
+    assert experiments.argv({'script': 'train.py', 'values': values}) == \
         ['train.py', '--leaky=False', '--n_task=[3,6]', '--runs=1', '--out_dir=x', '--n_threads=1', '--resume=True']
     # a folder trained with other settings must not be mixed into the sweep
     fake_network(sweep_dir, {**expected, 'n_neu': 8}, 2, 1, 'finished')
@@ -286,13 +288,13 @@ def test_dry_run_fig3a_shows_the_exact_commands(tmp_path):
         '  python train.py --n_task=[2,3,6,12,24] --runs=10 --out_dir=trained_networks/RNN --n_threads=1',
         f'    [50 networks, {train_h:.2f} h at {rate} network-batches/s]',
         '  python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,3,6,12,24] --n_runs=10 --label=RNN '
-        f'--results_dir=results   [{eval_h:.2f} h]',
+        f'--results_dir=results --n_threads=1   [{eval_h:.2f} h]',
         '  python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,3,6,12,24] --n_runs=10 --label=RNN '
-        f'--results_dir=results --out_of_distribution=False   [{eval_h:.2f} h]',
+        f'--results_dir=results --out_of_distribution=False --n_threads=1   [{eval_h:.2f} h]',
         '',
         'figures:',
         '  python Figures/run_notebooks.py fig3a --results_dir=results --analysis_dir=analysis '
-        f'--out_dir=Figures/out   [{notebook_min:.1f} min]',
+        f'--out_dir=Figures/out   [{experiments.NOTEBOOK_SECONDS} s]',
         '',
         f'total: {total:.2f} h of single-core work (about {total:.2f} h with n_parallel=1)',
     ]
@@ -304,7 +306,7 @@ def test_dry_run_names_results_made_from_other_networks(tmp_path):
     os.makedirs(tmp_path / 'results')
     for name, runs_dir in (('RNN', 'trained_networks/RNN'), ('FreeRT', 'small/FreeRT')):
         for stem in (name, name + '_paper'):
-            (tmp_path / 'results' / f'{stem}.npz').write_bytes(b'')
+            np.savez(tmp_path / 'results' / f'{stem}.npz', r_sq=np.zeros(2))
             (tmp_path / 'results' / f'{stem}.json').write_text(json.dumps({'config': {'runs_dir': runs_dir}}))
     out = sweep(tmp_path, 'S5c', '--dry_run=True', '--runs_dir=small', '--n_batch=20000', check=0).out
     rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
@@ -354,12 +356,105 @@ def test_slurm_dry_run_has_one_array_task_per_network(tmp_path):
     (['fig3a', '--n_tasks=[2,2]'], 'n_tasks=[2, 2] is not allowed'),
     (['fig3a', '--protocols=["best"]'], 'protocols='),
     (['fig3a', '--n_parralel=2'], "did you mean 'n_parallel'"),
+    # what the scripts themselves refuse, or what fails only once they run: refused in planning
+    (['fig3a', '--results_dir=/proc/x'], "cannot write to results_dir='/proc/x'"),
+    (['fig3a', "--train_overrides={'lr': -1}"], 'train.py refuses: lr=-1.0 is not allowed'),
+    (['fig3a', "--eval_overrides={'n_fit': 0}"], 'generalize.py refuses: n_fit=0 is not allowed'),
+    (['fig3a', '--runs_dir='], "runs_dir='' is not allowed"),
+    (['fig4', "--eval_overrides={'n_trials': 0}"], 'analyze.py refuses: n_trials=0 is not allowed'),
 ])
 def test_bad_input_stops_before_any_work(tmp_path, args, message):
-    proc = sweep(tmp_path, *args, *(['--protocols=["correct"]'] if not any('protocols' in a for a in args) else []))
-    assert proc.returncode == 2, proc.out
-    assert message in proc.out
+    for dry_run in ('True', 'False'):  # the dry run refuses what the real run refuses
+        proc = sweep(tmp_path, *args, f'--dry_run={dry_run}',
+                     *(['--protocols=["correct"]'] if not any('protocols' in a for a in args) else []))
+        assert proc.returncode == 2, proc.out
+        assert message in proc.out and 'Traceback' not in proc.out
+        assert not os.listdir(tmp_path)
+
+
+def test_a_device_without_a_gpu_is_refused_in_planning(tmp_path):
+    import torch
+    if torch.cuda.is_available():  # the refusal needs a machine without a GPU
+        args, message = ['--device=cuda:99'], "device='cuda:99' is not allowed"
+    else:
+        args, message = ['--device=cuda'], "device='cuda' is not allowed"
+    proc = sweep(tmp_path, 'fig3a', '--dry_run=True', *args)
+    assert proc.returncode == 2 and message in proc.out, proc.out
     assert not os.listdir(tmp_path)
+    # Slurm's nodes have their own GPUs: a login node without one plans the sweep
+    assert sweep(tmp_path, 'fig3a', '--dry_run=True', '--executor=slurm', *args).returncode == 0
+
+
+def test_every_step_gets_the_sweeps_threads(tmp_path):
+    out = sweep(tmp_path, 'fig3a', 'fig4', 'S6', '--dry_run=True', '--n_threads=3', check=0).out
+    steps = [line for line in out.splitlines() if re.match(r'\s+python (train|generalize|sparsity|analyze)', line)]
+    assert len(steps) > 10 and all('--n_threads=3' in line for line in steps)
+
+
+def test_the_notebooks_get_the_sweeps_task_counts(tmp_path):
+    out = sweep(tmp_path, 'loss', 'fig5c', 'fig3a', '--dry_run=True', '--n_tasks=[2,3]', '--runs=1', check=0).out
+    notebooks, = [line for line in out.splitlines() if 'run_notebooks.py' in line]
+    assert '--n_task=3' in notebooks and '--n_tasks=[2,3]' in notebooks  # loss compares n_task; fig5c shows n_tasks
+    out = sweep(tmp_path, 'fig3a', '--dry_run=True', check=0).out  # no notebook of fig3a has either
+    assert '--n_task' not in [line for line in out.splitlines() if 'run_notebooks.py' in line][0]
+
+
+def test_the_notebook_estimate_is_per_notebook(tmp_path):
+    out = sweep(tmp_path, 'all', '--dry_run=True', check=0).out
+    estimate = re.search(r'run_notebooks\.py .*\[(\d+) s\]', out).group(1)
+    assert int(estimate) == len(experiments.FIGURES) * experiments.NOTEBOOK_SECONDS
+    assert experiments.NOTEBOOK_SECONDS <= 3  # measured: the 13 notebooks take ~1 s each, not 15
+
+
+def test_dry_run_into_a_closed_pipe_exits_quietly(tmp_path):
+    proc = subprocess.run(f'{shlex.quote(sys.executable)} {SWEEP} all --dry_run=True | head -n 2', shell=True,
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.stdout.startswith('figures: fig3a') and len(proc.stdout.splitlines()) == 2
+    assert proc.stderr == '', proc.stderr
+
+
+def test_a_corrupt_result_file_is_named_and_remade(tmp_path):
+    os.makedirs(tmp_path / 'results')
+    (tmp_path / 'results' / 'RNN_ID.npz').write_bytes(b'PK\x03\x04 truncated')
+    np.savez(tmp_path / 'results' / 'RNN_paper.npz', r_sq=np.zeros(2))
+    out = sweep(tmp_path, 'fig3a', '--dry_run=True', check=0).out
+    corrupt, = [line for line in out.splitlines() if 'out_of_distribution=False' in line]
+    assert corrupt.startswith('  remake (results/RNN_ID.npz is corrupt: ') and 'python generalize.py' in corrupt
+    assert re.search(r'^  skip \(exists\): python generalize.py .*--protocol=both', out, re.M)
+    assert experiments.exists(str(tmp_path / 'results' / 'RNN_paper.npz'))
+    assert not experiments.exists(str(tmp_path / 'results' / 'RNN_ID.npz'))
+
+
+def test_a_failed_evaluation_stops_the_notebooks_that_read_it(tmp_path):
+    """A real run (no training: the network is there): the evaluation fails on a
+    broken checkpoint, and fig3a's notebook does not run on the missing result."""
+    fake_network(str(tmp_path / 'trained_networks' / 'RNN'), experiments.expected_config('RNN'), 2, 0, 'finished')
+    os.makedirs(tmp_path / 'results')
+    np.savez(tmp_path / 'results' / 'RNN_paper.npz', r_sq=np.zeros(2))  # the OOD result exists, the ID one not
+    proc = sweep(tmp_path, 'fig3a', '--n_tasks=[2]', '--runs=1', '--n_threads=1', '--out_dir=figs')
+    assert proc.returncode == 1, proc.out
+    summary = proc.out[proc.out.rindex('failed or not run'):]
+    assert '[RNN] FAILED (exit 1): python generalize.py' in summary
+    assert '[figures] not run (fig3a: [RNN] FAILED (exit 1): python generalize.py' in summary
+    assert 'run: python Figures/run_notebooks.py' not in proc.out and not os.path.exists(tmp_path / 'figs')
+
+
+def test_figures_that_read_a_failed_step_are_not_drawn():
+    module = load_sweep_module()
+    nb_step = {'kind': 'script', 'label': 'figures', 'script': 'Figures/run_notebooks.py',
+               'words': ['fig3a', 'fig5c', 'S1'], 'values': {'out_dir': 'x'}, 'output': None}
+    records = [{'label': 'Quad', 'command': 'python generalize.py --label=Quad', 'status': 'FAILED (exit 1)',
+                'outputs': []},
+               {'label': 'RNN', 'command': 'python generalize.py --label=RNN', 'status': 'done', 'outputs': []}]
+    step, skipped = module.drawable(nb_step, records)
+    assert step['words'] == ['fig3a', 'fig5c']  # S1 reads results/Quad.npz
+    assert len(skipped) == 1 and skipped[0]['status'].startswith('not run (S1: [Quad] FAILED (exit 1): python')
+    # a failed job of the RNN networks (submitit) stops every figure that reads networks of that folder
+    failed_job = [{'label': 'RNN', 'command': 'submitit job 7', 'status': 'FAILED (boom)', 'outputs': []}]
+    step, skipped = module.drawable(nb_step, failed_job)
+    assert step is None  # fig3a and fig5c read the RNN networks, S1 too (RNN vs Quad)
+    assert [s['command'].split()[2] for s in skipped] == ['fig3a', 'fig5c', 'S1']
+    assert all('[RNN] FAILED (boom): submitit job 7' in s['status'] for s in skipped)
 
 
 def load_sweep_module():
@@ -399,7 +494,7 @@ def test_checkpoint_hook_stops_the_script_and_requeues_the_same_call():
     proc = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
     experiments._RUNNING.append(proc)
     try:
-        steps = [{'kind': 'script', 'label': 'x', 'argv': ['generalize.py'], 'output': None}]
+        steps = [{'kind': 'script', 'label': 'x', 'script': 'generalize.py', 'values': {}, 'output': None}]
         delayed = experiments._checkpoint(steps, '/somewhere', 1, None, True)
         assert proc.poll() == -signal.SIGTERM
         assert delayed.function is experiments.run_steps and delayed.args == (steps, '/somewhere', 1, None, True)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import checkpoints
-import settings
+import runs
 import train
 
 pytestmark = pytest.mark.slow  # every test here trains networks
@@ -317,8 +317,8 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path,
 
 def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path):
     config = tiny(tmp_path, n_batch=5)
-    name = settings.run_name(config, dict(train.defaults(), n_batch=100_000), 4, 0)
-    lock = train.RunLock(os.path.join(config['out_dir'], name))
+    name = runs.run_name(config, dict(train.defaults(), n_batch=100_000), 4, 0)
+    lock = runs.RunLock(os.path.join(config['out_dir'], name))
     try:
         with pytest.raises(FileExistsError, match=f'being trained by pid {os.getpid()}'):
             train.train(config)
