@@ -423,8 +423,9 @@ def load_network(path, device='cpu', noise_free=False):
     Returns (net, encoder or None, config), both modules in eval mode; `noise_free`
     switches the RNN's network noise off (analyses). A config value of the wrong
     type, weights that are not finite or do not fit the config are a ValueError
-    naming the run. The paper's LSTM and gpt-2 files hold no readout: their
-    rec_to_out is NaN (a warning says what that rules out)."""
+    naming the run. The paper's files hold no trained readout: the LSTM's and
+    gpt-2's rec_to_out is NaN, the RNN's is its file's (untrained); a warning
+    says what that rules out."""
     if os.path.isdir(path):
         config = load_config(path)
         ckpt = load_checkpoint(os.path.join(path, CHECKPOINT))
@@ -447,13 +448,18 @@ def load_network(path, device='cpu', noise_free=False):
         encoder = networks.build_encoder(config)
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"{path}: its configuration does not describe a network ({e})") from None
-    if not os.path.isdir(path) and 'rec_to_out.weight' not in state:
-        state = {**state, **{k: torch.full_like(v[0], float('nan')) for k, v in net.state_dict().items()
-                             if k.startswith('rec_to_out.')}}
-        warnings.warn(f"the paper's {config['network']} checkpoints hold no readout (its training code "
-                      "did not save the decoder): their hidden states load, which is all that generalize.py, "
-                      "sparsity.py and the analyses use; the network's own outputs are NaN, so nothing "
-                      "read from them (e.g. task accuracy) can be computed", stacklevel=2)
+    if not os.path.isdir(path):  # the release trained a separate decoder and never saved it
+        if 'rec_to_out.weight' in state:  # an RNN's own layer: untrained in the release's final code
+            lacks = "hold a rec_to_out layer that is not the readout they were trained with (the release"
+        else:
+            lacks = "hold no readout (the release"
+            state = {**state, **{k: torch.full_like(v[0], float('nan')) for k, v in net.state_dict().items()
+                                 if k.startswith('rec_to_out.')}}
+        warnings.warn(f"the paper's {config['network']} checkpoints {lacks} trained a separate decoder and "
+                      "did not save it): their hidden states, all that generalize.py, sparsity.py and the "
+                      "analyses use, load; the network's outputs (NaN where no readout was saved) are not "
+                      "its trained outputs, so nothing read from them (e.g. task accuracy) can be computed",
+                      stacklevel=2)
     try:
         ensemble.load_member_state_dict(net, 0, state)
         if encoder is not None:

@@ -267,6 +267,8 @@ def release_state(network, state):
     """Our single network's weights as the release saved them: a bare nn.LSTM, or its
     Linear input_projection in front of Hugging Face's GPT2Model (unused token
     embedding, zero frozen position embeddings, causal-mask buffers); no readout."""
+    if network == 'RNN':  # the same names as ours, and its (untrained) rec_to_out
+        return state
     if network == 'LSTM':
         return {k[len('lstm.'):]: v for k, v in state.items() if k.startswith('lstm.')}
     n_embd, n_positions = state['wte.weight'].shape[0], 22
@@ -283,8 +285,8 @@ def release_state(network, state):
     return saved
 
 
-@pytest.mark.parametrize('network', ['LSTM', 'gpt-2'])
-def test_release_files_without_readout_load_their_hidden_states(tmp_path, network):
+@pytest.mark.parametrize('network', ['RNN', 'LSTM', 'gpt-2'])
+def test_release_files_load_their_hidden_states_and_say_the_readout_is_missing(tmp_path, network):
     config = {**TRAIN_DEFAULTS, 'network': network, 'n_neu': 8, 'n_head': 2, 'n_layer': 2, 'n_task': 4}
     torch.manual_seed(0)
     ours = untrained(config)
@@ -293,18 +295,26 @@ def test_release_files_without_readout_load_their_hidden_states(tmp_path, networ
     torch.save({'state_dict': release_state(network, ours['state_dict']), 'encoder': ours['encoder'],
                 'loss_hist': np.zeros(100), 'conf_matr_hist': np.zeros((100, 2, 2))},
                path, _use_new_zipfile_serialization=False)
-    with pytest.warns(UserWarning, match=f"paper's {network} checkpoints hold no readout.*outputs are NaN"):
+    lacks = 'a rec_to_out layer that is not the readout' if network == 'RNN' else 'no readout'
+    with pytest.warns(UserWarning, match=f"paper's {network} checkpoints hold {lacks}.*hidden states.*load"):
         net, encoder, loaded = checkpoints.load_network(str(path))
     assert (loaded['network'], loaded['n_neu'], loaded['n_task']) == (network, 8, 4)
     if network == 'gpt-2':
         assert (loaded['n_layer'], loaded['n_head']) == (2, 2)
     env = tasks.training_env(config)
-    reference = networks.build_network(config, networks.n_inputs(env, config), env.n_out)
-    ensemble.load_member_state_dict(reference, 0, ours['state_dict'])
     u = torch.randn(3, 7, networks.n_inputs(env, config))
+    if network == 'LSTM':  # what the release trained: torch's own LSTM
+        reference = torch.nn.LSTM(u.shape[-1], 8, batch_first=True)
+        reference.load_state_dict(release_state(network, ours['state_dict']))
+    else:
+        reference = networks.build_network(config, u.shape[-1], env.n_out)
+        ensemble.load_member_state_dict(reference, 0, ours['state_dict'])
     hidden, outputs = net(u)
     torch.testing.assert_close(hidden, reference.eval()(u)[0])
-    assert torch.isnan(outputs).all()  # the readout it never saved is not made up
+    if network == 'RNN':
+        torch.testing.assert_close(outputs, reference(u)[1])
+    else:
+        assert torch.isnan(outputs).all()  # the readout it never saved is not made up
     torch.testing.assert_close(ensemble.member_state_dict(encoder, 0), ours['encoder'])
     # found, finished and selected like any other network
     folders, _, broken = checkpoints.find_sweep(str(tmp_path), {}, [4], 1)
