@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ import ensemble
 import networks
 import runs
 import tasks
-from configurator import script_defaults
+from configurator import check_type, script_defaults
 from runs import CHECKPOINT, CONFIG, METRICS, TRAIN_SCRIPT, load_config, load_json  # noqa: F401 (callers use them from here too)
 
 
@@ -91,18 +92,36 @@ def _numpy_globals():
 
 def load_checkpoint(path):
     """Load a checkpoint dict with `weights_only=True` (numpy arrays allowed, for the
-    paper's files). Missing or corrupt files give a clear error."""
+    paper's files). Missing, empty, corrupt or unsafe files give a one-line error
+    naming the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint {path} does not exist')
+    if os.path.getsize(path) == 0:
+        raise ValueError(f'checkpoint {path} is empty (0 bytes): not a trained network')
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
             ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise ValueError(f'checkpoint {path} is corrupt or not a safe checkpoint: '
-                         f'{str(e).splitlines()[0]}') from None
-    if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
+        raise ValueError(f'checkpoint {path} {_load_problem(e)}') from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get('state_dict'), dict):
         raise ValueError(f'checkpoint {path} has no state_dict: not a trained network')
     return ckpt
+
+
+def _load_problem(error):
+    """What torch.load's error says is wrong with a file, without torch's advice
+    (which suggests loading unsafe files with weights_only=False: we never do)."""
+    text = str(error)
+    unsafe = re.search(r'GLOBAL ([\w.]+)', text)
+    if unsafe:
+        return (f'is not a safe checkpoint and was not loaded: it asks to import {unsafe.group(1)}, '
+                'and only tensors, numpy arrays and plain values may be read from a checkpoint')
+    advice = ('weights only load failed', 'weights_only', 'please file an issue', 'check the documentation')
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not any(a in line.lower() for a in advice)]
+    reason = (lines[0].replace('WeightsUnpickler error:', '').split('. ')[0].strip() if lines
+              else 'the file ends early' if isinstance(error, EOFError) else type(error).__name__)
+    return f'is corrupt (not a complete torch checkpoint: {reason})'
 
 
 # ---------------------------------------------------------------------------------
@@ -124,16 +143,16 @@ def _scan(root):
     if not os.path.isdir(root):
         raise FileNotFoundError(f'runs_dir {root!r} does not exist')
     scanned = []
-    for path in sorted(glob.glob(os.path.join(root, '*', CONFIG))):
-        where = os.path.dirname(path)
+    folders = {os.path.dirname(p) for name in (CONFIG, CHECKPOINT) for p in glob.glob(os.path.join(root, '*', name))}
+    for where in sorted(folders):
         try:
             scanned.append((where, load_config(where), None))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError) as e:  # a folder with a checkpoint but no config.json too
             scanned.append((where, None, str(e)))
     for path in sorted(glob.glob(os.path.join(root, '*.pth'))):
         try:
             scanned.append((path, legacy_config(path, load_checkpoint(path)), None))
-        except (ValueError, KeyError) as e:
+        except (OSError, ValueError) as e:
             scanned.append((path, None, str(e)))
     return scanned
 
@@ -198,13 +217,18 @@ class BrokenRuns(ValueError):
     """Raised at the end of an evaluation that skipped broken runs: the results of
     the others are written; the message lists the skipped ones."""
 
-    def __init__(self, broken, wrote):
+    def __init__(self, broken, wrote, none_found=None):
+        """`none_found`: why nothing was evaluated, when no readable run matched."""
         self.broken, self.wrote = dict(broken), wrote
         lines = '\n'.join(f'  {where}: {problem}' for where, problem in self.broken.items())
-        done = (f"the rest was evaluated and written to {wrote}" if wrote else
-                "no other network was selected, nothing was written")
-        super().__init__(f"{len(self.broken)} broken run(s) skipped (their results are NaN); "
-                         f"{done}:\n{lines}")
+        if none_found:
+            head = f"{none_found}; {len(self.broken)} broken run(s) there cannot be read and may be among them"
+        elif wrote:
+            head = (f"{len(self.broken)} broken run(s) skipped (their results are NaN); "
+                    f"the rest was evaluated and written to {wrote}")
+        else:
+            head = f"{len(self.broken)} broken run(s) skipped; no other network was selected, nothing was written"
+        super().__init__(f"{head}:\n{lines}")
 
 
 # ---------------------------------------------------------------------------------
@@ -222,17 +246,23 @@ def find_sweep(root, select, n_tasks, n_runs, unfinished=False):
       select that splits them;
     - partly trained networks are refused (an error naming each and the command that
       finishes it) unless `unfinished`;
-    - broken runs (no or a corrupt checkpoint, an unreadable config) stay in their
-      slot and are listed in `.broken`: the evaluation skips them, finishes the rest
-      and reports them at the end (BrokenRuns).
+    - broken runs (no, an empty or a corrupt checkpoint, an invalid config value,
+      weights that are not finite or do not fit the config) stay in their slot and
+      are listed in `broken`, with the folders whose config.json cannot be read and
+      the paper's files that do not load (an unsafe one included): the evaluation
+      skips them, finishes the rest and reports them at the end (BrokenRuns); when
+      no readable run matches, BrokenRuns lists them at once.
     Returns (folders {n_task: [run folder or .pth, ...]} of the task counts found,
     batches {where: batches trained}, broken {where: problem})."""
     scanned = _scan(root)
     folders = {k: _matching(scanned, {**select, 'n_task': k}, root)[:n_runs] for k in n_tasks}
     missing = [k for k, f in folders.items() if not f]
+    broken = {where: problem for where, config, problem in scanned if config is None}
     if len(missing) == len(folders):
-        raise FileNotFoundError(f"no trained networks in {root!r} match select={select} with n_task in "
-                                f"{missing}; train them first (python train.py --n_task={missing})")
+        none_found = f"no trained networks in {root!r} match select={select} with n_task in {missing}"
+        if broken:
+            raise BrokenRuns(broken, wrote=None, none_found=none_found)
+        raise FileNotFoundError(f"{none_found}; train them first (python train.py --n_task={missing})")
     if missing:
         print(f"note: no trained networks in {root!r} match select={select} with n_task in {missing}: "
               f"evaluating the task counts found, {[k for k in folders if folders[k]]}")
@@ -242,15 +272,21 @@ def find_sweep(root, select, n_tasks, n_runs, unfinished=False):
             print(f"warning: only {len(found)} of n_runs={n_runs} networks found for n_task={k}; "
                   "the rest stay NaN", file=sys.stderr)
     configs = {where: config for where, config, _ in scanned if any(where in f for f in folders.values())}
-    _check_one_condition(configs, select)
-    broken = {where: problem for where, config, problem in scanned if config is None}
     batches, partly = {}, {}
     for where in configs:
         state, batches[where], problem = run_state(where)
+        if state not in (runs.BROKEN, runs.MISSING):  # the network must build from its config and load, with finite weights
+            try:
+                with warnings.catch_warnings():  # what a paper's file lacks is said when it is evaluated
+                    warnings.simplefilter('ignore')
+                    load_network(where)
+            except (OSError, ValueError) as e:
+                state, problem = runs.BROKEN, str(e)
         if state in (runs.BROKEN, runs.MISSING):
             broken[where] = problem
         elif state == runs.PARTIAL:
             partly[where] = (batches[where], runs.budget(where))
+    _check_one_condition({where: config for where, config in configs.items() if where not in broken}, select)
     if partly and not unfinished:
         raise runs.refuse_partial(partly)
     return folders, batches, broken
@@ -296,24 +332,70 @@ def load_network(path, device='cpu', noise_free=False):
     """Rebuild a trained network (one member), its frozen encoder and its config
     from a run folder of ours or from one of the paper's published `.pth` files.
     Returns (net, encoder or None, config), both modules in eval mode; `noise_free`
-    switches the RNN's network noise off (analyses)."""
+    switches the RNN's network noise off (analyses). A config value of the wrong
+    type, weights that are not finite or do not fit the config are a ValueError
+    naming the run. The paper's files hold no trained readout: the LSTM's and
+    gpt-2's rec_to_out is NaN, the RNN's is its file's (untrained); a warning
+    says what that rules out."""
     if os.path.isdir(path):
         config = load_config(path)
         ckpt = load_checkpoint(os.path.join(path, CHECKPOINT))
     else:
         ckpt = load_checkpoint(path)
         config = legacy_config(path, ckpt)
-    env = tasks.training_env(config)
-    n_out = ckpt['state_dict']['rec_to_out.weight'].shape[0]
-    net = networks.build_network(config, networks.n_inputs(env, config), n_out)
-    ensemble.load_member_state_dict(net, 0, ckpt['state_dict'])
+    _check_config(path, config)
+    state, enc_state = ckpt['state_dict'], ckpt.get('encoder')
+    for name, weights in (('state_dict', state), ('encoder', enc_state or {})):
+        bad = [k for k, v in weights.items() if torch.is_tensor(v) and v.is_floating_point()
+               and not torch.isfinite(v).all()]
+        if bad:
+            raise ValueError(f"{path}: its weights are not finite (NaN or inf in {name} {bad[0]!r}): "
+                             "the training diverged; retrain it")
+    try:
+        envs = tasks.training_envs(config)
+        n_out = (state['rec_to_out.weight'].shape[0] if 'rec_to_out.weight' in state
+                 else sum(env.n_out for env in envs))
+        net = networks.build_network(config, networks.n_inputs(envs[0], config), n_out)
+        encoder = networks.build_encoder(config)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{path}: its configuration does not describe a network ({e})") from None
+    if not os.path.isdir(path):  # the release trained a separate decoder and never saved it
+        if 'rec_to_out.weight' in state:  # an RNN's own layer: untrained in the release's final code
+            lacks = "hold a rec_to_out layer that is not the readout they were trained with (the release"
+        else:
+            lacks = "hold no readout (the release"
+            state = {**state, **{k: torch.full_like(v[0], float('nan')) for k, v in net.state_dict().items()
+                                 if k.startswith('rec_to_out.')}}
+        warnings.warn(f"the paper's {config['network']} checkpoints {lacks} trained a separate decoder and "
+                      "did not save it): their hidden states, all that generalize.py, sparsity.py and the "
+                      "analyses use, load; the network's outputs (NaN where no readout was saved) are not "
+                      "its trained outputs, so nothing read from them (e.g. task accuracy) can be computed",
+                      stacklevel=2)
+    try:
+        ensemble.load_member_state_dict(net, 0, state)
+        if encoder is not None:
+            if enc_state is None:
+                raise ValueError('it holds no encoder weights, but its config has encode=True')
+            ensemble.load_member_state_dict(encoder, 0, enc_state)
+    except ValueError as e:
+        raise ValueError(f"{path}: its checkpoint does not fit the network its config describes ({e})") from None
     if noise_free and hasattr(net, 'n_sd'):
         net.n_sd = 0
-    encoder = networks.build_encoder(config)
     if encoder is not None:
-        ensemble.load_member_state_dict(encoder, 0, ckpt['encoder'])
         encoder = encoder.to(device).eval()
     return net.to(device).eval(), encoder, config
+
+
+def _check_config(where, config):
+    """ValueError naming the run and the hyperparameter when a config value does not
+    have the type of train.py's default (e.g. "n_neu": "sixty-four")."""
+    defaults = script_defaults(TRAIN_SCRIPT)
+    for key, value in config.items():
+        if key in defaults:
+            try:
+                check_type(key, value, defaults[key], allow_list=key == 'task')  # several task families
+            except ValueError as e:
+                raise ValueError(f"{where}: its {CONFIG} is invalid: {e}") from None
 
 
 def select_network(path, runs_dir, select, run, unfinished=False):
@@ -327,9 +409,14 @@ def select_network(path, runs_dir, select, run, unfinished=False):
         where = path
     else:
         checks.dictionary('select', select)
-        found = find_runs(runs_dir, **select)
+        scanned = _scan(runs_dir)
+        found = _matching(scanned, select, runs_dir)
         if not found:
-            raise FileNotFoundError(f"no trained network in {runs_dir!r} matches select={select}")
+            none_found = f"no trained network in {runs_dir!r} matches select={select}"
+            broken = {where: problem for where, config, problem in scanned if config is None}
+            if broken:
+                raise BrokenRuns(broken, wrote=None, none_found=none_found)
+            raise FileNotFoundError(none_found)
         if not isinstance(run, int) or not 0 <= run < len(found):
             checks.fail('run', run, f"an index in 0..{len(found) - 1} ({len(found)} networks match select={select})")
         where = found[run]
@@ -343,33 +430,74 @@ def select_network(path, runs_dir, select, run, unfinished=False):
 
 def legacy_config(path, ckpt):
     """Configuration of one of the paper's published checkpoints: sizes come from
-    the weights, the rest from the markers its file name carries (SPEC §9)."""
+    the weights, the rest from the markers its file name carries (SPEC §9); an absent
+    nTask marker means 2 (the release leaves nTask2 out of its names). Rewrites
+    ckpt['state_dict'] to our parameter names (LSTM: nn.LSTM's keys under `lstm.`;
+    gpt-2: see _legacy_gpt_state)."""
     name = os.path.basename(path)
     sd = ckpt['state_dict']
     config = dict(script_defaults(TRAIN_SCRIPT), loss='paper')  # the release trained with its own BCE
     if any(k.endswith('_l0') for k in sd):
         config['network'] = 'LSTM'
         ckpt['state_dict'] = sd = {_legacy_lstm_key(k): v for k, v in sd.items()}
-    elif 'gpt-2' in name:
+    elif 'gpt-2' in name or any(k.startswith('transformer.') for k in sd):
         config['network'] = 'gpt-2'
+        ckpt['state_dict'] = sd = _legacy_gpt_state(path, sd)
     config['leaky'] = 'NoLeak' not in name
     config['encode'] = ckpt.get('encoder') is not None or 'Mix' in name
-    m = re.search(r'nTask(\d+)', name)
-    config['n_task'] = int(m.group(1)) if m else sd['rec_to_out.weight'].shape[0]
-    m = re.search(r'Noise(\d+(?:\.\d+)?)', name)
-    if m:
-        config['n_sd_in'] = float(m.group(1))
-    if config['network'] == 'RNN':
-        config['n_neu'] = sd['rec_to_rec.weight'].shape[0]
-    elif config['network'] == 'LSTM':
-        config['n_neu'] = sd['lstm.weight_hh_l0'].shape[1]
+    if 'tanh' in name:  # the release names a non-default activation (its prefix 'Tanh' is the task's output)
+        config['activation'] = 'tanh'
+    if 'Quad' in name:
+        config['activ_enc'] = 'Quad'
+    for marker, key, kind in (('nTask', 'n_task', int), ('Noise', 'n_sd_in', float), ('tau', 'tau', float),
+                              ('nDim', 'n_dim', int), ('nHead', 'n_head', int)):
+        m = re.search(marker + r'(\d+(?:\.\d+)?)', name)
+        if m:
+            config[key] = kind(float(m.group(1)))
+        elif key == 'n_task':
+            config[key] = 2
+    sizes = {'RNN': 'rec_to_rec.weight', 'LSTM': 'lstm.weight_hh_l0', 'gpt-2': 'wte.weight'}[config['network']]
+    if sizes not in sd:
+        raise ValueError(f"{path} is not a {config['network']} checkpoint of the paper's: it has no {sizes!r} "
+                         f"(its keys: {', '.join(list(sd)[:6])}{', ...' if len(sd) > 6 else ''})")
+    config['n_neu'] = sd[sizes].shape[1] if config['network'] == 'LSTM' else sd[sizes].shape[0]
+    if config['network'] == 'gpt-2':
+        config['n_layer'] = len({k.split('.')[1] for k in sd if k.startswith('h.')})
+        if 'nHead' not in name:
+            raise ValueError(f"{path}: the number of attention heads cannot be told from the weights, "
+                             "and its name carries no nHead<k> marker")
+    if ckpt.get('encoder') is not None and '0.weight' in ckpt['encoder']:
+        config['n_dim'] = ckpt['encoder']['0.weight'].shape[1]
     config.update(run=0, name=os.path.splitext(name)[0])
     return config
 
 
 def _legacy_lstm_key(key):
-    """nn.LSTM weights go under `lstm.`, any other 2-D/1-D weight is the readout."""
-    last = key.split('.')[-1]
-    if last.endswith('_l0'):
-        return 'lstm.' + last
-    return 'rec_to_out.' + last
+    """The release saved a bare nn.LSTM (and no readout): its weights go under `lstm.`;
+    any other key is kept, so the loader names it as unexpected."""
+    return 'lstm.' + key if re.fullmatch(r'(weight|bias)_(ih|hh)_l0', key) else key
+
+
+def _legacy_gpt_state(path, sd):
+    """The release's GPT-2 (a Linear `input_projection` into Hugging Face's GPT2Model,
+    no readout saved) under our transformer's names: input_projection -> wte,
+    transformer.h.<i>.* -> h.<i>.*, transformer.ln_f -> ln_f, and the Conv1D weights
+    of c_attn, c_proj and c_fc, stored (in, out), transposed to (out, in). Its token
+    embedding is unused (inputs are projected) and its position embeddings are zero
+    and frozen (checked: ours has none); the attention-mask buffers are dropped."""
+    wpe = sd.get('transformer.wpe.weight')
+    if wpe is not None and torch.as_tensor(wpe).any():
+        raise ValueError(f"{path}: its position embeddings are not zero, and our transformer has none")
+    state = {}
+    for key, value in sd.items():
+        if key in ('transformer.wte.weight', 'transformer.wpe.weight') or re.fullmatch(
+                r'transformer\.h\.\d+\.attn\.(bias|masked_bias)', key):
+            continue
+        if key.startswith('input_projection.'):
+            key = 'wte.' + key.split('.', 1)[1]
+        elif key.startswith('transformer.'):
+            key = key.split('.', 1)[1]
+            if re.search(r'\.(c_attn|c_proj|c_fc)\.weight$', key):
+                value = torch.as_tensor(value).t()
+        state[key] = value
+    return state

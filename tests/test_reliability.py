@@ -186,6 +186,38 @@ def test_broken_runs_are_skipped_listed_and_exit_nonzero(runs, tmp_path):
     assert (out / 'sparsity_cli.npz').exists()
 
 
+def test_empty_checkpoint_bad_config_value_and_nan_weights_are_broken_runs_named_in_one_line(runs, tmp_path):
+    empty, nan, words = folder_of(runs, 2, 1), folder_of(runs, 4, 0), folder_of(runs, 4, 1)
+    open(os.path.join(empty, 'net.pth'), 'wb').close()
+    os.remove(os.path.join(empty, 'metrics.json'))  # as if killed while its first checkpoint was written
+    ckpt = checkpoints.load_checkpoint(os.path.join(nan, 'net.pth'))
+    ckpt['state_dict']['rec_to_rec.weight'][:] = float('nan')  # a diverged run
+    checkpoints.save_torch(ckpt, os.path.join(nan, 'net.pth'))
+    config = json.load(open(os.path.join(words, 'config.json')))
+    checkpoints.save_json({**config, 'n_neu': 'sixty-four'}, os.path.join(words, 'config.json'))
+    problems = {empty: 'is empty (0 bytes)', nan: 'its weights are not finite',
+                words: "hyperparameter 'n_neu' expects an int"}
+    out = tmp_path / 'results'
+    for evaluate in (lambda: generalize.generalize(gen_hp(runs, out)),
+                     lambda: sparsity.sparsity_sweep(spa_hp(runs, out))):
+        with pytest.raises(checkpoints.BrokenRuns) as e:
+            evaluate()
+        assert e.value.broken.keys() == problems.keys()
+        assert all(problem in e.value.broken[where] for where, problem in problems.items())
+    r_sq = results.load_results(str(out), 'tiny')['r_sq']
+    assert np.isfinite(r_sq[0, 0]).all() and np.isnan(r_sq[1]).all()
+    for where, problem in problems.items():
+        with pytest.raises(ValueError) as e:
+            analyze.analyze(ana_hp(analyze, where, tmp_path / 'analysis'))
+        assert where in str(e.value) and problem in str(e.value) and '\n' not in str(e.value)
+    proc = script('analyze.py', f'--path={empty}', f'--out_dir={tmp_path}', '--device=cpu')
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip() == f"error: {empty} is broken: checkpoint {empty}/net.pth is empty (0 bytes): not a trained network"
+    # resuming it is one line naming the file too
+    with pytest.raises(ValueError, match=f"checkpoint {empty}/net.pth is empty"):
+        train.train(dict(train.defaults(), **TINY, n_task=2, run=1, n_batch=60, out_dir=str(runs), resume=True))
+
+
 def test_rerun_after_repair_evaluates_only_the_repaired_run(runs, tmp_path, monkeypatch):
     failed = folder_of(runs, 2, 1)
     kept = str(tmp_path / 'kept.pth')
