@@ -46,13 +46,16 @@ def _check(encoder, config):
         raise ValueError("config['encode'] is False: there is no encoder to measure")
 
 
-def variance_share(encoder, n_dim, n=N_CUBE, seed=0):
-    """Share of the encoder's output variance over [-0.5, 0.5]^D explained by a linear map of x*."""
+def variance_share(encoder, n_dim, n=N_CUBE, seed=0, centred=True):
+    """Share of the encoder's output variance over [-0.5, 0.5]^D explained by a linear map
+    of x*. centred=False divides by the raw second moment sum(F²) instead, which credits
+    the features' constant offsets to the linear map (kept only to compare with numbers
+    computed that way; it overstates linearity)."""
     x = np.random.default_rng(seed).random((n, n_dim)) - 0.5
     F = features(encoder, x)
     A = np.concatenate([x, np.ones((n, 1))], 1)
     coef, *_ = np.linalg.lstsq(A, F, rcond=None)
-    total = ((F - F.mean(0)) ** 2).sum()
+    total = ((F - F.mean(0)) ** 2).sum() if centred else (F ** 2).sum()
     if total == 0:
         raise ValueError("the encoder's output does not vary over the latent cube")
     return float(1 - ((F - A @ coef) ** 2).sum() / total)
@@ -121,10 +124,13 @@ def measure(config, init_seeds):
     per = []
     for s in init_seeds:
         torch.manual_seed(s)
-        per.append(encoder_linearity(networks.build_encoder(config), config, seed=int(s) % 2**32))
+        enc = networks.build_encoder(config)
+        per.append({**encoder_linearity(enc, config, seed=int(s) % 2**32),
+                    'variance_share_uncentred': variance_share(enc, config['n_dim'], seed=int(s) % 2**32,
+                                                               centred=False)})
     return {'init_seeds': [int(s) for s in init_seeds], 'per_encoder': per,
             **{f'{k}_{stat}': float(f(np.array([p[k] for p in per])))
-               for k in ('variance_share', 'ood_r2') for stat, f in (('min', np.min), ('max', np.max))},
+               for k in ('variance_share', 'variance_share_uncentred', 'ood_r2') for stat, f in (('min', np.min), ('max', np.max))},
             'ceiling': sample_mean_r2(config)}
 
 

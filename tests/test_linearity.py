@@ -85,3 +85,14 @@ def test_ood_r2_uses_the_quadrant_hold_out():
 def test_no_encoder_is_refused():
     with pytest.raises(ValueError, match="encode"):
         linearity.encoder_linearity(None, dict(CONFIG, encode=False))
+
+
+def test_constant_offsets_do_not_count_as_linear():
+    """Shifting every output feature by a constant leaves the (centred) share unchanged;
+    the uncentred ratio would call the shifted sine encoder linear."""
+    enc = encoder(CONFIG, Sine)
+    before = linearity.variance_share(enc, 2, n=N)
+    with torch.no_grad():
+        enc[4].bias += 10.0
+    assert linearity.variance_share(enc, 2, n=N) == pytest.approx(before, abs=1e-6)
+    assert linearity.variance_share(enc, 2, n=N, centred=False) > 0.99
