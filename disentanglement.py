@@ -18,15 +18,21 @@ Definitions (H (n_trials, N) hidden states, X (n_trials, D) latents, D >= 2):
   latents, importance |coef|. 'gbt': one sklearn GradientBoostingRegressor per latent,
   importance feature_importances_ (about 100x slower; meant for single networks).
   When no unit gets any importance (all-zero lasso), D = C = 0.
+  Caveat: lasso importance is the regressor's sparse choice, not each unit's tuning.
+  In a large random population some units lie close to each latent's axis and lasso
+  picks those, so a random ReLU mixture can score D ≈ 1 (while its MIG stays ≈ 0);
+  the shuffle null does not correct this. Read DCI-D beside MIG.
 - MIG: every unit and latent is cut into `n_bins` (N_BINS = 20, as Locatello et al.
   2019) equal-frequency bins (by rank; tied values share a bin); I(unit; latent) is the
-  plug-in mutual information of the joint histogram (nats). Rank bins make MIG invariant
-  to any monotone transform of a unit (tanh(x1) codes x1 as well as x1 does), which
-  equal-width bins are not: their edges fall off a unit's range and blur the code. For each latent, the gap between the
-  largest and second-largest I over units, divided by the latent's entropy under the
-  same binning; MIG is the mean over latents. The plug-in estimate is biased upwards by
-  about (n_bins - 1)² / (2 n_trials) nats, which is why a perfect code gives slightly
-  less than 1 and why the shuffle null (same bias) is the reference.
+  plug-in mutual information of the joint histogram (nats). For each latent, the gap
+  between the largest and second-largest I over units, divided by the latent's entropy
+  under the same binning; MIG is the mean over latents. Rank bins make MIG invariant to
+  any monotone transform of a unit (tanh(x1) codes x1 as well as x1 does); equal-width
+  bins are not, their edges fall off a unit's range and blur the code. The plug-in
+  estimate is biased upwards by about (n_bins - 1)² / (2 n_trials) nats, so a perfect
+  code scores slightly below 1 and the shuffle null (same bias) is the reference.
+  MIG counts information, so noise lowers it: a unit x1 + noise of std one bin width
+  (0.05, about the network's estimation noise σ/√T) loses roughly half its gap.
 - CCGP / PS: metrics.ccgp / metrics.parallelism_score on the four quadrants of
   (x1, x2), averaged over the two dichotomies (D = 2 only; NaN otherwise).
 
@@ -35,13 +41,15 @@ Null models (n_shuffles draws each, from one generator seeded with `seed`):
   carries no information about the latents with the same units and the same latent
   distribution. Applies to DCI, MIG, CCGP and PS.
 - geometric (CCGP / PS): Bernardi et al. 2020 test CCGP and PS against random
-  geometries of the same condition clouds: the conditions keep their trials' scatter
-  and their distance from the centre, but their arrangement is random. Here each
-  quadrant's centroid m_q, relative to the grand mean g, is turned by its own
-  Haar-random orthogonal matrix Q_q (N_active x N_active), and its trials are moved
-  with it: h -> g + Q_q (m_q - g) + (h - m_q). Distances of the centroids from g and
-  the within-quadrant scatter are kept; the parallel arrangement of the coding
-  directions is destroyed.
+  geometries built from the data: the condition clouds keep their noise and their
+  separation, but the conditions are placed at random relative to one another (their
+  STAR Methods were not re-read for this implementation; check the construction below
+  against them). Here each quadrant's centroid m_q, relative to the grand mean g, is
+  turned by its own Haar-random orthogonal matrix Q_q (N_active x N_active), and its
+  trials move with it: h -> g + Q_q (m_q - g) + (h - m_q). The centroids' distances
+  from g and the within-quadrant scatter are kept; the parallel arrangement of the
+  coding directions is destroyed. With four conditions every draw is nearly
+  all-or-none for CCGP, so its geometric band is wide (e.g. 0.1-0.96).
 Each null gives a band (percentiles BAND, default 5-95 %) and a one-sided p-value
 (1 + #{null >= observed}) / (1 + n_shuffles): small when the network scores above
 its null.
@@ -110,8 +118,9 @@ def importance_matrix(H, X, regressor='lasso', alpha=LASSO_ALPHA, seed=0):
     test, train = order[:n_test], order[n_test:]
     if regressor == 'lasso':
         Hz, Xz = _zscore(H), _zscore(X)
-        # precompute: the Gram matrix is small (N x N) and makes coordinate descent ~3x faster
-        model = Lasso(alpha=alpha, precompute=True).fit(Hz[train], Xz[train])
+        # precompute: the Gram matrix is small (N x N) and makes coordinate descent ~3x faster;
+        # correlated ReLU populations need ~2000 sweeps to converge (sklearn's default is 1000)
+        model = Lasso(alpha=alpha, precompute=True, max_iter=10000).fit(Hz[train], Xz[train])
         R = np.abs(model.coef_).T
         pred = model.predict(Hz[test]) * X.std(0) + X.mean(0)
     else:
