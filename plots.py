@@ -71,11 +71,13 @@ def legend(ax, title=None):
     handles, labels = ax.get_legend_handles_labels()
     if not handles:
         return None
-    # as many columns as the longest entry allows in the figure's width (~0.1 inch per character at 7 pt)
-    entry = 0.45 + 0.06 * max(len(label) for label in labels)
-    ncols = max(1, min(len(labels), int(fig.get_figwidth() // entry)))
-    return fig.legend(handles, labels, loc='outside lower center', ncols=ncols, fontsize=7,
-                      title=title, title_fontsize=7, columnspacing=1.0, handlelength=1.8)
+    renderer = fig.canvas.get_renderer()
+    for ncols in range(min(len(labels), 3), 0, -1):  # as many columns (at most 3) as the width holds
+        drawn = fig.legend(handles, labels, loc='outside lower center', ncols=ncols, fontsize=7, title=title,
+                           title_fontsize=7, columnspacing=1.0, handlelength=1.8)
+        if ncols == 1 or drawn.get_window_extent(renderer).width <= fig.bbox.width:
+            return drawn
+        drawn.remove()
 
 
 def empty_note(ax, text):
