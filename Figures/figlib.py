@@ -42,9 +42,10 @@ SECOND = {'ls': ':', 'marker': 's', 'mfc': 'white'}  # the lstsq curve beside Ad
 
 
 def ood(label, protocol, decoder='adam', untrained=False):
-    """The results file of `label` under an OOD protocol: <label>[_untrained][_lstsq][_paper],
-    the same networks untrained (the baseline), read by the exact least-squares decoder
-    (generalize.py --decoder=lstsq), and under the paper's test sets (--protocol=paper)."""
+    """The results file of `label` under an OOD protocol: <label>[_untrained][_lstsq][_paper]:
+    networks of the sweep initialised and never trained (the baseline), read by the
+    exact least-squares decoder (generalize.py --decoder=lstsq), under the paper's test
+    sets (--protocol=paper)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol={protocol!r} is not allowed: expected 'correct' or 'paper'")
     if decoder not in DECODERS[:2]:
@@ -156,7 +157,9 @@ def plot_vs_tasks(ax, results_dir, curves, decoder='adam', required='first'):
     n_ood = sum(protocol != 'ID' for _, protocol in curves)
     floor = _floor(ax)
     for i, ((label, protocol), legend) in enumerate(curves.items()):
-        for d in used if protocol != 'ID' else []:
+        if protocol == 'ID':  # the baselines are of OOD r²
+            continue
+        for d in used:
             res = optional(results_dir, _name(label, protocol, d, untrained=True))
             if res is None:
                 continue
@@ -166,7 +169,7 @@ def plot_vs_tasks(ax, results_dir, curves, decoder='adam', required='first'):
             else:  # in the curve's colour, and one legend entry for them all (the '_' hides each)
                 plots.plot_baseline(ax, None, res['r_sq'], label=f'_{legend}, untrained{_second(d)}',
                                     color=f'C{i}', ls=':' if d == 'lstsq' else '--', floor=floor)
-                if not any(t == 'untrained (dashed)' for t in ax.get_legend_handles_labels()[1]):
+                if 'untrained (dashed)' not in ax.get_legend_handles_labels()[1]:
                     ax.plot([], [], ls='--', c='gray', label='untrained (dashed)')
     plots.legend(ax)
 
