@@ -14,7 +14,7 @@ from matplotlib import colormaps, ticker  # noqa: E402
 import results  # noqa: E402
 
 CEILING = 0.975  # OOD r² of a perfect network under the protocol (SPEC §7: σ = 0.2, T = 20)
-PANEL = (3.2, 2.6)  # inches per panel
+PANEL = (3.4, 3.2)  # inches per panel, with room for a legend below the axes
 STYLE = {'figure.dpi': 120, 'savefig.dpi': 200, 'font.size': 9, 'axes.spines.top': False,
          'axes.spines.right': False, 'axes.titlesize': 10, 'legend.frameon': False,
          'savefig.bbox': 'tight'}
@@ -60,10 +60,24 @@ def task_axis(ax, n_tasks):
 
 
 def legend(ax, title=None):
-    """The legend beside the axes, on their right, so that it never covers the data
-    (IQR bands, per-network dots, reference lines)."""
-    return ax.legend(loc='upper left', bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize=7,
-                     title=title, title_fontsize=7)
+    """The legend of `ax`, below the figure's axes and as wide as the figure, so that it
+    never covers the data (bands, per-network dots, reference lines) and the axes keep
+    the figure's width. Drawing it again (e.g. after a reference line) replaces it,
+    keeping its title."""
+    fig = ax.figure
+    for old in list(fig.legends):
+        title = title or old.get_title().get_text() or None
+        old.remove()
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    renderer = fig.canvas.get_renderer()
+    for ncols in range(min(len(labels), 3), 0, -1):  # as many columns (at most 3) as the width holds
+        drawn = fig.legend(handles, labels, loc='outside lower center', ncols=ncols, fontsize=7, title=title,
+                           title_fontsize=7, columnspacing=1.0, handlelength=1.8)
+        if ncols == 1 or drawn.get_window_extent(renderer).width <= fig.bbox.width:
+            return drawn
+        drawn.remove()
 
 
 def empty_note(ax, text):
@@ -76,36 +90,75 @@ def reference(ax, y, label=None):
     ax.axhline(y, ls='--', c='gray', lw=0.8, label=label)
 
 
-def plot_iqr(ax, xs, values, label=None, color=None):
+def plot_iqr(ax, xs, values, label=None, color=None, **style):
     """Median (line) and interquartile range (band) of `values` at each x, pooled
-    over everything but the first axis (the paper's summary)."""
+    over everything but the first axis (the paper's summary). `style`: line options
+    (ls, marker, mfc) that tell a second decoder's curve from the first."""
     med, lo, hi = results.quantile_rows(values)
-    line, = ax.plot(xs, med, 'o-', ms=3, label=label, color=color)
+    line, = ax.plot(xs, med, **{'marker': 'o', 'ms': 3, **style}, label=label, color=color)
     ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.25, lw=0)
     return line
 
 
-def plot_networks(ax, xs, values, label=None, color=None, offset=0.0):
+def plot_networks(ax, xs, values, label=None, color=None, offset=0.0, **style):
     """One dot per network (its mean over splits × fits) and the median over networks
     with its bootstrap 95 % interval, at each x. `values` (len(xs), n_runs, ...);
-    `offset` shifts a curve sideways on the log axis so several stay readable."""
+    `offset` shifts a curve sideways on the log axis so several stay readable;
+    `style`: line options (ls, marker, mfc)."""
     xs = np.asarray(xs, dtype=float) * 1.08 ** offset
     nets = results.per_network(values)
     summary = [results.bootstrap_median_ci(row) for row in nets]
     med = np.array([s[0] for s in summary])
     err = np.abs(np.array([[s[1] for s in summary], [s[2] for s in summary]]) - med)
-    line = ax.errorbar(xs, med, yerr=err, fmt='o-', ms=4, capsize=2, label=label, color=color)[0]
+    line = ax.errorbar(xs, med, yerr=err, **{'marker': 'o', 'ms': 4, **style}, capsize=2, label=label,
+                       color=color)[0]
     spread = 1.03 ** np.linspace(-1, 1, nets.shape[1]) if nets.shape[1] > 1 else np.ones(1)
     ax.scatter((xs[:, None] * spread[None, :]).ravel(), nets.ravel(), s=6, alpha=0.45,
                color=line.get_color(), lw=0)
     return line
 
 
-def compare(ax, curves, names, key='r_sq', networks=True):
+def plot_baseline(ax, xs, values, label='untrained', color='gray', ls='--', floor=None):
+    """A null to read the curves against (untrained networks): the median over networks
+    (dashed) and their interquartile range (band), each network one value (its mean over
+    splits × fits), pooled over task counts, which do not change an untrained network's
+    representation. `values`: one results array (n_tasks, n_runs, ...) drawn across
+    the whole x-axis (xs None), or a list of them, one per x (a sweep's conditions).
+    A median below `floor` is written at the bottom of the axes (with an arrow) rather
+    than stretching the y-axis (an untrained non-leaky RNN reaches r² = -1.6)."""
+    rows = [results.per_network(v).ravel() for v in ([values] if xs is None else values)]
+    medians, lo, hi = results.quantile_rows(rows)
+    below = medians < floor if floor is not None else np.zeros(len(medians), bool)
+    med, lo, hi = (np.where(below, np.nan, q) for q in (medians, lo, hi))
+    if floor is not None:  # a band reaching below the floor stops there
+        lo = np.maximum(lo, floor)
+    if xs is None:
+        line = ax.axhline(med[0], ls=ls, c=color, lw=1, label=label)
+        if not below[0]:
+            ax.axhspan(lo[0], hi[0], color=color, alpha=0.15, lw=0)
+    elif len(xs) == 1:  # a single condition: an error bar, no band to span
+        line = ax.errorbar(xs, med, yerr=np.array([med - lo, hi - med]), ls=ls, c=color, marker='D', ms=3, capsize=2,
+                           label=label)[0]
+    else:
+        line, = ax.plot(xs, med, ls=ls, c=color, lw=1, marker='D', ms=2.5, label=label)
+        ax.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0)
+    for k in np.flatnonzero(below):  # off the scale of the trained curves: say where it is
+        shown = sum('↓' in text.get_text() for text in ax.texts)
+        where = f' at {xs[k]}' if xs is not None else ''
+        ax.annotate(f'{label.lstrip("_")}{where}: {medians[k]:.2f} ↓', xy=(0.98, 0.02 + 0.06 * shown),
+                    xycoords='axes fraction', ha='right', va='bottom', fontsize=6, color=color,
+                    bbox={'fc': 'white', 'ec': 'none', 'alpha': 0.8, 'pad': 0.5})
+    print_summary(f'{label} r_sq', ['all'] if xs is None else list(xs), rows)
+    return line
+
+
+def compare(ax, curves, names, key='r_sq', networks=True, styles=None):
     """One curve vs N_task per results file: `curves` maps a label to its loaded
-    file (None: missing, skipped), `names` the label to its legend entry. With
-    `networks`, dots per network and the median over networks with its interval;
-    otherwise the pooled median and IQR. Prints the numbers."""
+    file (None: missing, skipped), `names` the label to its legend entry, `styles`
+    (optional) a label to its colour and line options. With `networks`, dots per
+    network and the median over networks with its interval; otherwise the pooled
+    median and IQR. Prints the numbers; returns {label: colour} of the curves drawn."""
+    styles = styles or {}
     present = {label: res for label, res in curves.items() if res is not None}
     every = sorted(set().union(*(res['n_tasks'].tolist() for res in present.values())))
     # networks trained for different budgets: say so in the legend, the comparison is not like for like
@@ -117,17 +170,23 @@ def compare(ax, curves, names, key='r_sq', networks=True):
               + ', '.join(f'{label} {b:,} batches' for label, b in budgets.items()))
         names = {label: f'{name} ({short_count(budgets[label])})' if label in budgets else name
                  for label, name in names.items()}
+    colors = {}
+    step = min(1.0, 3 / max(len(present) - 1, 1))  # side shifts: at most ±1.5 steps, however many curves
     for i, (label, res) in enumerate(present.items()):
         if sorted(res['n_tasks'].tolist()) != every:  # a partial sweep: its task counts are shown
             print(f'note: {label} has n_task {res["n_tasks"].tolist()} only (of {every})')
         values = quantity(res, key)
+        style = styles.get(label, {})
         if networks and values.ndim >= 2:
-            plot_networks(ax, res['n_tasks'], values, label=names[label], offset=i - (len(present) - 1) / 2)
+            offset = step * (i - (len(present) - 1) / 2)
+            line = plot_networks(ax, res['n_tasks'], values, label=names[label], offset=offset, **style)
         else:
-            plot_iqr(ax, res['n_tasks'], values, label=names[label])
+            line = plot_iqr(ax, res['n_tasks'], values, label=names[label], **style)
+        colors[label] = line.get_color()
         print_summary(f'{label} {key}', res['n_tasks'].tolist(), values)
     task_axis(ax, every)
     legend(ax, title='(training batches)' if mixed else None)
+    return colors
 
 
 def short_count(n):
@@ -189,6 +248,45 @@ def plot_rate_maps(maps, title, path):
     text = f'{title}: rate over (x1 →, x2 ↑) per unit'
     fig.suptitle('\n'.join(textwrap.wrap(text, int(width * 13), break_on_hyphens=False)), fontsize=7)
     return save_figure(fig, path)
+
+
+def unit_image(values):
+    """N unit values -> a square image ⌈√N⌉ wide, units in row-major order, NaN padding."""
+    side = int(np.ceil(np.sqrt(len(values))))
+    grid = np.full(side * side, np.nan)
+    grid[:len(values)] = values
+    return grid.reshape(side, side)
+
+
+def rate_mosaic(rates):
+    """(rows, cols, N) rates -> one image: the unit image of stimulus [i, j] in block
+    row i, block column j, one blank pixel between blocks."""
+    rows, cols, _ = rates.shape
+    side = unit_image(rates[0, 0]).shape[0]
+    image = np.full((rows * (side + 1) - 1, cols * (side + 1) - 1), np.nan)
+    for i in range(rows):
+        for j in range(cols):
+            image[i * (side + 1):i * (side + 1) + side, j * (side + 1):j * (side + 1) + side] = unit_image(rates[i, j])
+    return image
+
+
+def plot_rate_mosaic(rates, corr, title):
+    """Figure 4's panel of one network: the rate maps as one mosaic (stimuli laid out by
+    x1 to the right and x2 upwards, a unit image per stimulus) beside each unit's
+    correlation with x1 and with x2 in the same unit layout. rates (8, 8, N), corr (N, 2)."""
+    fig = figure(5.6, 3.6, layout='constrained')
+    axes = fig.subplot_mosaic([['rates', 'corr_x1'], ['rates', 'corr_x2']], width_ratios=[2.2, 1])
+    im = axes['rates'].imshow(rate_mosaic(rates), origin='lower', cmap='viridis', interpolation='nearest')
+    fig.colorbar(im, ax=axes['rates'], shrink=0.6, label='activity')
+    height, width = im.get_array().shape
+    axes['rates'].set(xticks=[0, width - 1], xticklabels=['−0.5', '0.5'], yticks=[0, height - 1],
+                      yticklabels=['−0.5', '0.5'], xlabel='$x_1$', ylabel='$x_2$', title=f'{title}: rate maps')
+    for d, key in enumerate(('corr_x1', 'corr_x2')):
+        im = axes[key].imshow(unit_image(corr[:, d]), origin='lower', cmap='RdBu_r', vmin=-1, vmax=1,
+                              interpolation='nearest')
+        axes[key].set(xticks=[], yticks=[], title=f'corr. with $x_{d + 1}$')
+        fig.colorbar(im, ax=axes[key], shrink=0.8)
+    return fig
 
 
 def plot_correlations(corr, title, path, layout=None):

@@ -1,14 +1,21 @@
 """What the figure notebooks share beyond the library's plots and results modules:
-finding result files (and the commands that make a missing one) and the sweep plots.
-The notebooks import it after putting the repo root on sys.path."""
+finding result files (and the commands that make a missing one), the OOD curves with
+their untrained baselines and a second decoder, and the sweep plots.
+
+A notebook's setup is one line, `import figlib`: it puts the repo root on sys.path,
+so that the library (plots, results) imports after it."""
 import os
 import sys
 
-import numpy as np
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
 
-import experiments
-import plots
-import results
+import numpy as np  # noqa: E402
+
+import experiments  # noqa: E402
+import plots  # noqa: E402
+import results  # noqa: E402
 
 NOISE_CEILINGS = {0.1: 0.994, 0.2: 0.975, 0.3: 0.942, 0.4: 0.893, 0.6: 0.755}  # OOD r² ceiling per σ (SPEC §7)
 
@@ -30,14 +37,28 @@ def analysis_recipe(script, sweep, run):
 # Loading
 
 PROTOCOLS = ('correct', 'paper')  # generalize.py's OOD test sets, in the notebooks' `protocol` parameter
+DECODERS = ('adam', 'lstsq', 'both')  # the notebooks' `decoder` parameter: which decoders' curves to draw
+SECOND = {'ls': ':', 'marker': 's', 'mfc': 'white'}  # the lstsq curve beside Adam's: same colour, dotted
 
 
-def ood(label, protocol):
-    """The results file of `label` under an OOD protocol: <label> (the held-out
-    quadrant) or <label>_paper (the paper's test sets, generalize.py --protocol=paper)."""
+def ood(label, protocol, decoder='adam', untrained=False):
+    """The results file of `label` under an OOD protocol: <label>[_untrained][_lstsq][_paper]:
+    networks of the sweep initialised and never trained (the baseline), read by the
+    exact least-squares decoder (generalize.py --decoder=lstsq), under the paper's test
+    sets (--protocol=paper)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol={protocol!r} is not allowed: expected 'correct' or 'paper'")
-    return label + ('_paper' if protocol == 'paper' else '')
+    if decoder not in DECODERS[:2]:
+        raise ValueError(f"decoder={decoder!r} is not allowed: expected 'adam' or 'lstsq'")
+    return (label + ('_untrained' if untrained else '') + ('_lstsq' if decoder == 'lstsq' else '')
+            + ('_paper' if protocol == 'paper' else ''))
+
+
+def decoders(decoder):
+    """The decoders a notebook's `decoder` parameter draws, the main one first."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder={decoder!r} is not allowed: expected 'adam', 'lstsq' or 'both'")
+    return ['adam', 'lstsq'] if decoder == 'both' else [decoder]
 
 
 def protocol_title(protocol):
@@ -72,6 +93,13 @@ def load_sweep(results_dir, names, required=True):
     return found
 
 
+def optional(results_dir, name):
+    """results/<name>.npz when it exists, else None, quietly (baselines and second
+    decoders: a figure draws them when they are there)."""
+    path = os.path.join(results_dir, name + '.npz')
+    return results.load_results(results_dir, name) if os.path.exists(path) else None
+
+
 def load_analysis(analysis_dir, run, filename, command, required=True):
     """analysis/<run>/<filename> (an .npz from analyze.py) as a dict of arrays, or None
     with a note when it is missing and not `required`."""
@@ -85,13 +113,80 @@ def load_analysis(analysis_dir, run, filename, command, required=True):
     return None
 
 
+def at_task_count(res, n_task):
+    """r² of each network of a results file at one task count (its mean over splits × fits)."""
+    return results.per_network(res['r_sq'])[res['n_tasks'].tolist().index(n_task)]
+
+
 # ---------------------------------------------------------------------------------
 # Plotting across files
 
-def plot_sweep(ax, files, key='r_sq', n_tasks=None):
+def _name(label, protocol, decoder, untrained=False):
+    """ood(), and for protocol 'ID' the in-distribution file <label>[_lstsq]_ID."""
+    if protocol == 'ID':
+        return ood(label, 'correct', decoder, untrained) + '_ID'
+    return ood(label, protocol, decoder, untrained)
+
+
+def _second(d):
+    """The legend suffix of decoder d's curves: the paper's Adam has none."""
+    return ', lstsq' if d == 'lstsq' else ''
+
+
+def plot_vs_tasks(ax, results_dir, curves, decoder='adam', required='first'):
+    """OOD r² vs N_task: a curve per entry of `curves` ({(label, protocol): legend
+    entry}; protocol 'correct', 'paper' or 'ID') for each decoder of `decoder` (the
+    lstsq curve dotted, in its Adam curve's colour), and each OOD curve's untrained
+    baseline where its file exists (grey when the figure has one OOD curve, else in the
+    curve's colour). `required`: 'first' or 'all' of the curves must exist under the
+    main decoder (FileNotFoundError with the command that makes it); others are drawn
+    when their files exist."""
+    used = decoders(decoder)
+    files, names, styles = {}, {}, {}
+    for i, ((label, protocol), legend) in enumerate(curves.items()):
+        for d in used:
+            name = _name(label, protocol, d)
+            needed = d == used[0] and (required == 'all' or i == 0)
+            files[name] = load(results_dir, name) if needed else optional(results_dir, name)
+            names[name] = legend + _second(d)
+            styles[name] = dict(color=f'C{i}', **(SECOND if d == 'lstsq' and len(used) > 1 else {}))
+    absent = [name for name, res in files.items() if res is None]
+    if absent:
+        print(f'note: not drawn (no file in {results_dir}): {", ".join(absent)}')
+    plots.compare(ax, files, names, styles=styles)
+    n_ood = sum(protocol != 'ID' for _, protocol in curves)
+    floor = _floor(ax)
+    for i, ((label, protocol), legend) in enumerate(curves.items()):
+        if protocol == 'ID':  # the baselines are of OOD r²
+            continue
+        for d in used:
+            res = optional(results_dir, _name(label, protocol, d, untrained=True))
+            if res is None:
+                continue
+            if n_ood == 1:
+                plots.plot_baseline(ax, None, res['r_sq'], label='untrained' + _second(d), floor=floor,
+                                    ls=':' if d == 'lstsq' else '--')
+            else:  # in the curve's colour, and one legend entry for them all (the '_' hides each)
+                plots.plot_baseline(ax, None, res['r_sq'], label=f'_{legend}, untrained{_second(d)}',
+                                    color=f'C{i}', ls=':' if d == 'lstsq' else '--', floor=floor)
+                if 'untrained (dashed)' not in ax.get_legend_handles_labels()[1]:
+                    ax.plot([], [], ls='--', c='gray', label='untrained (dashed)')
+    plots.legend(ax)
+
+
+def _floor(ax):
+    """The lowest r² a baseline may stretch the y-axis to: 0 (r² below it: worse than
+    predicting the mean), or lower where the trained curves' own range reaches below
+    it. Lower baselines are written at the bottom of the axes instead."""
+    bottom, top = ax.get_ylim()
+    return min(0.0, bottom - (top - bottom))
+
+
+def plot_sweep(ax, files, key='r_sq', n_tasks=None, suffix='', style=None):
     """One median + IQR curve per N_task of a quantity across files: `files` maps
     the swept value (σ, D, T, correlation) to its loaded results. `n_tasks`: the task
-    counts to show (default: all present)."""
+    counts to show (default: all present); `suffix` (of the legend entries) and
+    `style` (line options) tell a second decoder's curves from the first."""
     present = sorted(set().union(*(res['n_tasks'].tolist() for res in files.values())))
     colors = plots.task_colors(present)
     absent = [k for k in (n_tasks or []) if k not in present]
@@ -105,9 +200,34 @@ def plot_sweep(ax, files, key='r_sq', n_tasks=None):
                 xs.append(x)
                 values.append(plots.quantity(files[x], key)[ks.index(k)])
         if xs:
-            plots.plot_iqr(ax, xs, values, label=f'{k} tasks', color=colors.get(k))
-            plots.print_summary(f'{k} tasks {key}', xs, values)
+            plots.plot_iqr(ax, xs, values, label=f'{k} tasks{suffix}', color=colors.get(k), **(style or {}))
+            plots.print_summary(f'{k} tasks{suffix} {key}', xs, values)
     plots.legend(ax)
+
+
+def plot_ood_sweep(ax, results_dir, labels, protocol, decoder='adam', n_tasks=None):
+    """OOD r² across a sweep's conditions (`labels`: {swept value: label}): a curve per
+    N_task for each decoder of `decoder` (the lstsq ones dotted), and the untrained
+    baseline of each condition (<label>_untrained) where its file exists, a grey dashed
+    band. Returns the main decoder's files {swept value: results}; FileNotFoundError
+    when it has none."""
+    used = decoders(decoder)
+    main = load_sweep(results_dir, {x: ood(label, protocol, used[0]) for x, label in labels.items()})
+    plot_sweep(ax, main, n_tasks=n_tasks, suffix=_second(used[0]))
+    if len(used) > 1:
+        second = {x: optional(results_dir, ood(label, protocol, 'lstsq')) for x, label in labels.items()}
+        second = {x: res for x, res in second.items() if res is not None}
+        if second:
+            plot_sweep(ax, second, n_tasks=n_tasks, suffix=_second('lstsq'), style=SECOND)
+    floor = _floor(ax)
+    for d in used:
+        found = {x: optional(results_dir, ood(label, protocol, d, untrained=True)) for x, label in labels.items()}
+        xs = sorted(x for x, res in found.items() if res is not None)
+        if xs:
+            plots.plot_baseline(ax, xs, [found[x]['r_sq'] for x in xs], label='untrained' + _second(d),
+                                ls=':' if d == 'lstsq' else '--', floor=floor)
+    plots.legend(ax)
+    return main
 
 
 def save(fig, out_dir, name):

@@ -30,7 +30,6 @@ if REPO_ROOT not in sys.path:
 import checks  # noqa: E402  (pure Python: --help and usage errors stay fast)
 import configurator  # noqa: E402
 
-ROOT_VARIABLE = 'FIGURES_REPO_ROOT'  # the notebooks' setup cell reads the repo root from it
 # the notebooks' input and output folders, relative to the current directory as for every script
 PATHS = {'results_dir': 'results', 'analysis_dir': 'analysis', 'out_dir': os.path.join('Figures', 'out')}
 PARAMETERS = '# parameters'  # first line of the parameters cell
@@ -130,9 +129,8 @@ def run_notebook(path, overrides=None):
     if overrides and not any(src.lstrip().startswith('# parameters') for _, src in cells):
         raise NotebookError(f'{name}: overrides given but no cell starts with "# parameters"')
     namespace = {'__name__': '__main__'}
-    old_cwd, old_root = os.getcwd(), os.environ.get(ROOT_VARIABLE)
+    old_cwd = os.getcwd()
     os.chdir(os.path.dirname(os.path.abspath(path)))
-    os.environ[ROOT_VARIABLE] = REPO_ROOT
     try:
         for number, source in cells:
             try:
@@ -144,10 +142,6 @@ def run_notebook(path, overrides=None):
                 namespace.update(overrides)
     finally:
         os.chdir(old_cwd)
-        if old_root is None:
-            os.environ.pop(ROOT_VARIABLE, None)
-        else:
-            os.environ[ROOT_VARIABLE] = old_root
     return namespace
 
 

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -33,6 +34,7 @@ def _load_runner():
 run_notebooks = _load_runner()
 sys.path.insert(0, FIGURES)
 import figlib  # noqa: E402  (lives in Figures/, beside the notebooks)
+import plots  # noqa: E402
 import results  # noqa: E402
 
 
@@ -136,7 +138,8 @@ def test_paper_style_files_with_only_r_sq_n_tasks_angles(tmp_path, capsys):
     status = run_notebooks.main(['fig3a', 'fig3c', f'--results_dir={results}', f'--out_dir={out}'])
     printed = capsys.readouterr()
     assert status == 0, printed.err
-    assert 'RNN_ID.npz not found, skipped' in printed.out and 'gpt-2.npz not found, skipped' in printed.out
+    assert f'not drawn (no file in {results}): RNN_paper, RNN_ID' in printed.out
+    assert 'gpt-2.npz not found, skipped' in printed.out
     for name in ('fig3a', 'fig3c'):
         assert (out / f'{name}.png').exists() and (out / f'{name}.pdf').exists()
 
@@ -250,20 +253,32 @@ def test_runner_applies_overrides_after_parameters_cell_and_names_failing_cell(t
 
 
 def test_committed_notebooks_are_clean_nbformat4():
+    docs = os.path.join(os.path.dirname(FIGURES), 'docs', 'figures')
     for path in run_notebooks.notebook_paths():
+        name = os.path.basename(path)[:-6]
         with open(path) as f:
             nb = json.load(f)
         assert nb['nbformat'] == 4
         cells = nb['cells']
         intro = ''.join(cells[0]['source'])
         assert cells[0]['cell_type'] == 'markdown' and ('results/' in intro or 'analysis/' in intro), path
-        code = [c for c in cells if c['cell_type'] == 'code']
-        assert all(c['outputs'] == [] and c['execution_count'] is None for c in code), path
-        params = [''.join(c['source']) for c in code if ''.join(c['source']).startswith('# parameters')]
+        for figure in OUTPUTS[name]:  # the rendered figure at the top, and it is there
+            assert f'](../docs/figures/{figure}.png)' in intro.split('\n\n', 2)[1], (path, figure)
+            assert os.path.exists(os.path.join(docs, f'{figure}.png')), figure
+        code = [''.join(c['source']) for c in cells if c['cell_type'] == 'code']
+        assert all(c['outputs'] == [] and c['execution_count'] is None for c in cells if c['cell_type'] == 'code')
+        assert code[0].splitlines()[0].startswith('import figlib  #'), path  # the one-line setup
+        params = [c for c in code if c.startswith('# parameters')]
         assert len(params) == 1, path
         ns = {}
         exec(params[0], ns)
-        assert (ns['results_dir'], ns['analysis_dir'], ns['out_dir']) == ('../results', '../analysis', 'out'), path
+        paths = {'results_dir': '../results', 'analysis_dir': '../analysis', 'out_dir': 'out'}
+        assert {k: ns[k] for k in paths if k in ns} == {k: v for k, v in paths.items() if k in ns}, path
+        rest = '\n'.join(c for c in code if c is not code[0] and c is not params[0])
+        for imported in re.findall(r'^(?:import \S+ as|import|from \S+ import) (\w+)', code[0], re.MULTILINE):
+            assert re.search(rf'\b{imported}\.', rest), f'{path}: {imported} imported, not used'
+        for parameter in ns.keys() - {'__builtins__'}:  # every parameter is used
+            assert re.search(rf'\b{parameter}\b', rest), f'{path}: parameter {parameter} not used'
 
 
 def test_recipes_name_the_producing_commands():
@@ -295,3 +310,120 @@ def test_summaries_pool_everything_after_the_first_axis(tmp_path):
     assert list(figlib.load_sweep(tmp_path, {0.1: 'Noise_1', 0.2: 'Noise_2'})) == [0.2]
     with pytest.raises(FileNotFoundError, match='Noise_1.npz.*Noise_3.npz'):
         figlib.load_sweep(tmp_path, {0.1: 'Noise_1', 0.3: 'Noise_3'})
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close('all')
+
+
+def untrained_file(path, level, n_tasks=N_TASKS, n_runs=3):
+    """An untrained baseline as generalize.py writes one: r² around `level`."""
+    rng = np.random.default_rng(3)
+    results.save_results(str(path), n_tasks=np.array(n_tasks),
+                         r_sq=level + 0.01 * rng.standard_normal((len(n_tasks), n_runs, 4, 2)))
+
+
+def labels_of(ax):
+    return [artist.get_label() for artist in ax.lines + ax.containers]
+
+
+def test_vs_tasks_draws_the_untrained_band_when_its_file_exists(tmp_path, capsys):
+    """No file, nothing drawn and no error; a file, a grey dashed median and its band."""
+    rng = np.random.default_rng(0)
+    generalize_file(tmp_path / 'RNN.npz', rng)
+    fig, ax = plots.subplots()
+    figlib.plot_vs_tasks(ax, tmp_path, {('RNN', 'correct'): 'RNN'})
+    assert not any('untrained' in label for label in labels_of(ax)) and not ax.patches  # no file, no band, no error
+    untrained_file(tmp_path / 'RNN_untrained.npz', 0.3)
+    untrained_file(tmp_path / 'RNN_untrained_paper.npz', 0.5)
+    fig, ax = plots.subplots()
+    figlib.plot_vs_tasks(ax, tmp_path, {('RNN', 'correct'): 'RNN'})
+    line, = [line for line in ax.lines if line.get_label() == 'untrained']
+    assert line.get_color() == 'gray' and line.get_linestyle() == '--' and abs(line.get_ydata()[0] - 0.3) < 0.02
+    assert len(ax.patches) == 1  # its band
+    assert 'untrained' in legend_texts(fig)
+    fig, ax = plots.subplots()  # under the paper's protocol, its own file
+    generalize_file(tmp_path / 'RNN_paper.npz', rng)
+    figlib.plot_vs_tasks(ax, tmp_path, {('RNN', 'paper'): 'RNN', ('LSTM', 'paper'): 'LSTM'})
+    line, = [line for line in ax.lines if line.get_label() == '_RNN, untrained']
+    assert abs(line.get_ydata()[0] - 0.5) < 0.02
+    assert f'not drawn (no file in {tmp_path}): LSTM_paper' in capsys.readouterr().out
+
+
+def test_vs_tasks_with_several_curves_colours_each_baseline_and_explains_them_once(tmp_path):
+    rng = np.random.default_rng(0)
+    for label in ('RNN', 'LSTM'):
+        generalize_file(tmp_path / f'{label}.npz', rng)
+        untrained_file(tmp_path / f'{label}_untrained.npz', 0.4)
+    fig, ax = plots.subplots()
+    figlib.plot_vs_tasks(ax, tmp_path, {('RNN', 'correct'): 'RNN', ('LSTM', 'correct'): 'LSTM'})
+    bands = [line for line in ax.lines if 'untrained' in line.get_label() and len(line.get_ydata())]
+    assert [b.get_label() for b in bands] == ['_RNN, untrained', '_LSTM, untrained']
+    assert [b.get_color() for b in bands] == ['C0', 'C1']
+    assert legend_texts(fig).count('untrained (dashed)') == 1
+
+
+def test_lstsq_curves_beside_adam(tmp_path):
+    rng = np.random.default_rng(0)
+    generalize_file(tmp_path / 'RNN.npz', rng)
+    fig, ax = plots.subplots()
+    figlib.plot_vs_tasks(ax, tmp_path, {('RNN', 'correct'): 'RNN'}, decoder='both')  # no lstsq file: Adam alone
+    assert legend_texts(fig) == ['RNN']
+    generalize_file(tmp_path / 'RNN_lstsq.npz', rng)
+    untrained_file(tmp_path / 'RNN_untrained_lstsq.npz', 0.9)
+    fig, ax = plots.subplots()
+    figlib.plot_vs_tasks(ax, tmp_path, {('RNN', 'correct'): 'RNN'}, decoder='both')
+    assert set(legend_texts(fig)) == {'RNN', 'RNN, lstsq', 'untrained, lstsq'}
+    adam, lstsq = ax.containers
+    assert adam.lines[0].get_color() == lstsq.lines[0].get_color() and lstsq.lines[0].get_linestyle() == ':'
+    fig, ax = plots.subplots()
+    figlib.plot_vs_tasks(ax, tmp_path, {('RNN', 'correct'): 'RNN'}, decoder='lstsq')
+    assert sorted(legend_texts(fig)) == ['RNN, lstsq', 'untrained, lstsq']
+    with pytest.raises(ValueError, match="decoder='lsq' is not allowed"):
+        figlib.plot_vs_tasks(ax, tmp_path, {('RNN', 'correct'): 'RNN'}, decoder='lsq')
+    assert figlib.ood('RNN', 'paper', 'lstsq', untrained=True) == 'RNN_untrained_lstsq_paper'
+
+
+def test_sweeps_draw_the_baseline_of_each_condition(tmp_path):
+    rng = np.random.default_rng(0)
+    for D in (2, 4, 6):
+        generalize_file(tmp_path / f'HighDim_D{D}.npz', rng, n_dim=D, n_split=D)
+    fig, ax = plots.subplots()
+    files = figlib.plot_ood_sweep(ax, tmp_path, {D: f'HighDim_D{D}' for D in (2, 4, 6)}, 'correct')
+    assert sorted(files) == [2, 4, 6] and 'untrained' not in legend_texts(fig) and not ax.collections[5:]
+    untrained_file(tmp_path / 'HighDim_D2_untrained.npz', 0.5)
+    untrained_file(tmp_path / 'HighDim_D6_untrained.npz', 0.3)  # D = 4 missing: the baseline skips it
+    fig, ax = plots.subplots()
+    figlib.plot_ood_sweep(ax, tmp_path, {D: f'HighDim_D{D}' for D in (2, 4, 6)}, 'correct')
+    line, = [line for line in ax.lines if line.get_label() == 'untrained']
+    assert list(line.get_xdata()) == [2, 6] and np.allclose(line.get_ydata(), [0.5, 0.3], atol=0.02)
+    assert len(ax.collections) == 5 + 1  # a band per task count, and the baseline's
+    assert 'untrained' in legend_texts(fig)
+
+
+def legend_texts(fig):
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+@pytest.mark.slow
+def test_every_ood_notebook_draws_the_baselines_and_both_decoders(data, tmp_path, capsys):
+    results_dir = tmp_path / 'results'
+    results_dir.mkdir()
+    for path in (data / 'results').glob('*.npz'):
+        (results_dir / path.name).write_bytes(path.read_bytes())
+    for label in ('RNN', 'RNN_NoLeak', 'LSTM', 'gpt-2', 'Quad', 'FreeRT', 'FreeRT_T10', 'HighDim_D4', 'Noise_3'):
+        untrained_file(results_dir / f'{label}_untrained.npz', 0.2)
+        generalize_file(results_dir / f'{label}_lstsq.npz', np.random.default_rng(1),
+                        n_dim=4 if label == 'HighDim_D4' else 2, n_split=4)
+    out = tmp_path / 'out'
+    notebooks = ['fig3a', 'fig3b', 'S1', 'S5c', 'fig5a', 'fig5b_S12', 'fig5c']
+    status = run_notebooks.main(notebooks + ['--decoder=both', f'--results_dir={results_dir}', f'--out_dir={out}'])
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
+    baselines = [line for line in printed.out.splitlines() if 'untrained r_sq (median [IQR])' in line]
+    assert len(baselines) >= len(notebooks)  # each notebook drew at least one
+    assert 'tasks, lstsq r_sq' in printed.out and 'RNN, lstsq' not in printed.err
+    assert run_notebooks.main(['fig3b', '--decoder=lsq', f'--results_dir={results_dir}', f'--out_dir={out}']) == 1
+    assert "decoder='lsq' is not allowed" in capsys.readouterr().err

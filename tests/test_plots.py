@@ -83,7 +83,7 @@ def test_angle_plot_labels_the_task_counts(saved, tmp_path):
         assert [t.get_text() for t in ax.get_xticklabels()] == [str(k) for k in N_TASKS]
 
 
-def test_legend_stays_off_the_data(saved, tmp_path):
+def test_legend_stays_off_the_data_and_the_axes_keep_the_width(saved, tmp_path):
     synthetic_results(tmp_path, 'RNN')
     synthetic_results(tmp_path, 'RNN_ID')
     generalize.plot(str(tmp_path), 'RNN')
@@ -91,8 +91,23 @@ def test_legend_stays_off_the_data(saved, tmp_path):
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     ax = fig.axes[0]
-    assert legend_texts(ax.get_legend()) == ['ceiling 0.975', 'OOD', 'ID']
-    assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+    assert len(fig.legends) == 1  # drawn twice (after the ceiling), kept once
+    legend = fig.legends[0]
+    assert legend_texts(legend) == ['ceiling 0.975', 'OOD', 'ID']
+    box, axes = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert not box.overlaps(axes) and box.y1 < axes.y0  # below the axes
+    assert axes.width > 0.75 * fig.bbox.width  # the data, not the legend, fills the figure
+
+
+def test_figures_of_one_panel_have_one_size(tmp_path):
+    sizes = []
+    for labels in (['OOD'], ['a long legend entry', 'another long legend entry', 'a third one', 'four']):
+        fig, ax = plots.subplots()
+        for label in labels:
+            ax.plot([1, 2], [0, 1], label=label)
+        plots.legend(ax)
+        sizes.append(image.imread(plots.save_figure(fig, str(tmp_path / f'{len(labels)}.png'), pdf=False)).shape)
+    assert sizes[0] == sizes[1]
 
 
 def test_sparsity_plot_explains_its_lines(saved):
@@ -125,10 +140,37 @@ def test_curves_of_different_training_budgets_say_so(capsys):
              for label, b in (('RNN', 100_000), ('FreeRT', 20_000))}
     fig, ax = plots.subplots()
     plots.compare(ax, files, {'RNN': 'fixed RT', 'FreeRT': 'free RT'})
-    assert legend_texts(ax.get_legend()) == ['fixed RT (1e5)', 'free RT (2e4)']
-    assert ax.get_legend().get_title().get_text() == '(training batches)'
+    assert legend_texts(fig.legends[0]) == ['fixed RT (1e5)', 'free RT (2e4)']
+    plots.reference(ax, plots.CEILING, 'ceiling')
+    plots.legend(ax)  # drawn again: the title stays
+    assert fig.legends[0].get_title().get_text() == '(training batches)'
     assert 'different training budgets: RNN 100,000 batches, FreeRT 20,000 batches' in capsys.readouterr().out
     files['RNN']['batches'] = np.full((5, 3), 20_000.0)  # equal budgets: the legend as given
     fig, ax = plots.subplots()
     plots.compare(ax, files, {'RNN': 'fixed RT', 'FreeRT': 'free RT'})
-    assert legend_texts(ax.get_legend()) == ['fixed RT', 'free RT']
+    assert legend_texts(fig.legends[0]) == ['fixed RT', 'free RT']
+
+
+def test_baseline_is_a_dashed_band_of_the_networks_spread():
+    # 4 untrained networks, per-network means 0.1, 0.2, 0.3, 0.4 at each of 2 task counts
+    values = np.broadcast_to(np.array([0.1, 0.2, 0.3, 0.4])[None, :, None], (2, 4, 3)).copy()
+    _, ax = plots.subplots()
+    line = plots.plot_baseline(ax, None, values)
+    assert line.get_label() == 'untrained' and line.get_linestyle() == '--'
+    assert np.allclose(line.get_ydata(), 0.25)  # the median over networks
+    band, = ax.patches
+    low, high = band.get_bbox().y0, band.get_bbox().y1
+    assert np.allclose([low, high], [0.175, 0.325])  # the interquartile range over networks
+    _, ax = plots.subplots()  # a sweep: one file per condition
+    line = plots.plot_baseline(ax, [2, 4], [values, values + 0.5])
+    assert np.allclose(line.get_ydata(), [0.25, 0.75])
+    assert len(ax.collections) == 1  # the band
+
+
+def test_a_baseline_far_below_the_curves_is_written_not_drawn():
+    _, ax = plots.subplots()
+    ax.plot([2, 24], [0.6, 0.9])
+    bottom = ax.get_ylim()[0]
+    plots.plot_baseline(ax, None, np.full((1, 3, 2), -1.5), label='_non-leaky RNN, untrained', floor=0.3)
+    assert ax.get_ylim()[0] == bottom  # the curves keep the axes
+    assert [t.get_text() for t in ax.texts] == ['non-leaky RNN, untrained: -1.50 ↓']
