@@ -405,9 +405,9 @@ def load_network(path, device='cpu', noise_free=False):
     return net.to(device).eval(), encoder, config
 
 
-def select_network(path, runs_dir, select, run, unfinished=False):
+def select_network(path, runs_dir, select, index, unfinished=False):
     """The network an analysis takes: `path` (a run folder or a paper .pth file), or
-    else the run-th of the networks under runs_dir whose config matches `select`.
+    else the index-th of the networks under runs_dir whose config matches `select`.
     A broken run is an error saying what is wrong, a partly trained one is refused
     unless `unfinished` (see find_sweep). Returns (where, batches trained)."""
     if path is not None:
@@ -419,9 +419,9 @@ def select_network(path, runs_dir, select, run, unfinished=False):
         found = find_runs(runs_dir, **select)
         if not found:
             raise FileNotFoundError(f"no trained network in {runs_dir!r} matches select={select}")
-        if not isinstance(run, int) or not 0 <= run < len(found):
-            checks.fail('run', run, f"an index in 0..{len(found) - 1} ({len(found)} networks match select={select})")
-        where = found[run]
+        if not isinstance(index, int) or not 0 <= index < len(found):
+            checks.fail('index', index, f"an index in 0..{len(found) - 1} ({len(found)} networks match select={select})")
+        where = found[index]
     state, batches, problem = run_state(where)
     if state == BROKEN:
         raise ValueError(f"{where} is broken: {problem}")
