@@ -37,7 +37,7 @@ def ood(label, protocol):
     quadrant) or <label>_paper (the paper's test sets, generalize.py --protocol=paper)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol={protocol!r} is not allowed: expected 'correct' or 'paper'")
-    return label + ('_paper' if protocol == 'paper' else '')
+    return results.result_name(label, protocol=protocol)
 
 
 def protocol_title(protocol):
