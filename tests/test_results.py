@@ -103,7 +103,8 @@ def one_line_error(call):
     return str(e.value)
 
 
-@pytest.mark.parametrize('content', [b'', b'PK\x03\x04 cut short', bytes(range(256)) * 4, 'truncated'])
+@pytest.mark.parametrize('content', [b'', b'PK\x03\x04 cut short', bytes(range(256)) * 4, 'truncated'],
+                         ids=['empty', 'not_a_zip', 'random_bytes', 'truncated'])
 def test_unreadable_result_files_are_one_line_naming_the_file(tmp_path, content):
     path = tmp_path / 'RNN.npz'
     if content == 'truncated':
