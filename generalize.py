@@ -9,6 +9,10 @@ on all four with --out_of_distribution=False); r² = 1 − MSE/(1/12).
     python generalize.py --select="{'network': 'LSTM'}" --label=LSTM
     python generalize.py --protocol=paper                  # the paper's test sets -> results/RNN_paper.*
 
+A results file made from other networks (the committed results/RNN.npz is made from
+trained_networks/RNN/) is never replaced by default: evaluate your own networks under
+another --label (or --results_dir), or pass --overwrite=True.
+
 protocol='paper' reproduces the test sets of the paper's code release, which made the
 paper's numbers: it passes one held-out quadrant to the test task as a scalar index,
 so that quadrant's sign row becomes the only row of the quadrant table and each test
