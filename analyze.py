@@ -5,17 +5,17 @@ grid of noise-free stimuli, the encoder's output geometry and CCGP / parallelism
 
     python analyze.py                                      # the first 24-task RNN in trained_networks/
     python analyze.py --path=trained_networks/nTask24_run0  # one run folder (or a paper .pth file)
-    python analyze.py --select="{'network': 'LSTM', 'n_task': 6}" --run=2
+    python analyze.py --select="{'network': 'LSTM', 'n_task': 6}" --index=2
 
 Everything goes to out_dir/<run name>/: PNG + PDF plots, the numbers beside them
 (.npz / .json), an interactive rotating trajectories.html and summary.json. The
 network noise is switched off (n_sd = 0); trials keep their input noise.
 """
 # ---- hyperparameters (override with --name=value or a config file) ----
-path = None  # a run folder or a paper .pth file; None: pick from runs_dir by select and run
+path = None  # a run folder or a paper .pth file; None: pick from runs_dir by select and index
 runs_dir = 'trained_networks'  # where trained networks are found
 select = {'n_task': 24, 'network': 'RNN'}  # config values the network must match
-run = 0  # index among the networks matching select (sorted by n_task, run)
+index = 0  # which of the networks matching select (0: the first, sorted by n_task, run)
 n_trials = 200  # noisy trials for PCA, trajectories, initial states and CCGP / PS
 n_plot = 40  # trajectories drawn in the PC plots
 n_init = 512  # fixed points: initial states sampled on the trajectories
@@ -32,6 +32,7 @@ out_dir = 'analysis'  # results go to out_dir/<run name>/
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
 n_threads = 1  # CPU threads for torch
 unfinished = False  # also analyse a partly trained network (default: refuse it, naming how to finish it)
+overwrite = False  # replace an analysis of another network (or of a longer training) in the same folder (default: refuse)
 # ------------------------------------------------------------------------
 import checks
 import configurator
@@ -49,7 +50,7 @@ def check(hp):
         checks.positive(name, hp[name])
     for name in ('tol_unique', 'noise_scale'):
         checks.non_negative(name, hp[name])
-    checks.non_negative_int('run', hp['run'])
+    checks.non_negative_int('index', hp['index'])
     checks.non_negative_int('seed', hp['seed'])
     checks.dictionary('select', hp['select'])
     checks.folder('out_dir', hp['out_dir'])
@@ -73,9 +74,11 @@ import metrics  # noqa: E402
 import networks  # noqa: E402
 import plots  # noqa: E402
 import representations as rep  # noqa: E402
+import results  # noqa: E402
 import tasks  # noqa: E402
 import util  # noqa: E402
 
+SUMMARY = 'summary.json'  # written last: what the folder was made from (results.refuse_replacing reads it)
 _QUAD_COLORS = ('#1b9e77', '#d95f02', '#7570b3', '#e7298a')  # quadrants 1-4
 _QUAD_SIGNS = ('(+, +)', '(−, +)', '(−, −)', '(+, −)')  # signs of (x1, x2) in quadrants 1-4 (SPEC §2)
 
@@ -228,7 +231,7 @@ def _range(values):
 def analyze(hp):
     """Run every analysis on the selected network; write the files and return the summary."""
     check(hp)
-    path, batches = checkpoints.select_network(hp['path'], hp['runs_dir'], hp['select'], hp['run'],
+    path, batches = checkpoints.select_network(hp['path'], hp['runs_dir'], hp['select'], hp['index'],
                                                hp['unfinished'])
     device = util.pick_device(hp['device'])
     util.set_threads(hp['n_threads'])
@@ -237,7 +240,10 @@ def analyze(hp):
         raise ValueError(f"network {config['network']!r} at {path}: analyze.py takes an RNN or LSTM "
                          "(use analyze_transformer.py for gpt-2)")
     name = config['name']
-    folder = checkpoints.check_output('out_dir', os.path.join(hp['out_dir'], name))  # before any work
+    folder = os.path.join(hp['out_dir'], name)
+    results.refuse_replacing(os.path.join(folder, SUMMARY), os.path.join(folder, SUMMARY), {path: batches},
+                             hp['overwrite'], elsewhere='--out_dir')  # before any work
+    checkpoints.check_output('out_dir', folder)
     env = tasks.training_env(config)
     rng = np.random.default_rng(hp['seed'])
     n_neu = net.hidden_size
@@ -248,8 +254,8 @@ def analyze(hp):
     states = rep.state_trajectories(net, u).cpu().numpy()
     H = states[..., :n_neu]
     pca, ratio = rep.pca_variance(H.reshape(-1, n_neu))
-    np.savez(os.path.join(folder, 'pca.npz'), explained_variance_ratio=ratio,
-             components=pca.components_, mean=pca.mean_)
+    results.save_results(os.path.join(folder, 'pca.npz'), explained_variance_ratio=ratio,
+                         components=pca.components_, mean=pca.mean_)
     _plot_pca(ratio, folder)
 
     # fixed points under a blank stimulus with fixation on
@@ -259,9 +265,9 @@ def analyze(hp):
     res, amp, near_zero = analyse_fixed_points(net, rep.blank_input(env, encoder, device), h0, config['dt'], tau,
                                                hp['tol_q'], hp['tol_unique'], hp['max_iters'],
                                                hp['fp_lr'], hp['near_zero_tol'])
-    np.savez(os.path.join(folder, 'fixed_points.npz'), points=res.points, q=res.q, eigvals=res.eigvals,
-             amplification=amp, n_near_zero=near_zero, stable=fixed_points.is_stable(res.eigvals))
-    np.savez(os.path.join(folder, 'jacobians.npz'), jacobians=res.jacobians)  # large: beside the summary
+    results.save_results(os.path.join(folder, 'fixed_points.npz'), points=res.points, q=res.q, eigvals=res.eigvals,
+                         amplification=amp, n_near_zero=near_zero, stable=fixed_points.is_stable(res.eigvals))
+    results.save_results(os.path.join(folder, 'jacobians.npz'), jacobians=res.jacobians)  # large: beside the summary
     _plot_fixed_points(res, amp, folder)
 
     # trajectories and fixed points in the top 3 PCs
@@ -270,18 +276,17 @@ def analyze(hp):
     fp_proj = pca.transform(res.points[:, :n_neu])[:, :3] if len(res.points) else np.zeros((0, 3))
     quads = rep.quadrants(trials['stim'][:n_plot])
     colors = [_QUAD_COLORS[q - 1] for q in quads]
-    np.savez(os.path.join(folder, 'trajectories.npz'), trajectories=proj, quadrant=quads,
-             stim=trials['stim'][:n_plot], fixed_points=fp_proj)
+    results.save_results(os.path.join(folder, 'trajectories.npz'), trajectories=proj, quadrant=quads,
+                         stim=trials['stim'][:n_plot], fixed_points=fp_proj)
     _plot_trajectories(proj, colors, fp_proj, folder)
-    with open(os.path.join(folder, 'trajectories.html'), 'w') as f:
-        f.write(rotating_html(proj, colors, fp_proj, title=name))
+    results.save(os.path.join(folder, 'trajectories.html'), rotating_html(proj, colors, fp_proj, title=name))
 
     # steady-state rate maps over a grid of noise-free stimuli
     x = rep.stimulus_grid(hp['n_grid'], config['n_dim'])
     steady = rep.steady_states(net, encoder, env, x)
     maps, corr = rep.rate_maps(steady, hp['n_grid']), rep.unit_correlations(steady, x)
-    np.savez(os.path.join(folder, 'rate_maps.npz'), rate_maps=maps, grid=np.unique(x[:, 0]),
-             stim=x, correlations=corr)
+    results.save_results(os.path.join(folder, 'rate_maps.npz'), rate_maps=maps, grid=np.unique(x[:, 0]),
+                         stim=x, correlations=corr)
     plots.plot_rate_maps(maps, name, os.path.join(folder, 'rate_maps.png'))
     plots.plot_correlations(corr, name, os.path.join(folder, 'correlations.png'))
 
@@ -289,8 +294,8 @@ def analyze(hp):
     enc_ratio = None
     if encoder is not None:
         xe, feats, eproj, enc_ratio = rep.encoder_geometry(encoder, config['n_dim'], hp['n_enc_grid'])
-        np.savez(os.path.join(folder, 'encoder.npz'), stim=xe, features=feats, projection=eproj,
-                 explained_variance_ratio=enc_ratio)
+        results.save_results(os.path.join(folder, 'encoder.npz'), stim=xe, features=feats, projection=eproj,
+                             explained_variance_ratio=enc_ratio)
         _plot_encoder(xe, eproj, enc_ratio, folder)
 
     # abstraction metrics on the final hidden states of DenoiseQuads trials
@@ -314,7 +319,7 @@ def analyze(hp):
         'encoder_variance_top3': float(enc_ratio[:3].sum()) if enc_ratio is not None else None,
         **abstraction, 'hyperparameters': hp,
     }
-    checkpoints.save_json(summary, os.path.join(folder, 'summary.json'))
+    results.save(os.path.join(folder, SUMMARY), summary)
     print(f"{len(res.points)} fixed points, near-zero eigenvalues {near_zero.tolist()}; "
           f"CCGP {abstraction['ccgp_x1']:.2f}/{abstraction['ccgp_x2']:.2f} -> {folder}/")
     return summary

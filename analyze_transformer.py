@@ -11,16 +11,17 @@ Results go to out_dir/<run name>/: values_rate_maps.npz, values_head<k>.png/.pdf
 values_correlations.png/.pdf and values_summary.json.
 """
 # ---- hyperparameters (override with --name=value or a config file) ----
-path = None  # a run folder or a paper .pth file; None: pick from runs_dir by select and run
+path = None  # a run folder or a paper .pth file; None: pick from runs_dir by select and index
 runs_dir = 'trained_networks'  # where trained networks are found
 select = {'n_task': 24, 'network': 'gpt-2'}  # config values the network must match
-run = 0  # index among the networks matching select (sorted by n_task, run)
+index = 0  # which of the networks matching select (0: the first, sorted by n_task, run)
 layer = -1  # transformer block whose value vectors are analysed
 n_grid = 8  # n_grid x n_grid noise-free stimuli in [-.5, .5]²
 out_dir = 'analysis'  # results go to out_dir/<run name>/
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
 n_threads = 1  # CPU threads for torch
 unfinished = False  # also analyse a partly trained network (default: refuse it, naming how to finish it)
+overwrite = False  # replace an analysis of another network (or of a longer training) in the same folder (default: refuse)
 # ------------------------------------------------------------------------
 import checks
 import configurator
@@ -31,7 +32,7 @@ def check(hp):
     checks.int_at_least('n_grid', hp['n_grid'], 2)
     if not isinstance(hp['layer'], int):
         checks.fail('layer', hp['layer'], 'an integer (block index, negative from the end)')
-    checks.non_negative_int('run', hp['run'])
+    checks.non_negative_int('index', hp['index'])
     checks.positive_int('n_threads', hp['n_threads'])
     checks.dictionary('select', hp['select'])
     checks.folder('out_dir', hp['out_dir'])
@@ -49,8 +50,11 @@ import checkpoints  # noqa: E402
 import networks  # noqa: E402
 import plots  # noqa: E402
 import representations as rep  # noqa: E402
+import results  # noqa: E402
 import tasks  # noqa: E402
 import util  # noqa: E402
+
+SUMMARY = 'values_summary.json'  # written last: what the folder was made from (results.refuse_replacing reads it)
 
 
 def head_steady_states(net, encoder, env, x, layer=-1):
@@ -67,7 +71,7 @@ def analyze_transformer(hp):
     """Rate maps and x1/x2 correlations of every head's value vectors; writes the
     files and returns the summary."""
     check(hp)
-    path, batches = checkpoints.select_network(hp['path'], hp['runs_dir'], hp['select'], hp['run'],
+    path, batches = checkpoints.select_network(hp['path'], hp['runs_dir'], hp['select'], hp['index'],
                                                hp['unfinished'])
     util.set_threads(hp['n_threads'])
     net, encoder, config = checkpoints.load_network(path, util.pick_device(hp['device']))
@@ -75,15 +79,18 @@ def analyze_transformer(hp):
         raise ValueError(f"network {config['network']!r} at {path}: analyze_transformer.py takes "
                          "a gpt-2 network (use analyze.py for RNN and LSTM)")
     name = config['name']
-    folder = checkpoints.check_output('out_dir', os.path.join(hp['out_dir'], name))  # before any work
+    folder = os.path.join(hp['out_dir'], name)
+    results.refuse_replacing(os.path.join(folder, SUMMARY), os.path.join(folder, SUMMARY), {path: batches},
+                             hp['overwrite'], elsewhere='--out_dir')  # before any work
+    checkpoints.check_output('out_dir', folder)
     env = tasks.training_env(config)
     x = rep.stimulus_grid(hp['n_grid'], config['n_dim'])
     values = head_steady_states(net, encoder, env, x, hp['layer'])  # (n, n_head, head_dim)
     n_head, head_dim = values.shape[1:]
     maps = np.stack([rep.rate_maps(values[:, k], hp['n_grid']) for k in range(n_head)])
     corr = np.stack([rep.unit_correlations(values[:, k], x) for k in range(n_head)])
-    np.savez(os.path.join(folder, 'values_rate_maps.npz'), rate_maps=maps, correlations=corr,
-             grid=np.unique(x[:, 0]), stim=x)
+    results.save_results(os.path.join(folder, 'values_rate_maps.npz'), rate_maps=maps, correlations=corr,
+                         grid=np.unique(x[:, 0]), stim=x)
     for k in range(n_head):
         plots.plot_rate_maps(maps[k], f'{name} head {k}', os.path.join(folder, f'values_head{k}.png'))
     plots.plot_correlations(corr.reshape(-1, 2), f'{name}: rows are heads',
@@ -91,7 +98,7 @@ def analyze_transformer(hp):
     summary = {'network': path, 'batches': batches, 'n_head': int(n_head), 'head_dim': int(head_dim), 'layer': hp['layer'],
                'mean_abs_correlation_x1_x2_per_head': [rep.mean_abs_correlation(c) for c in corr],
                'hyperparameters': hp}
-    checkpoints.save_json(summary, os.path.join(folder, 'values_summary.json'))
+    results.save(os.path.join(folder, SUMMARY), summary)
     print(f"{n_head} heads × {head_dim} value components -> {folder}/")
     return summary
 

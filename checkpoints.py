@@ -398,9 +398,9 @@ def _check_config(where, config):
                 raise ValueError(f"{where}: its {CONFIG} is invalid: {e}") from None
 
 
-def select_network(path, runs_dir, select, run, unfinished=False):
+def select_network(path, runs_dir, select, index, unfinished=False):
     """The network an analysis takes: `path` (a run folder or a paper .pth file), or
-    else the run-th of the networks under runs_dir whose config matches `select`.
+    else the index-th of the networks under runs_dir whose config matches `select`.
     A broken run is an error saying what is wrong, a partly trained one is refused
     unless `unfinished` (see find_sweep). Returns (where, batches trained)."""
     if path is not None:
@@ -417,9 +417,9 @@ def select_network(path, runs_dir, select, run, unfinished=False):
             if broken:
                 raise BrokenRuns(broken, wrote=None, none_found=none_found)
             raise FileNotFoundError(none_found)
-        if not isinstance(run, int) or not 0 <= run < len(found):
-            checks.fail('run', run, f"an index in 0..{len(found) - 1} ({len(found)} networks match select={select})")
-        where = found[run]
+        if not isinstance(index, int) or not 0 <= index < len(found):
+            checks.fail('index', index, f"an index in 0..{len(found) - 1} ({len(found)} networks match select={select})")
+        where = found[index]
     state, batches, problem = run_state(where)
     if state in (runs.BROKEN, runs.MISSING):
         raise ValueError(f"{where} is broken: {problem}")

@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 import configurator
+import results
 import runs
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -114,7 +115,7 @@ EXPERIMENTS = {
 
 TRAIN_SET_BY_SWEEP = ('n_task', 'run', 'runs', 'out_dir', 'resume', 'n_batch', 'n_threads', 'device')
 EVAL_SCRIPTS = ('generalize.py', 'sparsity.py', 'analyze.py', 'analyze_transformer.py')
-EVAL_SET_BY_SWEEP = ('runs_dir', 'select', 'n_tasks', 'n_runs', 'label', 'results_dir', 'out_dir', 'path', 'run',
+EVAL_SET_BY_SWEEP = ('runs_dir', 'select', 'n_tasks', 'n_runs', 'label', 'results_dir', 'out_dir', 'path', 'index',
                      'out_of_distribution', 'protocol', 'device', 'n_threads')
 
 
@@ -470,18 +471,15 @@ run_steps.checkpoint = _checkpoint  # submitit looks for a `checkpoint` attribut
 # The commands that make one result file (figlib quotes them when a file is missing)
 
 def recipe(name, runs_dir='trained_networks', results_dir='results'):
-    """The shell commands that produce results/<name>.npz (`<label>`, `<label>_ID`,
-    `<label>_paper` or `sparsity_<label>`) with the paper's task counts and runs:
+    """The shell commands that produce results/<name>.npz (a results.result_name:
+    `<label>[_ID][_paper][_lstsq]` or `sparsity_<label>`) with the paper's task counts and runs:
     train the sweep, then evaluate it."""
-    script, label, extra = 'generalize.py', name, {}
-    if name.startswith('sparsity_'):
-        script, label = 'sparsity.py', name.removeprefix('sparsity_')
-    elif name.endswith('_ID') and name[:-3] in EXPERIMENTS:
-        label, extra = name[:-3], {'out_of_distribution': False}
-    elif name.endswith('_paper') and name[:-6] in EXPERIMENTS:
-        label, extra = name[:-6], {'protocol': 'paper'}
+    parts = results.parse_name(name)
+    script, label = 'sparsity.py' if parts.pop('sparsity') else 'generalize.py', parts.pop('label')
+    plain = {'out_of_distribution': True, 'protocol': 'correct', 'decoder': 'adam'}
+    extra = {k: v for k, v in parts.items() if v != plain[k]}
     if label not in EXPERIMENTS:
-        return f'python {script} --label={label} (see Figures/README.md)'
+        return configurator.command(script, {'label': label, **extra}) + ' (see Figures/README.md)'
     row, src = EXPERIMENTS[label], source(label)
     train = {**EXPERIMENTS[src]['train'], 'n_task': row['n_task'], 'runs': row['runs'],
              'out_dir': f'{runs_dir}/{src}'}

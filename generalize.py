@@ -5,9 +5,13 @@ x*. The decoder is fit on trials from three quadrants and tested on the fourth (
 on all four with --out_of_distribution=False); r² = 1 − MSE/(1/12).
 
     python generalize.py                                   # paper protocol, RNN sweep
-    python generalize.py --decoder=lstsq --label=RNN_fast  # exact least squares, ~1 s/network
+    python generalize.py --decoder=lstsq                   # exact least squares (6-15 s/network) -> results/RNN_lstsq.*
     python generalize.py --select="{'network': 'LSTM'}" --label=LSTM
     python generalize.py --protocol=paper                  # the paper's test sets -> results/RNN_paper.*
+
+A results file made from other networks (the committed results/RNN.npz is made from
+trained_networks/RNN/) is never replaced by default: evaluate your own networks under
+another --label (or --results_dir), or pass --overwrite=True.
 
 protocol='paper' reproduces the test sets of the paper's code release, which made the
 paper's numbers: it passes one held-out quadrant to the test task as a scalar index,
@@ -22,13 +26,13 @@ runs_dir = 'trained_networks'  # where trained networks are found
 select = {'network': 'RNN'}  # config values the networks must match
 n_tasks = [2, 3, 6, 12, 24]  # task counts to evaluate
 n_runs = 5  # runs per task count (the first n_runs found)
-label = 'RNN'  # output name: results/<label>.npz ('_ID' added in distribution, '_paper' under protocol='paper')
+label = 'RNN'  # output name: results/<label>.npz ('_ID' added in distribution, '_paper' under protocol='paper', '_lstsq' with decoder='lstsq')
 results_dir = 'results'  # where results and plots are written
 out_of_distribution = True  # fit on the other quadrants (True) or on all four (False)
 protocol = 'correct'  # test on the held-out quadrant ('correct'), on the release's test sets ('paper': adds '_paper' to the name) or 'both' (two files, the same decoders)
 decoder = 'adam'  # 'adam' (the paper's protocol) or 'lstsq' (exact least squares)
 n_fit = 5  # decoder fits per held-out split, each on fresh trials
-n_batch = {2: 3000, 3: 3000, 6: 2000, 12: 1000, 24: 1000}  # decoder training batches per task count (others: 1000)
+decoder_batches = {2: 3000, 3: 3000, 6: 2000, 12: 1000, 24: 1000}  # decoder training batches per task count (others: 1000)
 batch_sz = 16  # trials per decoder batch
 lr = 3e-3  # decoder Adam learning rate
 n_test = 40  # test batches per fit
@@ -40,6 +44,7 @@ device = 'auto'  # 'auto', 'cpu' or 'cuda'
 n_threads = 1  # CPU threads for torch
 save_decoders = True  # store every decoder's weights ('dec': n_tasks × runs × splits × fits × n_neu × D); False keeps high-D result files small (the angles are kept either way)
 unfinished = False  # also evaluate partly trained networks (default: refuse them, naming how to finish them)
+overwrite = False  # replace result files made from other networks (default: refuse, naming the file)
 # ------------------------------------------------------------------------
 import checks
 import configurator
@@ -57,9 +62,9 @@ def check(hp):
         checks.positive_int(name, hp[name])
     checks.non_negative_int('seed', hp['seed'])
     checks.positive('lr', hp['lr'])
-    checks.dictionary('n_batch', hp['n_batch'])
-    for k, n in hp['n_batch'].items():
-        checks.positive_int(f'n_batch[{k}]', n)
+    checks.dictionary('decoder_batches', hp['decoder_batches'])
+    for k, n in hp['decoder_batches'].items():
+        checks.positive_int(f'decoder_batches[{k}]', n)
     if hp['split'] is not None:
         checks.positive_int('split', hp['split'])
 
@@ -72,104 +77,79 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-import checkpoints  # noqa: E402
 import decoding  # noqa: E402
+import evaluation  # noqa: E402
 import metrics  # noqa: E402
 import plots  # noqa: E402
 import results  # noqa: E402
-import util  # noqa: E402
 
 
 def batches_for(hp, n_task):
     """Decoder training batches for a task count (SPEC §5; 1000 where not given)."""
-    return hp['n_batch'].get(n_task, 1000)
+    return hp['decoder_batches'].get(n_task, 1000)
+
+
+def names(hp):
+    """{protocol: result name} of the files this evaluation writes."""
+    return {p: results.result_name(hp['label'], hp['out_of_distribution'], p, hp['decoder'])
+            for p in decoding.protocols(hp)}
 
 
 def generalize(hp):
     """Evaluate every selected network; write results/<label>.npz, .json and plots.
-    Output locations are checked and the networks classified before any work. Each
-    network's results are saved as it completes (results.Partial): a rerun with the
-    same settings continues where an interrupted one stopped. Broken runs are skipped;
-    once the rest is written, checkpoints.BrokenRuns lists them (exit status 1)."""
+    Output locations, the result files beside them and the networks are checked before
+    any work (evaluation.Sweep); each network's results are saved as it completes, so a
+    rerun continues where an interrupted one stopped. Broken runs are skipped; once the
+    rest is written, checkpoints.BrokenRuns lists them (exit status 1)."""
     check(hp)
-    checkpoints.check_output('results_dir', hp['results_dir'], keep=False)
-    folders, batches, broken = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'],
-                                                      hp['n_runs'], hp['unfinished'])
-    os.makedirs(hp['results_dir'], exist_ok=True)
-    device = util.pick_device(hp['device'])
-    util.set_threads(hp['n_threads'])
-    names = {p: result_name(hp, p) for p in decoding.protocols(hp)}
-    path = os.path.join(hp['results_dir'], result_name(hp))
-    n_tasks = list(folders)  # the task counts found
+    written = names(hp)
     # the settings one network's numbers depend on (not which networks are swept, nor where results go)
-    partial = results.Partial(path, {k: v for k, v in hp.items() if k not in
-                                     ('runs_dir', 'select', 'n_tasks', 'n_runs', 'unfinished', 'label', 'results_dir')})
-    done, t0 = {}, time.time()
-    for i, k in enumerate(n_tasks):
-        for j, folder in enumerate(folders[k]):
-            if folder in broken:
-                print(f"n_task={k:>3} {os.path.basename(folder)}: skipped, broken ({broken[folder]})")
-                continue
-            t1, network = time.time(), checkpoints.fingerprint(folder)
-            res = partial.load(folder, network)
-            reused = res is not None
-            if not reused:
-                net, encoder, config = checkpoints.load_network(folder, device)
-                net_seed = 1000 * k + config['run']
-                out = decoding.evaluate_network(net, encoder, config, hp, batches_for(hp, k), net_seed)
-                res = dict(angles=metrics.decoder_angles(out['W']),
-                           train=results.history(out['hist']).astype(np.float32),  # 100 points, as in the paper's files
-                           ccgp=out['ccgp'], ps=out['ps'],
-                           **{f'r_sq_{p}': r2 for p, r2 in out['r2'].items()},
-                           **{f'test_{p}': mse for p, mse in out['mse'].items()})
-                if hp['save_decoders']:
-                    res['dec'] = out['W'].astype(np.float32)
-                partial.save(folder, network, **res)
-            done[i, j] = res
-            r2 = ', '.join(f"{np.mean(res[f'r_sq_{p}']):.3f} ({p})" for p in names)
-            print(f"n_task={k:>3} {os.path.basename(folder)}: r² mean {r2}, "
-                  f"CCGP {np.mean(res['ccgp']):.2f}, PS {np.mean(res['ps']):.2f} "
-                  f"({'saved by an earlier run' if reused else f'{time.time() - t1:.1f} s'})")
-    if not done:
-        raise checkpoints.BrokenRuns(broken, wrote=None)
-    # one array per quantity: (n_tasks, n_runs, ...), NaN where no network was evaluated
-    shape = (len(n_tasks), hp['n_runs'])
-    first = next(iter(done.values()))
-    arrays = {key: np.full(shape + value.shape, np.nan, dtype=value.dtype) for key, value in first.items()}
-    for (i, j), res in done.items():
-        for key, value in res.items():
-            arrays[key][i, j] = value
-    arrays['batches'] = np.full(shape, np.nan)  # batches each network was trained for
-    for i, k in enumerate(n_tasks):
-        for j, folder in enumerate(folders[k]):
-            arrays['batches'][i, j] = np.nan if batches.get(folder) is None else batches[folder]
+    settings = {k: v for k, v in hp.items() if k not in ('runs_dir', 'select', 'n_tasks', 'n_runs', 'unfinished',
+                                                          'label', 'results_dir', 'overwrite')}
+    sweep = evaluation.Sweep(hp, 'generalize.py', list(written.values()), settings)
+    for name in written.values():  # a corrupt file drawn beside ours fails now, not after the work
+        for other in set(plotted_with(name)) - set(written.values()):
+            if os.path.exists(os.path.join(hp['results_dir'], other + '.npz')):
+                results.load_results(hp['results_dir'], other)
+
+    def measure(net, encoder, config, n_task):
+        out = decoding.evaluate_network(net, encoder, config, hp, batches_for(hp, n_task),
+                                        1000 * n_task + config['run'])
+        res = dict(angles=metrics.decoder_angles(out['W']),
+                   train=results.history(out['hist']).astype(np.float32),  # 100 points, as in the paper's files
+                   ccgp=out['ccgp'], ps=out['ps'],
+                   **{f'r_sq_{p}': r2 for p, r2 in out['r2'].items()},
+                   **{f'test_{p}': mse for p, mse in out['mse'].items()})
+        if hp['save_decoders']:
+            res['dec'] = out['W'].astype(np.float32)
+        return res
+
+    def describe(res):
+        r2 = ', '.join(f"{np.mean(res[f'r_sq_{p}']):.3f} ({p})" for p in written)
+        return f"r² mean {r2}, CCGP {np.mean(res['ccgp']):.2f}, PS {np.mean(res['ps']):.2f}"
+
+    arrays = sweep.evaluate(measure, describe)
     shared = {k: v for k, v in arrays.items() if not k.startswith(('r_sq_', 'test_'))}
-    for protocol, name in names.items():
-        out_path = os.path.join(hp['results_dir'], name)
+    for protocol, stem in zip(written, sweep.stems):
         r_sq = arrays[f'r_sq_{protocol}']
-        results.save_results(out_path + '.npz', n_tasks=np.array(n_tasks), protocol=np.array(protocol),
-                             r_sq=r_sq, test=arrays[f'test_{protocol}'], **shared)
-        summary = {'config': hp, 'networks': {str(k): folders[k] for k in n_tasks},
-                   'n_tasks': n_tasks, 'protocol': protocol,
-                   'batches': results.listed(arrays['batches']), 'broken': broken,
-                   'r_sq': results.summarise(r_sq), 'r_sq_networks': results.network_summary(r_sq),
-                   'angle': results.summarise(results.pair_angles(arrays['angles'])),
-                   'ccgp': results.summarise(arrays['ccgp']), 'parallelism': results.summarise(arrays['ps']),
-                   'seconds': time.time() - t0}
-        checkpoints.save_json(summary, out_path + '.json')
-        plot(hp['results_dir'], name)
-        print(f"wrote {out_path}.npz, .json and plots ({time.time() - t0:.0f} s)")
-    if broken:  # keep the per-network files: a rerun after retraining evaluates only those
-        raise checkpoints.BrokenRuns(broken, wrote=path + '.npz')
-    partial.clear()
-    return path
+        sweep.write(stem, dict(n_tasks=np.array(sweep.n_tasks), protocol=np.array(protocol), r_sq=r_sq,
+                               test=arrays[f'test_{protocol}'], **shared),
+                    sweep.summary(arrays['batches'], protocol=protocol, r_sq=results.summarise(r_sq),
+                                  r_sq_networks=results.network_summary(r_sq),
+                                  angle=results.summarise(results.pair_angles(arrays['angles'])),
+                                  ccgp=results.summarise(arrays['ccgp']),
+                                  parallelism=results.summarise(arrays['ps'])))
+        plot(hp['results_dir'], os.path.basename(stem))
+        print(f"wrote {stem}.npz, .json and plots ({time.time() - sweep.t0:.0f} s)")
+    sweep.finish()
+    return sweep.stems[0]
 
 
-def result_name(hp, protocol=None):
-    """results/<label>[_ID][_paper]: in-distribution and the paper's protocol get their
-    own files (`protocol` defaults to hp['protocol'])."""
-    paper = (protocol or hp['protocol']) == 'paper'
-    return hp['label'] + ('' if hp['out_of_distribution'] else '_ID') + ('_paper' if paper else '')
+def plotted_with(name):
+    """The result names drawn in `name`'s r² plot: its OOD file and the in-distribution one."""
+    parts = results.parse_name(name)
+    return list(dict.fromkeys((results.result_name(parts['label'], True, parts['protocol'], parts['decoder']),
+                               results.result_name(parts['label'], False, 'correct', parts['decoder']))))
 
 
 def plot(results_dir, name):
@@ -178,8 +158,8 @@ def plot(results_dir, name):
     angle between the decoded latents, and the decoder loss curves; PNG and PDF in
     results_dir, named after the results file."""
     res = results.load_results(results_dir, name)
-    ood = name.removesuffix('_ID')
-    pair = dict.fromkeys((ood, ood.removesuffix('_paper') + '_ID'))  # this file and its partner
+    pair = plotted_with(name)
+    ood = pair[0]
     found = {n: results.load_results(results_dir, n) for n in pair
              if os.path.exists(os.path.join(results_dir, n + '.npz'))}
     fig, ax = plots.subplots()

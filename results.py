@@ -1,5 +1,6 @@
-"""Result files and their summaries, written once for generalize.py, sparsity.py, the
-sweep and the figure notebooks.
+"""Result files: their names, the one atomic writer of every output, safe reading, the
+guard that keeps results made from other networks, and their summaries (for
+generalize.py, sparsity.py, the analyses, the sweep and the figure notebooks).
 
 A results file `results/<name>.npz` holds arrays whose first two axes are
 (n_tasks, n_runs), the rest being repeats of one network's evaluation (held-out
@@ -8,32 +9,170 @@ splits × decoder fits). Two summaries are reported (SPEC §5 and the fidelity i
 - over networks: one value per network (its mean over splits × fits), their median
   and a bootstrap 95 % interval of that median, so the spread between networks shows.
 Files are read with allow_pickle=False: nothing is unpickled.
+
+Names: results/<label>[_ID][_paper][_lstsq].npz (in distribution, the paper's test sets,
+the least-squares decoder) and results/sparsity_<label>.npz, built by result_name alone.
+
+An existing output made from other networks is never replaced unless asked for
+(overwrite=True): its JSON records the networks it evaluated (run folders or .pth files)
+and how many batches each was trained for. A new output replaces it silently only when
+it evaluates every one of those networks again, each trained at least as long (a rerun,
+more runs or task counts, a finished run that was evaluated unfinished); otherwise
+(other folders, fewer of them, a shorter training) refuse_replacing names the file.
+Checkpoint fingerprints are not compared: they change with every copy of a folder.
 """
 import json
 import os
+import pickle
 import shutil
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
-from scipy import stats
 
 N_BOOT = 10_000  # bootstrap resamples of the networks
 LEVEL = 0.95  # confidence level of the bootstrap interval
 
 
+# ---------------------------------------------------------------------------------
+# Names
+
+PROTOCOLS = ('correct', 'paper')  # OOD test sets of generalize.py ('paper' adds '_paper')
+DECODERS = ('adam', 'lstsq')  # decoders of generalize.py ('lstsq' adds '_lstsq')
+
+
+def result_name(label, out_of_distribution=True, protocol='correct', decoder='adam', sparsity=False):
+    """The name of a results file, results/<name>.npz: sparsity.py's `sparsity_<label>`,
+    or generalize.py's `<label>[_ID][_paper][_lstsq]` (in distribution, the paper's
+    test sets, the least-squares decoder)."""
+    if sparsity:
+        return 'sparsity_' + label
+    return (label + ('' if out_of_distribution else '_ID') + ('_paper' if protocol == 'paper' else '')
+            + ('_lstsq' if decoder == 'lstsq' else ''))
+
+
+def parse_name(name):
+    """The arguments of result_name that give `name` (its suffixes read back)."""
+    if name.startswith('sparsity_'):
+        return {'label': name.removeprefix('sparsity_'), 'sparsity': True}
+    parts = {'sparsity': False, 'decoder': 'adam', 'protocol': 'correct', 'out_of_distribution': True}
+    for suffix, key, value in (('_lstsq', 'decoder', 'lstsq'), ('_paper', 'protocol', 'paper'),
+                               ('_ID', 'out_of_distribution', False)):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name, parts[key] = name.removesuffix(suffix), value
+    return {'label': name, **parts}
+
+
+# ---------------------------------------------------------------------------------
+# Reading and writing
+
 def load_results(results_dir, name):
-    """results_dir/<name>.npz (ours or the paper's) as a dict of arrays."""
+    """results_dir/<name>.npz (ours or the paper's) as a dict of arrays. A file that is
+    not an .npz (truncated, other bytes, pickled objects) or lacks `n_tasks` and its
+    measure (`r_sq`; `sparsity` for sparsity_<label>) raises ValueError naming it."""
     path = os.path.join(results_dir, name + '.npz')
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise FileNotFoundError(f'{path} not found') from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, pickle.UnpicklingError) as e:
+        raise ValueError(f'{path} is not a readable results file ({_reason(e)}); remake it or delete it') from None
+    if not isinstance(arrays, dict) or not arrays:
+        raise ValueError(f'{path} is not a results file (no arrays); remake it or delete it')
+    needed = ('n_tasks', 'sparsity' if parse_name(name)['sparsity'] else 'r_sq')
+    missing = [k for k in needed if k not in arrays]
+    if missing:
+        raise ValueError(f"{path} is not a complete results file: no {' or '.join(missing)} "
+                         f"(it holds {', '.join(sorted(arrays))}); remake it or delete it")
+    return arrays
+
+
+def _reason(error):
+    if 'allow_pickle' in str(error):  # numpy's advice (allow_pickle=True) is one we never give
+        return 'not an .npz of plain arrays: reading it would unpickle objects'
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def save(path, data):
+    """Write one output file atomically (through checkpoints' temporary file and rename,
+    so a crash never leaves a truncated file): a dict of arrays as .npz, a str as text,
+    anything else as JSON."""
+    import checkpoints  # here, not at the top: reading results (notebooks, sweep planning) needs no torch
+    if path.endswith('.npz'):
+        checkpoints._atomic(path, lambda f: np.savez(f, **data))
+    elif isinstance(data, str):
+        checkpoints._atomic(path, lambda f: f.write(data.encode()))
+    else:
+        checkpoints.save_json(data, path)
 
 
 def save_results(path, **arrays):
-    """Write arrays to `path` (.npz) through a temporary file and a rename."""
-    tmp = path + '.tmp.npz'
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    """save(path, arrays): a results .npz."""
+    save(path, arrays)
+
+
+# ---------------------------------------------------------------------------------
+# Outputs made from other networks are kept
+
+def recorded_networks(summary):
+    """{network: batches trained (None: unknown)} an output's JSON records: a results
+    file's `networks` (per task count) with its `batches` (n_tasks × n_runs), less its
+    `broken` runs (not evaluated); an analysis' `network` and `batches`."""
+    if 'networks' in summary:
+        rows = summary.get('batches') or []
+        out = {}
+        for i, folders in enumerate(summary['networks'].values()):
+            for j, where in enumerate(folders):
+                out[where] = rows[i][j] if i < len(rows) and j < len(rows[i]) else None
+        return {where: b for where, b in out.items() if where not in (summary.get('broken') or {})}
+    return {summary['network']: summary.get('batches')}
+
+
+def _same_place(a, b):
+    return os.path.normpath(a) == os.path.normpath(b) or os.path.abspath(a) == os.path.abspath(b)
+
+
+def not_evaluated_again(old, new):
+    """The networks of `old` ({where: batches}) that `new` does not evaluate again
+    trained at least as long: another folder, or fewer batches than before."""
+    lost = []
+    for where, batches in old.items():
+        match = [b for w, b in new.items() if _same_place(w, where)]
+        if not match or (batches is not None and match[0] is not None and float(match[0]) < float(batches)):
+            lost.append(where)
+    return lost
+
+
+def refuse_replacing(output, record, networks, overwrite, elsewhere='--label or --results_dir'):
+    """Before any work: raise FileExistsError when `output` exists and was made from
+    other networks than `networks` ({where: batches}, those this run evaluates) and
+    not `overwrite`. `record`: the JSON that says what it was made from (absent or
+    unreadable: unknown networks, e.g. the paper's published file); `elsewhere`: the
+    hyperparameters that choose another output."""
+    if overwrite or not os.path.exists(output):
+        return
+    try:
+        with open(record, encoding='utf-8') as f:
+            summary = json.load(f)
+        old = recorded_networks(summary)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        old, summary = None, {}
+    if old is not None:
+        lost = not_evaluated_again(old, networks)
+        if not lost:
+            return
+        config = summary.get('config') or summary.get('hyperparameters') or {}
+        trained = sorted({b for b in old.values() if b is not None})
+        made = (f"{len(old)} network(s) ({lost[0]}{', ...' if len(lost) > 1 else ''}"
+                + (f"; runs_dir={config['runs_dir']!r}" if config.get('runs_dir') else '')
+                + (f"; {', '.join(f'{b:.0f}' for b in trained)} batches" if trained else '')
+                + f"); {len(lost)} of them are not among this run's networks (or are trained for fewer batches now)")
+    else:
+        made = f'networks it does not record ({record} is missing or unreadable)'
+    raise FileExistsError(f"{output} was made from {made}: not replaced; choose another {elsewhere}, "
+                          "or pass --overwrite=True to replace it")
 
 
 def history(values, points=100):
@@ -169,6 +308,8 @@ def paired(a, b, level=LEVEL):
     diff = a[keep] - b[keep]
     if diff.size < 2:
         return {'diff': _listed(diff), 'mean': None, 'ci_low': None, 'ci_high': None, 'p_wilcoxon': None, 'n': int(diff.size)}
+    # imported here: scipy.stats is slow to import, and reading results should stay fast
+    from scipy import stats
     ci = stats.ttest_1samp(diff, 0.0).confidence_interval(level)
     return {'diff': _listed(diff), 'mean': float(diff.mean()), 'ci_low': float(ci.low), 'ci_high': float(ci.high),
             'p_wilcoxon': float(stats.wilcoxon(diff).pvalue), 'n': int(diff.size), 'level': level}

@@ -20,6 +20,7 @@ seed = 0  # seed of the stimuli
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
 n_threads = 1  # CPU threads for torch
 unfinished = False  # also evaluate partly trained networks (default: refuse them, naming how to finish them)
+overwrite = False  # replace a result file made from other networks (default: refuse, naming the file)
 # ------------------------------------------------------------------------
 import checks
 import configurator
@@ -40,17 +41,14 @@ def check(hp):
 if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
     _hp = configurator.configure(globals(), doc=__doc__, check=check)
 
-import os  # noqa: E402
-
 import numpy as np  # noqa: E402
 
-import checkpoints  # noqa: E402
+import evaluation  # noqa: E402
 import metrics  # noqa: E402
 import plots  # noqa: E402
 import representations as rep  # noqa: E402
 import results  # noqa: E402
 import tasks  # noqa: E402
-import util  # noqa: E402
 
 
 def steady_state_sparsity(rates):
@@ -62,55 +60,33 @@ def steady_state_sparsity(rates):
 
 def sparsity_sweep(hp):
     """Evaluate every selected network; write results/sparsity_<label>.npz, .json and
-    the plot; returns the path stem. As generalize.py: outputs checked and networks
-    classified before any work, each network's values saved as it completes (a rerun
-    continues), broken runs skipped and reported at the end (checkpoints.BrokenRuns)."""
+    the plot; returns the path stem. The loop is generalize.py's (evaluation.Sweep):
+    outputs and networks checked before any work, each network's values saved as it
+    completes (a rerun continues), broken runs skipped and reported at the end."""
     check(hp)
-    checkpoints.check_output('results_dir', hp['results_dir'], keep=False)
-    folders, batches, broken = checkpoints.find_sweep(hp['runs_dir'], hp['select'], hp['n_tasks'],
-                                                      hp['n_runs'], hp['unfinished'])
-    os.makedirs(hp['results_dir'], exist_ok=True)
-    device = util.pick_device(hp['device'])
-    util.set_threads(hp['n_threads'])
-    stem = os.path.join(hp['results_dir'], f"sparsity_{hp['label']}")
-    n_tasks = list(folders)  # the task counts found
-    partial = results.Partial(stem, {k: hp[k] for k in ('n_stim', 'seed', 'device', 'n_threads')})
-    shape = (len(n_tasks), hp['n_runs'])
-    sparse, ci, active, trained = (np.full(shape, np.nan) for _ in range(4))
-    for i, k in enumerate(n_tasks):
-        for j, folder in enumerate(folders[k]):
-            if batches.get(folder) is not None:
-                trained[i, j] = batches[folder]
-            if folder in broken:
-                print(f"n_task={k:>3} {os.path.basename(folder)}: skipped, broken ({broken[folder]})")
-                continue
-            network = checkpoints.fingerprint(folder)
-            res = partial.load(folder, network)
-            if res is None:
-                net, encoder, config = checkpoints.load_network(folder, device, noise_free=True)
-                x = np.random.default_rng(hp['seed']).uniform(-0.5, 0.5, (hp['n_stim'], config['n_dim']))
-                rates = rep.steady_states(net, encoder, tasks.training_env(config), x)
-                res = dict(zip(('sparsity', 'ci', 'active'), map(np.array, steady_state_sparsity(rates))))
-                partial.save(folder, network, **res)
-            sparse[i, j], ci[i, j], active[i, j] = res['sparsity'], res['ci'], res['active']
-            print(f"n_task={k:>3} {os.path.basename(folder)}: sparseness {sparse[i, j]:.3f} "
-                  f"± {ci[i, j]:.3f}, {active[i, j]:.1f} % active")
-    if all(folder in broken for found in folders.values() for folder in found):
-        raise checkpoints.BrokenRuns(broken, wrote=None)
-    results.save_results(stem + '.npz', sparsity=sparse, confidence_intervals=ci, active=active,
-                         batches=trained, n_tasks=np.array(n_tasks))
-    summary = {'config': hp, 'networks': {str(k): folders[k] for k in n_tasks},
-               'n_tasks': n_tasks, 'batches': results.listed(trained), 'broken': broken,
-               'sparsity_mean': results.listed(_mean_over_runs(sparse)),
-               'active_percent_mean': results.listed(_mean_over_runs(active)),
-               'sparsity': results.listed(sparse), 'confidence_intervals': results.listed(ci),
-               'active_percent': results.listed(active)}
-    checkpoints.save_json(summary, stem + '.json')
-    plot(stem, n_tasks, sparse, ci, active, hp['label'])
+    sweep = evaluation.Sweep(hp, 'sparsity.py', [results.result_name(hp['label'], sparsity=True)],
+                             {k: hp[k] for k in ('n_stim', 'seed', 'device', 'n_threads')})
+
+    def measure(net, encoder, config, n_task):
+        x = np.random.default_rng(hp['seed']).uniform(-0.5, 0.5, (hp['n_stim'], config['n_dim']))
+        rates = rep.steady_states(net, encoder, tasks.training_env(config), x)
+        return dict(zip(('sparsity', 'ci', 'active'), steady_state_sparsity(rates)))
+
+    def describe(res):
+        return f"sparseness {res['sparsity']:.3f} ± {res['ci']:.3f}, {res['active']:.1f} % active"
+
+    arrays = sweep.evaluate(measure, describe, noise_free=True)
+    sparse, ci, active, trained = arrays['sparsity'], arrays['ci'], arrays['active'], arrays['batches']
+    stem, = sweep.stems
+    sweep.write(stem, {'sparsity': sparse, 'confidence_intervals': ci, 'active': active, 'batches': trained,
+                       'n_tasks': np.array(sweep.n_tasks)},
+                sweep.summary(trained, sparsity_mean=results.listed(_mean_over_runs(sparse)),
+                              active_percent_mean=results.listed(_mean_over_runs(active)),
+                              sparsity=results.listed(sparse), confidence_intervals=results.listed(ci),
+                              active_percent=results.listed(active)))
+    plot(stem, sweep.n_tasks, sparse, ci, active, hp['label'])
     print(f"wrote {stem}.npz, .json, .png")
-    if broken:  # keep the per-network files: a rerun after retraining evaluates only those
-        raise checkpoints.BrokenRuns(broken, wrote=stem + '.npz')
-    partial.clear()
+    sweep.finish()
     return stem
 
 

@@ -79,6 +79,7 @@ import time
 import checks
 import configurator
 import experiments
+import results
 from configurator import configure
 
 _EXECUTORS = ('local', 'slurm', 'submitit_local')
@@ -186,18 +187,23 @@ def plan(hp, figs, overrides):
         ks, n_runs = hp['n_tasks'] or row['n_task'], hp['runs'] or row['runs']
         u = unit(src)
         u['cells'] |= {(k, r) for k in ks for r in range(n_runs)}
-        results = hp['results_dir']
+        decoder = overrides['generalize.py'].get('decoder', 'adam')
+
+        def output(label=label, **name):
+            return os.path.join(hp['results_dir'], results.result_name(label, **name) + '.npz')
+
         if ('results', None) in kinds:
             if len(hp['protocols']) == 2:  # one pass: the same decoders tested both ways, two files
-                script_step(label, 'generalize.py', {'protocol': 'both'}, os.path.join(results, f'{label}_paper.npz'))
+                script_step(label, 'generalize.py', {'protocol': 'both'}, output(protocol='paper', decoder=decoder))
             else:
                 paper = hp['protocols'] == ['paper']
                 script_step(label, 'generalize.py', {'protocol': 'paper'} if paper else {},
-                            os.path.join(results, f"{label}{'_paper' * paper}.npz"))
+                            output(protocol=hp['protocols'][0], decoder=decoder))
         if ('ID', None) in kinds:
-            script_step(label, 'generalize.py', {'out_of_distribution': False}, os.path.join(results, f'{label}_ID.npz'))
+            script_step(label, 'generalize.py', {'out_of_distribution': False},
+                        output(out_of_distribution=False, decoder=decoder))
         if ('sparsity', None) in kinds:
-            script_step(label, 'sparsity.py', {}, os.path.join(results, f'sparsity_{label}.npz'))
+            script_step(label, 'sparsity.py', {}, output(sparsity=True))
         for kind, detail in sorted(kinds, key=str):
             if kind != 'analysis':
                 continue

@@ -42,7 +42,7 @@ SECOND = {'ls': ':', 'marker': 's', 'mfc': 'white'}  # the lstsq curve beside Ad
 
 
 def ood(label, protocol, decoder='adam', untrained=False):
-    """The results file of `label` under an OOD protocol: <label>[_untrained][_lstsq][_paper]:
+    """The results file of `label` under an OOD protocol: <label>[_untrained][_paper][_lstsq] (results.result_name):
     networks of the sweep initialised and never trained (the baseline), read by the
     exact least-squares decoder (generalize.py --decoder=lstsq), under the paper's test
     sets (--protocol=paper)."""
@@ -50,8 +50,7 @@ def ood(label, protocol, decoder='adam', untrained=False):
         raise ValueError(f"protocol={protocol!r} is not allowed: expected 'correct' or 'paper'")
     if decoder not in DECODERS[:2]:
         raise ValueError(f"decoder={decoder!r} is not allowed: expected 'adam' or 'lstsq'")
-    return (label + ('_untrained' if untrained else '') + ('_lstsq' if decoder == 'lstsq' else '')
-            + ('_paper' if protocol == 'paper' else ''))
+    return results.result_name(label + ('_untrained' if untrained else ''), protocol=protocol, decoder=decoder)
 
 
 def decoders(decoder):

@@ -48,9 +48,9 @@ if __name__ == '__main__':
                             n_runs=hp['n_runs'], decoder=decoder, results_dir=out, label='bench',
                             device=hp['device'])
             t0 = time.time()
-            generalize.generalize(settings)
+            stem = generalize.generalize(settings)  # bench, or bench_lstsq where the name has the decoder
             seconds = (time.time() - t0) / (len(hp['n_tasks']) * hp['n_runs'])
-            with np.load(os.path.join(out, 'bench.npz')) as f:
+            with np.load(stem + '.npz') as f:
                 r2 = f['r_sq'].reshape(len(hp['n_tasks']), -1).mean(1)
         print(f"RESULT {decoder}: {seconds:.1f} s per network; mean r² "
               + ', '.join(f'{k} tasks {v:.3f}' for k, v in zip(hp['n_tasks'], r2)), flush=True)

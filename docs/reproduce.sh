@@ -8,10 +8,13 @@ cd "$(dirname "$0")/.."
 # 1. The paper's budget (1e5 batches; GPT-2 2e4): Figures 3a, 3b, 3c, 4, S1, fixed points, loss
 python sweep.py fig3a fig3b fig3c fig4 fixed_points S1 loss --notebooks=False --n_threads=1 &
 
-# 2. A reduced budget (2e4 batches, its own folder): Figures 5a, 5b/S12, 5c, S3b, S5c
-python sweep.py fig5a fig5b_S12 fig5c S3b S5c --n_batch=20000 --runs_dir=trained_networks_2e4 \
+# 2. A reduced budget (2e4 batches, its own folder): Figures 5a, 5b/S12, 5c, S3b (and S5c's
+#    free-RT networks, trained for 5a). S5c is not asked of this sweep: it reads results/RNN.npz,
+#    which sweep 1 writes from the 1e5 networks; the 2e4 RNNs get their own label, RNN_2e4 (step 4).
+python sweep.py fig5a fig5b_S12 fig5c S3b --n_batch=20000 --runs_dir=trained_networks_2e4 \
     --notebooks=False --n_threads=1
 wait
+python generalize.py --runs_dir=trained_networks_2e4/FreeRT --label=FreeRT --protocol=both
 
 # 3. Sparsity (S6a at the paper's budget, S6b at 2e4)
 for label in RNN RNN_NoLeak LSTM; do

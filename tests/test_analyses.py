@@ -188,8 +188,8 @@ def test_bad_selections(nets, tmp_path):
     hp = hp_of(analyze, runs_dir=nets, out_dir=str(tmp_path), device='cpu')
     with pytest.raises(FileNotFoundError, match='no trained network'):
         analyze.analyze(dict(hp, select={'network': 'RNN', 'n_task': 24}))
-    with pytest.raises(ValueError, match='run=5 is not allowed'):
-        analyze.analyze(dict(hp, select={'network': 'RNN'}, run=5))
+    with pytest.raises(ValueError, match='index=5 is not allowed'):
+        analyze.analyze(dict(hp, select={'network': 'RNN'}, index=5))
     with pytest.raises(ValueError, match='analyze_transformer.py'):
         analyze.analyze(dict(hp, select={'network': 'gpt-2'}))
     with pytest.raises(ValueError, match='analyze.py'):

@@ -35,7 +35,7 @@ def settings(runs, tmp_path, **over):
     hp = dict(hyperparameters(vars(generalize)))  # the script's defaults, then:
     hp.update(runs_dir=runs, select={'network': 'RNN'}, n_tasks=[2, 4], n_runs=2, label='tiny',
               results_dir=str(tmp_path), out_of_distribution=True, decoder='lstsq', n_fit=2,
-              n_batch={2: 40, 4: 40}, batch_sz=16, lr=3e-3, n_test=10, split=None, split_var=False,
+              decoder_batches={2: 40, 4: 40}, batch_sz=16, lr=3e-3, n_test=10, split=None, split_var=False,
               timing=None, seed=0, device='cpu')
     hp.update(over)
     return hp
@@ -43,8 +43,8 @@ def settings(runs, tmp_path, **over):
 
 def test_results_files_have_documented_keys_and_shapes(runs, tmp_path):
     path = generalize.generalize(settings(runs, tmp_path))
-    res = results.load_results(str(tmp_path), 'tiny')
-    assert path.endswith('tiny')
+    res = results.load_results(str(tmp_path), 'tiny_lstsq')
+    assert path.endswith('tiny_lstsq')
     assert res['r_sq'].shape == (2, 2, 4, 2)  # n_tasks × runs × quadrants × fits
     assert res['dec'].shape == (2, 2, 4, 2, 16, 2) and res['test'].shape == (2, 2, 4, 2)
     assert res['angles'].shape == (2, 2, 4, 2, 2, 2)
@@ -53,10 +53,10 @@ def test_results_files_have_documented_keys_and_shapes(runs, tmp_path):
     assert np.isfinite(res['angles'][..., 0, 1]).all() and np.isnan(res['angles'][..., 1, 0]).all()
     assert list(res['n_tasks']) == [2, 4]
     assert np.isfinite(res['r_sq']).all() and np.all(res['r_sq'] < 1)
-    summary = json.load(open(tmp_path / 'tiny.json'))
+    summary = json.load(open(tmp_path / 'tiny_lstsq.json'))
     assert len(summary['r_sq']['median']) == 2 and summary['config']['decoder'] == 'lstsq'
     assert summary['r_sq']['p25'][1] <= summary['r_sq']['median'][1] <= summary['r_sq']['p75'][1]
-    for plot in ('tiny_r2', 'tiny_angle'):
+    for plot in ('tiny_lstsq_r2', 'tiny_lstsq_angle'):
         assert (tmp_path / f'{plot}.png').exists() and (tmp_path / f'{plot}.pdf').exists()
 
 
@@ -64,7 +64,7 @@ def test_without_decoders_the_same_numbers_and_no_dec_key(runs, tmp_path):
     hp = settings(runs, tmp_path, n_tasks=[4], n_runs=1)
     generalize.generalize(dict(hp, label='with'))
     generalize.generalize(dict(hp, label='without', save_decoders=False))
-    full, small = (results.load_results(str(tmp_path), n) for n in ('with', 'without'))
+    full, small = (results.load_results(str(tmp_path), n) for n in ('with_lstsq', 'without_lstsq'))
     assert 'dec' in full and 'dec' not in small and set(full) - set(small) == {'dec'}
     for key in small:
         np.testing.assert_array_equal(full[key], small[key])
@@ -73,19 +73,19 @@ def test_without_decoders_the_same_numbers_and_no_dec_key(runs, tmp_path):
 def test_in_distribution_fits_better_than_out_of_distribution(runs, tmp_path):
     generalize.generalize(settings(runs, tmp_path))
     generalize.generalize(settings(runs, tmp_path, out_of_distribution=False))
-    ood = results.load_results(str(tmp_path), 'tiny')['r_sq']
-    iid = results.load_results(str(tmp_path), 'tiny_ID')['r_sq']
+    ood = results.load_results(str(tmp_path), 'tiny_lstsq')['r_sq']
+    iid = results.load_results(str(tmp_path), 'tiny_ID_lstsq')['r_sq']
     # briefly trained tiny networks decode x* well in distribution, not (yet) out of it
     assert np.median(iid) > 0.5 and np.median(iid) > np.median(ood) + 0.1
 
 
 def test_adam_and_lstsq_decoders_agree(runs, tmp_path):
-    hp = settings(runs, tmp_path, n_tasks=[4], n_runs=1, n_batch={4: 2000}, out_of_distribution=False,
+    hp = settings(runs, tmp_path, n_tasks=[4], n_runs=1, decoder_batches={4: 2000}, out_of_distribution=False,
                   lr=1e-2)
-    lstsq = generalize.generalize(dict(hp, label='lstsq'))
+    lstsq = generalize.generalize(dict(hp, label='exact'))
     adam = generalize.generalize(dict(hp, label='adam', decoder='adam'))
     a = results.load_results(str(tmp_path), 'adam_ID')
-    b = results.load_results(str(tmp_path), 'lstsq_ID')
+    b = results.load_results(str(tmp_path), 'exact_ID_lstsq')
     assert abs(np.median(a['r_sq']) - np.median(b['r_sq'])) < 0.05
     assert a['train'].shape == (1, 1, 4, 2, 100)  # 100 means over windows of 20 batches
     assert np.nanmean(a['train'][..., -5:]) < np.nanmean(a['train'][..., :5])
@@ -95,7 +95,7 @@ def test_adam_and_lstsq_decoders_agree(runs, tmp_path):
 def test_lstm_is_evaluated_through_the_same_loader(runs, tmp_path):
     generalize.generalize(settings(runs, tmp_path, select={'network': 'LSTM'}, n_tasks=[4], n_runs=1,
                                    label='lstm', out_of_distribution=False))
-    assert np.median(results.load_results(str(tmp_path), "lstm_ID")["r_sq"]) > 0.5
+    assert np.median(results.load_results(str(tmp_path), "lstm_ID_lstsq")["r_sq"]) > 0.5
 
 
 def paper_checkpoint(folder, path):
@@ -124,8 +124,8 @@ def test_paper_checkpoint_loads_safely_and_evaluates(runs, tmp_path):
     generalize.generalize(settings(str(paper_dir), tmp_path, select={}, n_tasks=[4], n_runs=1,
                                    timing=SHORT, label='paper'))
     generalize.generalize(settings(runs, tmp_path, n_tasks=[4], n_runs=1, label='ours'))
-    np.testing.assert_allclose(results.load_results(str(tmp_path), 'paper')['r_sq'],
-                               results.load_results(str(tmp_path), 'ours')['r_sq'], rtol=1e-6)
+    np.testing.assert_allclose(results.load_results(str(tmp_path), 'paper_lstsq')['r_sq'],
+                               results.load_results(str(tmp_path), 'ours_lstsq')['r_sq'], rtol=1e-6)
 
 
 def test_malicious_checkpoint_is_refused(tmp_path):
@@ -151,16 +151,16 @@ def test_bad_settings_fail_before_work(runs, tmp_path):
         generalize.generalize(settings(runs, tmp_path, n_tasks=[3]))
     with pytest.raises(FileNotFoundError, match='runs_dir'):
         generalize.generalize(settings(str(tmp_path / 'nowhere'), tmp_path))
-    assert not (tmp_path / 'tiny.npz').exists()
+    assert not (tmp_path / 'tiny_lstsq.npz').exists()
 
 
 def test_command_line(runs, tmp_path):
     out = subprocess.run([sys.executable, 'generalize.py', f'--runs_dir={runs}', '--n_tasks=[4]',
                           '--n_runs=1', '--decoder=lstsq', '--n_fit=1', '--n_test=5',
-                          '--n_batch={4: 20}', f'--results_dir={tmp_path}', '--label=cli'],
+                          '--decoder_batches={4: 20}', f'--results_dir={tmp_path}', '--label=cli'],
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert (tmp_path / 'cli.npz').exists()
+    assert (tmp_path / 'cli_lstsq.npz').exists()
     bad = subprocess.run([sys.executable, 'generalize.py', f'--runs_dir={runs}', '--n_tasks=[5]'],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and 'n_task' in bad.stderr
@@ -168,9 +168,9 @@ def test_command_line(runs, tmp_path):
 
 def test_results_record_the_protocol_and_per_network_values(runs, tmp_path):
     generalize.generalize(settings(runs, tmp_path, protocol='paper'))
-    res = results.load_results(str(tmp_path), 'tiny_paper')
+    res = results.load_results(str(tmp_path), 'tiny_paper_lstsq')
     assert str(res['protocol']) == 'paper'
-    summary = json.load(open(tmp_path / 'tiny_paper.json'))
+    summary = json.load(open(tmp_path / 'tiny_paper_lstsq.json'))
     nets = summary['r_sq_networks']
     assert summary['protocol'] == 'paper' and len(nets['per_network']) == 2
     assert len(nets['per_network'][0]) == 2  # two runs per task count
@@ -183,7 +183,20 @@ def test_both_protocols_in_one_pass_write_the_two_files(runs, tmp_path):
     generalize.generalize(settings(runs, tmp_path / 'one', protocol='correct'))
     generalize.generalize(settings(runs, tmp_path / 'one', protocol='paper'))
     generalize.generalize(settings(runs, tmp_path / 'both', protocol='both'))
-    for name in ('tiny', 'tiny_paper'):
+    for name in ('tiny_lstsq', 'tiny_paper_lstsq'):
         a, b = (results.load_results(str(tmp_path / d), name) for d in ('one', 'both'))
         np.testing.assert_array_equal(a['r_sq'], b['r_sq'])
         assert str(a['protocol']) == str(b['protocol'])
+
+
+def test_help_states_the_measured_cost_of_the_lstsq_decoder():
+    out = subprocess.run([sys.executable, 'generalize.py', '--help'], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and '6-15 s/network' in out.stdout and '~1 s' not in out.stdout
+
+
+def test_lstsq_results_have_their_own_name_and_plot_beside_their_in_distribution_file(runs, tmp_path):
+    generalize.generalize(settings(runs, tmp_path, n_tasks=[4], n_runs=1, out_of_distribution=False))
+    generalize.generalize(settings(runs, tmp_path, n_tasks=[4], n_runs=1))
+    assert sorted(p.name for p in tmp_path.glob('*.npz')) == ['tiny_ID_lstsq.npz', 'tiny_lstsq.npz']
+    assert generalize.plotted_with('tiny_paper_lstsq') == ['tiny_paper_lstsq', 'tiny_ID_lstsq']
+    assert generalize.plotted_with('tiny_ID') == ['tiny', 'tiny_ID']

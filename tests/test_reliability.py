@@ -60,7 +60,7 @@ def folder_of(root, n_task, run):
 def gen_hp(runs_dir, results_dir, **over):
     hp = hyperparameters(vars(generalize))
     hp.update(runs_dir=str(runs_dir), n_tasks=[2, 4], n_runs=2, label='tiny', results_dir=str(results_dir),
-              decoder='lstsq', n_fit=1, n_batch={2: 20, 4: 20}, n_test=5, device='cpu')
+              n_fit=1, decoder_batches={2: 20, 4: 20}, n_test=5, device='cpu')
     return {**hp, **over}
 
 
@@ -342,8 +342,8 @@ def test_changed_settings_are_not_mixed_with_saved_networks(sweep, tmp_path, mon
 # item 14: partial sweeps
 
 def test_partial_sweep_evaluates_the_task_counts_found(sweep, tmp_path):
-    proc = script('generalize.py', f'--runs_dir={sweep}', '--n_tasks=[2, 3, 4, 24]', '--n_runs=2', '--decoder=lstsq',
-                  '--n_fit=1', '--n_test=5', '--n_batch={2: 20, 4: 20}', f'--results_dir={tmp_path}', '--label=p')
+    proc = script('generalize.py', f'--runs_dir={sweep}', '--n_tasks=[2, 3, 4, 24]', '--n_runs=2',
+                  '--n_fit=1', '--n_test=5', '--decoder_batches={2: 20, 4: 20}', f'--results_dir={tmp_path}', '--label=p')
     assert proc.returncode == 0, proc.stderr
     assert 'note: no trained networks' in proc.stdout and 'n_task in [3, 24]' in proc.stdout
     res = results.load_results(str(tmp_path), 'p')
@@ -405,3 +405,93 @@ def test_n_batch_written_1e5_names_the_default_run_folder(tmp_path):
         assert config['n_batch'] == 100_000 and type(config['n_batch']) is int
         names.append(os.path.basename(folders[0]))
     assert names == ['nTask24_run0'] * 3
+
+
+# ---------------------------------------------------------------------------------
+# Reliability III, item 1: results and analyses made from other networks are kept
+
+def test_results_made_from_other_networks_are_never_replaced_by_default(sweep, tmp_path, monkeypatch):
+    out = tmp_path / 'results'
+    generalize.generalize(gen_hp(sweep, out))  # as the committed results: the whole sweep
+    sparsity.sparsity_sweep(spa_hp(sweep, out))
+    kept = {name: (out / name).read_bytes() for name in ('tiny.npz', 'tiny.json', 'sparsity_tiny.npz')}
+    newcomer = tmp_path / 'newcomer'  # a network of one's own, trained elsewhere, evaluated under the same label
+    shutil.copytree(folder_of(sweep, 2, 0), newcomer / 'nTask2_run0')
+    monkeypatch.setattr(checkpoints, 'load_network', lambda *a, **k: pytest.fail('work started'))
+    for main, hp in ((generalize.generalize, gen_hp(newcomer, out, n_tasks=[2], n_runs=1)),
+                     (sparsity.sparsity_sweep, spa_hp(newcomer, out, n_tasks=[2], n_runs=1))):
+        with pytest.raises(FileExistsError) as e:
+            main(hp)
+        message = str(e.value)
+        assert len(message.splitlines()) == 1 and '--overwrite=True' in message
+        assert str(out) in message and f'runs_dir={sweep!r}' in message  # the file, and what it was made from
+    assert all((out / name).read_bytes() == data for name, data in kept.items())
+    proc = script('generalize.py', f'--runs_dir={newcomer}', '--n_tasks=[2]', '--n_runs=1', f'--results_dir={out}',
+                  '--label=tiny')
+    assert proc.returncode == 1 and proc.stderr.startswith(f'error: {out / "tiny.npz"} was made from 4 network(s)')
+    assert len(proc.stderr.strip().splitlines()) == 1 and 'n_task=' not in proc.stdout
+    monkeypatch.undo()
+    generalize.generalize(gen_hp(sweep, out))  # the same networks again: replaced as before
+    generalize.generalize(gen_hp(newcomer, out, n_tasks=[2], n_runs=1, overwrite=True))  # asked for
+    assert results.load_results(str(out), 'tiny')['r_sq'].shape[:2] == (1, 1)
+
+
+def test_an_analysis_of_another_network_is_not_replaced(sweep, gpt, tmp_path):
+    out = tmp_path / 'analysis'
+    for module, main, folder in ((analyze, analyze.analyze, folder_of(sweep, 2, 0)),
+                                 (analyze_transformer, analyze_transformer.analyze_transformer, gpt)):
+        main(ana_hp(module, folder, out))
+        name = os.path.basename(folder)  # the run name names the analysis folder
+        summary = 'summary.json' if module is analyze else 'values_summary.json'
+        kept = (out / name / summary).read_bytes()
+        quick_start = shutil.copytree(folder, tmp_path / 'quick_start' / name)  # same name, another network
+        with pytest.raises(FileExistsError) as e:
+            main(ana_hp(module, quick_start, out))
+        assert str(out / name / summary) in str(e.value) and folder in str(e.value)
+        assert '--overwrite=True' in str(e.value) and (out / name / summary).read_bytes() == kept
+        main(ana_hp(module, folder, out))  # the same network again
+        assert main(ana_hp(module, quick_start, out, overwrite=True))['network'] == str(quick_start)
+
+
+# ---------------------------------------------------------------------------------
+# Reliability III, item 3: a corrupt file drawn beside the results
+
+def test_a_corrupt_file_beside_the_results_fails_before_any_work(sweep, tmp_path, monkeypatch):
+    (tmp_path / 'tiny_ID.npz').write_bytes(b'PK\x03\x04 cut short')  # drawn in tiny's r² plot
+    monkeypatch.setattr(checkpoints, 'load_network', lambda *a, **k: pytest.fail('work started'))
+    with pytest.raises(ValueError) as e:
+        generalize.generalize(gen_hp(sweep, tmp_path))
+    assert len(str(e.value).splitlines()) == 1 and str(e.value).startswith(f"{tmp_path / 'tiny_ID.npz'} is not")
+    assert not (tmp_path / 'tiny.npz').exists()
+
+
+# ---------------------------------------------------------------------------------
+# Reliability III, item 4: Ctrl-C says what was saved and how to continue
+
+def test_ctrl_c_says_what_was_saved_and_the_command_that_continues(sweep, tmp_path, monkeypatch, capsys):
+    for name, main, hp, (module, function) in (
+            ('generalize.py', generalize.generalize, gen_hp(sweep, tmp_path), (generalize.decoding, 'evaluate_network')),
+            ('sparsity.py', sparsity.sparsity_sweep, spa_hp(sweep, tmp_path), (sparsity.rep, 'steady_states'))):
+        calls, real = [], getattr(module, function)
+
+        def interrupted(*args, real=real, calls=calls, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:  # Ctrl-C during the second network
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, function, interrupted)
+        with pytest.raises(SystemExit) as e:
+            configurator.run(main, hp)
+        monkeypatch.undo()
+        assert e.value.code == 130
+        err = capsys.readouterr().err
+        stem = 'tiny' if name == 'generalize.py' else 'sparsity_tiny'
+        assert 'interrupted: 1 of 4 networks evaluated' in err and f"{tmp_path / stem}.partial/" in err
+        command = err.strip().splitlines()[-1].strip()
+        assert command.startswith(f'python {name} ')
+        proc = script(*shlex.split(command)[1:], cwd=tmp_path)  # the command, as the shell passes it
+        assert proc.returncode == 0, proc.stderr
+        lines = [line for line in proc.stdout.splitlines() if line.startswith('n_task=')]
+        assert len(lines) == 4 and sum(line.endswith('(saved by an earlier run)') for line in lines) == 1
+        assert (tmp_path / f'{stem}.npz').exists() and not (tmp_path / f'{stem}.partial').exists()

@@ -1,8 +1,12 @@
-"""results.py: per-network values and the bootstrap interval of their median."""
+"""results.py: result names, reading and the one atomic writer, the guard that keeps
+results made from other networks, per-network values and the bootstrap interval of
+their median."""
+import json
 import os
 import stat
 
 import numpy as np
+import pytest
 
 import results
 
@@ -73,3 +77,106 @@ def test_history_keeps_100_window_means():
     assert short.shape == (2, 100) and np.allclose(short[:, 0], h[:, :30].mean(1))
     assert np.allclose(short[:, -1], h[:, -30:].mean(1))
     assert results.history(h[:, :50]).shape == (2, 50)  # shorter ones stay
+
+
+# ---------------------------------------------------------------------------------
+# Names, reading, writing, and results made from other networks
+
+def test_result_names_are_built_in_one_place_and_read_back():
+    assert results.result_name('RNN') == 'RNN'
+    assert results.result_name('RNN', out_of_distribution=False) == 'RNN_ID'
+    assert results.result_name('RNN', protocol='paper') == 'RNN_paper'
+    assert results.result_name('RNN', decoder='lstsq') == 'RNN_lstsq'
+    assert results.result_name('RNN', protocol='paper', decoder='lstsq') == 'RNN_paper_lstsq'
+    assert results.result_name('HighDim_D4', sparsity=True) == 'sparsity_HighDim_D4'
+    for args in ({}, {'out_of_distribution': False}, {'protocol': 'paper', 'decoder': 'lstsq'},
+                 {'out_of_distribution': False, 'decoder': 'lstsq'}):
+        parts = results.parse_name(results.result_name('Corr_0.3', **args))
+        assert parts['label'] == 'Corr_0.3' and all(parts[k] == v for k, v in args.items())
+    assert results.parse_name('sparsity_RNN') == {'label': 'RNN', 'sparsity': True}
+
+
+def one_line_error(call):
+    with pytest.raises(ValueError) as e:
+        call()
+    assert len(str(e.value).splitlines()) == 1
+    return str(e.value)
+
+
+@pytest.mark.parametrize('content', [b'', b'PK\x03\x04 cut short', bytes(range(256)) * 4, 'truncated'],
+                         ids=['empty', 'not_a_zip', 'random_bytes', 'truncated'])
+def test_unreadable_result_files_are_one_line_naming_the_file(tmp_path, content):
+    path = tmp_path / 'RNN.npz'
+    if content == 'truncated':
+        results.save_results(str(path), r_sq=np.zeros((2, 3, 4)), n_tasks=np.array([2, 3]))
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        path.write_bytes(content)
+    message = one_line_error(lambda: results.load_results(str(tmp_path), 'RNN'))
+    assert str(path) in message and 'remake it or delete it' in message and 'allow_pickle' not in message
+
+
+def test_pickled_and_incomplete_result_files_are_refused(tmp_path):
+    np.save(tmp_path / 'obj.npy', np.array([{'a': 1}], dtype=object))  # a pickle inside
+    os.replace(tmp_path / 'obj.npy', tmp_path / 'RNN.npz')
+    message = one_line_error(lambda: results.load_results(str(tmp_path), 'RNN'))
+    assert str(tmp_path / 'RNN.npz') in message and 'allow_pickle' not in message
+    results.save_results(str(tmp_path / 'RNN.npz'), n_tasks=np.array([2]), angles=np.zeros(2))
+    assert "no r_sq (it holds angles, n_tasks)" in one_line_error(lambda: results.load_results(str(tmp_path), 'RNN'))
+    results.save_results(str(tmp_path / 'sparsity_RNN.npz'), n_tasks=np.array([2]), r_sq=np.zeros(2))
+    assert 'no sparsity' in one_line_error(lambda: results.load_results(str(tmp_path), 'sparsity_RNN'))
+    with pytest.raises(FileNotFoundError, match='missing.npz not found'):
+        results.load_results(str(tmp_path), 'missing')
+
+
+def test_the_one_writer_is_atomic_for_arrays_json_and_text(tmp_path):
+    results.save(str(tmp_path / 'a.npz'), {'x': np.arange(3)})
+    results.save(str(tmp_path / 'a.json'), {'x': np.arange(3)})
+    results.save(str(tmp_path / 'a.html'), '<p>é</p>')
+    with np.load(tmp_path / 'a.npz') as f:
+        assert f['x'].tolist() == [0, 1, 2]
+    assert json.load(open(tmp_path / 'a.json')) == {'x': [0, 1, 2]}
+    assert (tmp_path / 'a.html').read_text(encoding='utf-8') == '<p>é</p>'
+    with pytest.raises(TypeError):  # a write that fails half-way leaves the old file and no temporary
+        results.save(str(tmp_path / 'a.json'), {'x': object()})
+    assert json.load(open(tmp_path / 'a.json')) == {'x': [0, 1, 2]}
+    assert sorted(os.listdir(tmp_path)) == ['a.html', 'a.json', 'a.npz']
+
+
+def made_from(tmp_path, networks, batches, broken=None):
+    """results/RNN.npz and the JSON saying it was made from `networks` ({n_task: [folder]})."""
+    results.save_results(str(tmp_path / 'RNN.npz'), r_sq=np.zeros(2), n_tasks=np.array([2]))
+    results.save(str(tmp_path / 'RNN.json'), {'config': {'runs_dir': 'trained_networks/RNN'}, 'networks': networks,
+                                              'batches': batches, 'broken': broken or {}})
+    return str(tmp_path / 'RNN.npz'), str(tmp_path / 'RNN.json')
+
+
+def test_results_made_from_other_networks_are_not_replaced(tmp_path):
+    paper = {'2': ['trained_networks/RNN/nTask2_run0', 'trained_networks/RNN/nTask2_run1']}
+    out, record = made_from(tmp_path, paper, [[1e5, 1e5]])
+    newcomer = {'trained_networks/nTask2_run0': 200}
+    with pytest.raises(FileExistsError) as e:
+        results.refuse_replacing(out, record, newcomer, overwrite=False)
+    message = str(e.value)
+    assert len(message.splitlines()) == 1 and message.startswith(f'{out} was made from 2 network(s)')
+    assert "runs_dir='trained_networks/RNN'" in message and '100000 batches' in message
+    assert '--overwrite=True' in message and '--label' in message
+    results.refuse_replacing(out, record, newcomer, overwrite=True)  # asked for: replaced
+    same = {'trained_networks/RNN/nTask2_run0': 1e5, './trained_networks/RNN/nTask2_run1': 1e5}
+    results.refuse_replacing(out, record, same, overwrite=False)  # the same networks again
+    results.refuse_replacing(out, record, {**same, 'trained_networks/RNN/nTask2_run2': 1e5}, overwrite=False)  # more
+    with pytest.raises(FileExistsError, match='1 of them are not among'):  # one of them trained for less
+        results.refuse_replacing(out, record, {'trained_networks/RNN/nTask2_run0': 1e5,
+                                               'trained_networks/RNN/nTask2_run1': 2e4}, overwrite=False)
+    with pytest.raises(FileExistsError, match='1 of them are not among'):  # fewer networks
+        results.refuse_replacing(out, record, {'trained_networks/RNN/nTask2_run0': 1e5}, overwrite=False)
+
+
+def test_finished_and_repaired_runs_replace_their_own_results(tmp_path):
+    runs = {'2': ['nets/nTask2_run0', 'nets/nTask2_run1']}
+    out, record = made_from(tmp_path, runs, [[20, None]], broken={'nets/nTask2_run1': 'no net.pth'})
+    results.refuse_replacing(out, record, {'nets/nTask2_run0': 60, 'nets/nTask2_run1': 60}, overwrite=False)
+    os.remove(record)  # a file that does not say what it was made from (e.g. the paper's)
+    with pytest.raises(FileExistsError, match='networks it does not record'):
+        results.refuse_replacing(out, record, {'nets/nTask2_run0': 60}, overwrite=False)
+    results.refuse_replacing(str(tmp_path / 'new.npz'), str(tmp_path / 'new.json'), {}, overwrite=False)

@@ -23,10 +23,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(REPO, 'sweep.py')
 PROTOCOLS = ['correct', 'paper']
 TIMING = {'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100}
-# two task counts, one run, few batches, tiny networks, short trials, a quick lstsq decoder
+# two task counts, one run, few batches, tiny networks, short trials, a quick decoder
 TINY = ['--n_tasks=[2,24]', '--runs=1', '--n_batch=200', '--n_threads=1', '--out_dir=figs',
         f'--protocols={PROTOCOLS}', f"--train_overrides={{'n_neu': 8, 'timing': {TIMING}}}",
-        "--eval_overrides={'decoder': 'lstsq', 'n_batch': {2: 20, 24: 20}, 'n_fit': 1, 'n_test': 5}"]
+        "--eval_overrides={'decoder_batches': {2: 20, 24: 20}, 'n_fit': 1, 'n_test': 5}"]
 
 
 def sweep(cwd, *args, check=None):
