@@ -16,6 +16,7 @@ import math
 import numpy as np
 import torch
 
+import disentanglement
 import metrics
 import networks
 import tasks
@@ -124,9 +125,10 @@ def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
         pred = metrics.predict(H_test, W, b)
         r2[protocol] = metrics.r_squared(pred, X_test).numpy().reshape(shape)
         mse[protocol] = ((pred - X_test) ** 2).mean((1, 2)).numpy().reshape(shape)
-    ccgp, ps = abstraction(pools, config, hp['seed'])
+    ccgp, ps, extra = abstraction(pools, config, hp['seed'])
     return {'r2': r2, 'mse': mse, 'W': W.numpy().reshape(shape + W.shape[1:]),
-            'hist': hist.numpy().reshape(shape + (hist.shape[-1],)), 'ccgp': ccgp, 'ps': ps}
+            'hist': hist.numpy().reshape(shape + (hist.shape[-1],)), 'ccgp': ccgp, 'ps': ps,
+            'disentanglement': extra}
 
 
 def training_sets(pools, pairs, group, n_train, rng):
@@ -145,13 +147,17 @@ def training_sets(pools, pairs, group, n_train, rng):
 
 
 def abstraction(pools, config, seed):
-    """CCGP and parallelism score (x1, x2) of the final hidden states over the four
-    quadrants (SPEC §6), from the first slice of the pools; NaN for D > 2 or when a
-    quadrant has no pool (in-distribution pools always have all four)."""
-    if config['n_dim'] != 2 or len(pools) < 4:
-        return np.full(2, np.nan), np.full(2, np.nan)
+    """The abstraction and disentanglement metrics of the final hidden states (SPEC §6,
+    issue 21), from the first slice of the pools (N_ABSTRACTION trials per orthant):
+    CCGP and parallelism score of (x1, x2) (NaN for D > 2 or when a quadrant has no
+    pool: in-distribution pools always have all four), and
+    disentanglement.network_metrics (DCI, MIG, CCGP / PS means, their null bands) over
+    the latents. Returns (ccgp (2,), ps (2,), {name: float})."""
     H = torch.cat([pools[k][0][0, :N_ABSTRACTION] for k in sorted(pools)]).numpy()
     X = torch.cat([pools[k][1][0, :N_ABSTRACTION] for k in sorted(pools)]).numpy()
+    extra = disentanglement.network_metrics(H, X, seed=seed)
+    if config['n_dim'] != 2 or len(pools) < 4:
+        return np.full(2, np.nan), np.full(2, np.nan), extra
     scores = metrics.abstraction_metrics(H, X, seed=seed)
     return (np.array([scores['ccgp_x1'], scores['ccgp_x2']]),
-            np.array([scores['ps_x1'], scores['ps_x2']]))
+            np.array([scores['ps_x1'], scores['ps_x2']]), extra)

@@ -84,6 +84,11 @@ import plots  # noqa: E402
 import results  # noqa: E402
 
 
+# the disentanglement metrics summarised in the JSON (every key of network_metrics is in the .npz)
+DISENTANGLEMENT = ('dci_d', 'dci_c', 'dci_i', 'mig', 'n_silent', 'ccgp_mean', 'ps_mean', 'dci_d_null_hi', 'mig_null_hi',
+                   'ccgp_mean_null_hi', 'ps_mean_null_hi', 'ccgp_mean_geo_hi', 'ps_mean_geo_hi')
+
+
 def batches_for(hp, n_task):
     """Decoder training batches for a task count (SPEC §5; 1000 where not given)."""
     return hp['decoder_batches'].get(n_task, 1000)
@@ -118,6 +123,7 @@ def generalize(hp):
         res = dict(angles=metrics.decoder_angles(out['W']),
                    train=results.history(out['hist']).astype(np.float32),  # 100 points, as in the paper's files
                    ccgp=out['ccgp'], ps=out['ps'],
+                   **{key: np.float64(value) for key, value in out['disentanglement'].items()},  # new keys (issue 21)
                    **{f'r_sq_{p}': r2 for p, r2 in out['r2'].items()},
                    **{f'test_{p}': mse for p, mse in out['mse'].items()})
         if hp['save_decoders']:
@@ -138,7 +144,9 @@ def generalize(hp):
                                   r_sq_networks=results.network_summary(r_sq),
                                   angle=results.summarise(results.pair_angles(arrays['angles'])),
                                   ccgp=results.summarise(arrays['ccgp']),
-                                  parallelism=results.summarise(arrays['ps'])))
+                                  parallelism=results.summarise(arrays['ps']),
+                                  disentanglement={key: results.summarise(arrays[key]) for key in DISENTANGLEMENT
+                                                   if key in arrays}))
         plot(hp['results_dir'], os.path.basename(stem))
         print(f"wrote {stem}.npz, .json and plots ({time.time() - sweep.t0:.0f} s)")
     sweep.finish()

@@ -383,7 +383,7 @@ def test_lstsq_curves_beside_adam(tmp_path):
     assert sorted(legend_texts(fig)) == ['RNN, lstsq', 'untrained, lstsq']
     with pytest.raises(ValueError, match="decoder='lsq' is not allowed"):
         figlib.plot_vs_tasks(ax, tmp_path, {('RNN', 'correct'): 'RNN'}, decoder='lsq')
-    assert figlib.ood('RNN', 'paper', 'lstsq', untrained=True) == 'RNN_untrained_lstsq_paper'
+    assert figlib.ood('RNN', 'paper', 'lstsq', untrained=True) == 'RNN_untrained_paper_lstsq'
 
 
 def test_sweeps_draw_the_baseline_of_each_condition(tmp_path):

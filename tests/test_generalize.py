@@ -58,6 +58,14 @@ def test_results_files_have_documented_keys_and_shapes(runs, tmp_path):
     assert summary['r_sq']['p25'][1] <= summary['r_sq']['median'][1] <= summary['r_sq']['p75'][1]
     for plot in ('tiny_lstsq_r2', 'tiny_lstsq_angle'):
         assert (tmp_path / f'{plot}.png').exists() and (tmp_path / f'{plot}.pdf').exists()
+    # the disentanglement metrics beside OOD r² (issue 21): new keys, one value per network
+    for key in ('dci_d', 'dci_c', 'dci_i', 'mig', 'n_silent', 'ccgp_mean', 'ps_mean', 'dci_d_null_hi', 'mig_null_p'):
+        assert res[key].shape == (2, 2) and np.isfinite(res[key]).all(), key
+    assert np.all((res['dci_d'] >= 0) & (res['dci_d'] <= 1)) and np.all((res['mig'] >= 0) & (res['mig'] <= 1))
+    # the same CCGP averaged over (x1, x2), on the active units only (silent ones dropped, a different split)
+    assert np.allclose(res['ccgp_mean'], res['ccgp'].mean(-1), atol=0.02)
+    assert np.all(res['n_units'] == 16) and np.all(res['n_silent'] < 16)  # units in all, of which silent
+    assert len(summary['disentanglement']['dci_d']['median']) == 2
 
 
 def test_without_decoders_the_same_numbers_and_no_dec_key(runs, tmp_path):
