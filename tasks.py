@@ -78,6 +78,9 @@ class LatentTask(TrialEnv):
     # targets are 0 except in the decision period, where they are 'ground_truth': the
     # training data can then carry ground_truth alone and spread it over the steps later
     targets_at_decision = True
+    # how a network's linear readout answers this task (objective.py): None lets the run's
+    # CE_loss choose between a sigmoid with BCE and a tanh with MSE against the labels
+    readout = None
 
     def __init__(self, dt, timing, sigma, rule_vec, n_dim, n_out, target_high, fixation=True):
         if not dt > 0:
@@ -334,6 +337,7 @@ class LinearClassificationBound(LatentTask):
     """
 
     targets_at_decision = False  # the accumulators change at every stimulus step
+    readout = "bound_tanh"  # bound·tanh, compared with the accumulators by MSE
 
     def __init__(self, dt=100, timing=None, sigma=2, rule_vec=None, n_task=24, thres=5):
         n_task = checks.positive_int("n_task", n_task)

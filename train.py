@@ -439,20 +439,6 @@ def member_noise(members, config, shape, stim_steps, objective, decision):
     return noise, enc_noise, w
 
 
-def decision_scores(logits, gt, active, decision, objective):
-    """Per member: accuracy of the decision-step answers (steps `decision`, indices) over
-    the active outputs and the 2×2 confusion matrix (true × predicted, flattened, as
-    fractions)."""
-    with torch.no_grad():
-        out = objective.squash(logits[:, :, decision]) > objective.threshold
-        true = gt[:, :, decision] > 0
-        mask = active.expand_as(out).bool()
-        n = mask.sum((1, 2, 3)).float()
-        count = lambda a: (a & mask).sum((1, 2, 3))
-        conf = torch.stack([count(~true & ~out), count(~true & out), count(true & ~out), count(true & out)], 1)
-        return count(out == true) / n, conf / n[:, None]
-
-
 def setup(config):
     """Check the configuration, name the networks, lock their folders and sort out
     what exists: returns (config with n_batch resolved, members to train, folders of
@@ -521,7 +507,7 @@ def run_ensemble(config, members, ckpts, stop):
     graph = config['cuda_graph'] and device.type == 'cuda'
     opt = torch.optim.Adam(net.parameters(), lr=config['lr'], fused=True, capturable=graph)
     M, n_out = len(members), net.rec_to_out.out_features
-    objective = Objective(config)
+    objective = Objective(config, env)
     stim_steps = env.period_mask('stimulus', config['trial_num'])
     decision = env.period_mask('decision', config['trial_num'])
     decision_t = torch.as_tensor(np.flatnonzero(decision), device=device)  # indices: a mask would sync the GPU
@@ -542,11 +528,10 @@ def run_ensemble(config, members, ckpts, stop):
     def work(ob, gt, active, weights, noise, enc_noise, index):
         _, logits = net(networks.network_inputs(ob, env, encoder, enc_noise), noise)
         gt = source.dense(gt)
-        per_step = (objective.step_losses(logits, gt) * active).sum(-1) / active.sum(-1)
-        loss = (per_step * weights).sum(-1).mean(-1)  # (M,)
+        loss = objective.batch_loss(logits, gt, active, weights)  # (M,)
         loss.sum().backward()
         opt.step()
-        acc, conf = decision_scores(logits, gt, active, decision_t, objective)
+        acc, conf = objective.decision_scores(logits, gt, active, decision_t)
         bad_batch.copy_(torch.where((bad_batch < 0) & ~torch.isfinite(loss), index, bad_batch))
         accum['loss'] += loss.detach()
         accum['acc'] += acc
