@@ -4,6 +4,7 @@ e.g. "seed=-1 is not allowed: expected a non-negative integer". Pure Python (no
 torch), so scripts can check their whole configuration before the slow imports."""
 import math
 import numbers
+import os
 
 
 def fail(name, value, expected):
@@ -87,10 +88,35 @@ def dictionary(name, value):
 
 
 def folder(name, value):
-    """A non-empty folder path (output folders: '' would write into the current one unasked)."""
+    """A non-empty folder path (output folders: '' would write into the current one
+    unasked) that the file system can hold (`fits_file_system`)."""
     if not isinstance(value, str) or not value.strip():
         fail(name, value, 'a non-empty folder path')
+    if not fits_file_system(value):
+        fail(name, value, 'a folder path the file system can hold (each name at most '
+                          f'{_path_limit(value, "PC_NAME_MAX", 255)} bytes, the whole path less than '
+                          f'{_path_limit(value, "PC_PATH_MAX", 4096)} bytes)')
     return value
+
+
+def _path_limit(path, which, fallback):
+    """A limit of the file system that holds `path` (its nearest existing folder)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        return os.pathconf(path, which)
+    except (OSError, ValueError, AttributeError):  # no such limit here, or no pathconf (Windows)
+        return fallback
+
+
+def fits_file_system(path):
+    """True when every name in `path` and the whole path are within the file system's
+    limits, so creating it cannot fail half-way with 'File name too long'."""
+    path = os.path.abspath(path)
+    name_max = _path_limit(path, 'PC_NAME_MAX', 255)
+    return (len(os.fsencode(path)) < _path_limit(path, 'PC_PATH_MAX', 4096)
+            and all(len(os.fsencode(part)) <= name_max for part in path.split(os.sep)))
 
 
 def file_label(name, value):
@@ -99,3 +125,19 @@ def file_label(name, value):
     if not isinstance(value, str) or value.strip() in ('', '.', '..') or any(c in value for c in '/\\\0'):
         fail(name, value, 'a non-empty file name without path separators (/ or \\)')
     return value
+
+
+def available_memory():
+    """Bytes of memory this machine can give a new allocation now (Linux: MemAvailable;
+    elsewhere its physical memory), or None where that cannot be read."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -40,9 +40,17 @@ class Objective:
         return (gt + 1) / 2 if self.kind == 'sigmoid' else gt
 
     def step_losses(self, logits, gt):
-        """Elementwise loss (…, T, n_out) of the readout against the task targets."""
+        """Elementwise loss (…, T, n_out) of the readout against the task targets; NaN
+        where the logits are NaN (a diverging run), for every loss."""
         if self.loss == 'paper':
-            return nn.functional.binary_cross_entropy(torch.sigmoid(logits), self.targets(gt), reduction='none')
+            out = torch.sigmoid(logits)
+            # BCELoss refuses NaN inputs (an error on the CPU, a device assert on a GPU):
+            # such steps get a NaN loss instead, so the run stops with the non-finite-loss
+            # error. Finite outputs pass both masked_fills unchanged, gradients included.
+            diverged = out.isnan()
+            loss = nn.functional.binary_cross_entropy(out.masked_fill(diverged, 0.5), self.targets(gt),
+                                                      reduction='none')
+            return loss.masked_fill(diverged, float('nan'))
         if self.loss == 'logits':
             return nn.functional.binary_cross_entropy_with_logits(logits, self.targets(gt), reduction='none')
         return (self.squash(logits) - gt) ** 2

@@ -646,7 +646,8 @@ def from_config(config, name=None, n_task=None, rule_vec=None, **overrides):
     kwargs = dict(dt=config["dt"], timing=dict(config["timing"]), sigma=sigma,
                   n_task=config["n_task"] if n_task is None else n_task, n_dim=config["n_dim"],
                   dist=config.get("dist", "gauss"), corr=config.get("corr", 0),
-                  ar_coef=config.get("autocorr", 0), thres=config.get("bound", 5), rule_vec=rule_vec)
+                  ar_coef=config.get("autocorr", 0), thres=config.get("bound", 5),
+                  boundary_seed=config.get("boundary_seed", 0), rule_vec=rule_vec)
     kwargs.update(overrides)
     accepted = inspect.signature(cls.__init__).parameters
     if config["n_dim"] != 2 and "n_dim" not in accepted:

@@ -77,6 +77,20 @@ def test_the_readout_kind_is_read_from_the_task_not_its_name():
     assert Objective(dict(CONFIG, task='LinearClassificationBound'), tasks.LinearClassificationCentOut()).kind == 'sigmoid'
 
 
+@pytest.mark.parametrize('loss', ['paper', 'logits'])
+def test_nan_logits_give_nan_losses_not_an_error(loss):
+    z = torch.tensor([[float('nan'), 0.3, -2.0]], requires_grad=True)
+    gt = torch.tensor([[1.0, 0.0, -1.0]])
+    value = objective(loss=loss).step_losses(z, gt)  # BCELoss alone raises on the NaN
+    assert torch.isnan(value[0, 0]) and torch.isfinite(value[0, 1:]).all()
+    value[0, 1:].sum().backward()  # the finite steps keep their exact loss and gradient
+    ref = z.detach()[:, 1:].clone().requires_grad_()
+    expected = objective(loss=loss).step_losses(ref, gt[:, 1:])
+    torch.testing.assert_close(value[:, 1:], expected, rtol=0, atol=0)
+    expected.sum().backward()
+    torch.testing.assert_close(z.grad[:, 1:], ref.grad, rtol=0, atol=0)
+
+
 def test_batch_loss_averages_active_outputs_weighted_steps_and_trials():
     obj = objective(loss='logits')
     logits = torch.zeros(2, 3, 4, 5)  # (M, B, T, n_out): every step loss is ln 2 ...
