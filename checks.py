@@ -88,14 +88,9 @@ def dictionary(name, value):
 
 
 def folder(name, value):
-    """A non-empty folder path (output folders: '' would write into the current one
-    unasked) that the file system can hold (`fits_file_system`)."""
+    """A non-empty folder path (output folders: '' would write into the current one unasked)."""
     if not isinstance(value, str) or not value.strip():
         fail(name, value, 'a non-empty folder path')
-    if not fits_file_system(value):
-        fail(name, value, 'a folder path the file system can hold (each name at most '
-                          f'{_path_limit(value, "PC_NAME_MAX", 255)} bytes, the whole path less than '
-                          f'{_path_limit(value, "PC_PATH_MAX", 4096)} bytes)')
     return value
 
 

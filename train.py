@@ -124,8 +124,16 @@ def check_config(config):
     if not (config['device'] in ('auto', 'cpu') or str(config['device']).startswith('cuda')):
         checks.fail('device', config['device'], "'auto', 'cpu' or 'cuda[:i]'")
     checks.folder('out_dir', config['out_dir'])
+    if not checks.fits_file_system(config['out_dir']):  # refused before makedirs fails half-way
+        raise ValueError(f'out_dir={shown(config["out_dir"])} is too long for the file system '
+                         "(a name in it, or the whole path, passes the file system's limit)")
     check_memory(config, checks.available_memory(), 'this machine', _RUNTIME_BYTES)
     return n_tasks
+
+
+def shown(path):
+    """A path as an error message shows it: long ones cut."""
+    return repr(path) if len(path) <= 100 else f'{path[:60]!r}... ({len(path)} characters)'
 
 
 def memory_needed(config):
@@ -525,8 +533,8 @@ def setup(config):
     folders = [m.folder for m in members]
     for m in members:
         if not checks.fits_file_system(m.checkpoint_path() + '.tmp'):  # the longest file it writes
-            raise ValueError(f'out_dir={config["out_dir"]!r} is not allowed: its run folder {m.name!r} '
-                             'would be too long for the file system; use a shorter out_dir')
+            raise ValueError(f'out_dir={shown(config["out_dir"])} is too long for the file system '
+                             f'with its run folder {m.name!r} in it; use a shorter out_dir')
         exists = os.path.exists(m.checkpoint_path())
         if exists and not config['resume']:
             raise FileExistsError(f'{m.folder} already holds a trained network: use --resume=True '

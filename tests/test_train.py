@@ -382,8 +382,9 @@ def long_path(root, total):
 def test_a_too_long_out_dir_is_refused_before_any_folder_is_made(tmp_path, out_dir):
     """Names over 255 bytes, or paths whose run folders pass 4096 bytes: 'File name too
     long' half-way through making the folders left them all behind."""
-    with pytest.raises(ValueError, match='out_dir=.*(file system can hold|too long for the file system)'):
+    with pytest.raises(ValueError, match='out_dir=.* is too long for the file system') as error:
         train.train(tiny(tmp_path, out_dir=out_dir(str(tmp_path))))
+    assert len(str(error.value)) < 250  # one readable line, however long the path
     assert os.listdir(tmp_path) == []
 
 
