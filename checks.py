@@ -136,3 +136,13 @@ def available_memory():
         return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def fits_memory(name, value, n_bytes):
+    """Refuse `value` of hyperparameter `name` when what it asks for (`n_bytes`, an
+    estimate) exceeds the memory this machine has available now."""
+    available = available_memory()
+    if available is not None and n_bytes > available:
+        raise ValueError(f'{name}={value!r} is too large: it needs about {n_bytes / 2**30:.3g} GiB of memory '
+                         f'and this machine has {available / 2**30:.3g} GiB available; lower {name}')
+    return value

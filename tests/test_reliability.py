@@ -408,3 +408,14 @@ def test_the_printed_values_show_the_training_budget_used(tmp_path, network, bud
     proc = script('train.py', f'--network={network}', '--n_dim=3', f'--out_dir={tmp_path / "nets"}')
     assert proc.returncode == 1 and 'HighDim' in proc.stderr
     assert f'n_batch = {budget}' in proc.stdout.splitlines() and 'n_batch = None' not in proc.stdout
+
+
+@pytest.mark.parametrize('path, item', [('sparsity.py', '--n_stim=1000000000000'), ('analyze.py', '--n_init=1000000000000'),
+                                        ('train.py', '--n_neu=1000000')])
+def test_sizes_beyond_the_machines_memory_are_refused_before_work(tmp_path, path, item):
+    proc = script(path, item, cwd=tmp_path)
+    errors = proc.stderr.strip().splitlines()
+    name = item[2:].split('=')[0]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr
+    assert errors[0].startswith(f'error: {name}=') and 'is too large' in errors[0] and f'lower {name}' in errors[0]
+    assert os.listdir(tmp_path) == []
