@@ -74,7 +74,8 @@ def test_the_readout_kind_is_read_from_the_task_not_its_name():
     assert Objective(CONFIG, tasks.LinearClassificationCentOut()).kind == 'sigmoid'
     assert Objective(dict(CONFIG, CE_loss=False), tasks.LinearClassificationCentOut()).kind == 'tanh'
     # the configuration's task name plays no part: the task object decides
-    assert Objective(dict(CONFIG, task='LinearClassificationBound'), tasks.LinearClassificationCentOut()).kind == 'sigmoid'
+    named_bound = dict(CONFIG, task='LinearClassificationBound')
+    assert Objective(named_bound, tasks.LinearClassificationCentOut()).kind == 'sigmoid'
 
 
 @pytest.mark.parametrize('loss', ['paper', 'logits'])

@@ -410,8 +410,8 @@ def test_the_printed_values_show_the_training_budget_used(tmp_path, network, bud
     assert f'n_batch = {budget}' in proc.stdout.splitlines() and 'n_batch = None' not in proc.stdout
 
 
-@pytest.mark.parametrize('path, item', [('sparsity.py', '--n_stim=1000000000000'), ('analyze.py', '--n_init=1000000000000'),
-                                        ('train.py', '--n_neu=1000000')])
+@pytest.mark.parametrize('path, item', [('sparsity.py', '--n_stim=1000000000000'),
+                                        ('analyze.py', '--n_init=1000000000000'), ('train.py', '--n_neu=1000000')])
 def test_sizes_beyond_the_machines_memory_are_refused_before_work(tmp_path, path, item):
     proc = script(path, item, cwd=tmp_path)
     errors = proc.stderr.strip().splitlines()

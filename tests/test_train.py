@@ -376,7 +376,8 @@ def long_path(root, total):
     return path
 
 
-@pytest.mark.parametrize('out_dir', [lambda root: long_path(root, 5000), lambda root: os.path.join(root, 'a', 'y' * 300),
+@pytest.mark.parametrize('out_dir', [lambda root: long_path(root, 5000),
+                                     lambda root: os.path.join(root, 'a', 'y' * 300),
                                      lambda root: long_path(root, 4096 - 20)],
                          ids=['nested', 'one-long-name', 'run-folder-too-long'])
 def test_a_too_long_out_dir_is_refused_before_any_folder_is_made(tmp_path, out_dir):
