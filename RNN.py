@@ -204,13 +204,15 @@ class RNN(nn.Module):
 
     α = dt / tau; the non-leaky variant integrates, r_t = r_{t-1} + α f(h_t); r_0 = 0.
     Network noise is governed by n_sd alone (also in eval mode): set n_sd = 0 for
-    noise-free analyses.
+    noise-free analyses. The defaults are the paper's network (train.py's defaults):
+    leaky ReLU units, no network noise, dt = tau = 100 ms (a plain ReLU RNN) and
+    PyTorch's default init; its rec_size is 64.
     """
 
     fused = True  # the hand-written recurrence; False: plain autograd (reference for tests)
 
-    def __init__(self, inp_size, rec_size, out_size, n_sd=0.1, activation="relu", tau=100,
-                 dt=10, leaky=True, init=None, n_members=1):
+    def __init__(self, inp_size, rec_size, out_size, n_sd=0.0, activation="relu", tau=100,
+                 dt=100, leaky=True, init=None, n_members=1):
         super().__init__()
         for name, value in [("inp_size", inp_size), ("rec_size", rec_size),
                             ("out_size", out_size), ("n_members", n_members)]:

@@ -42,6 +42,8 @@ def check(hp):
     """Reject impossible settings before any work is done (no slow imports needed)."""
     for name in ('n_trials', 'n_plot', 'n_init', 'max_iters', 'n_threads'):
         checks.positive_int(name, hp[name])
+    # each initial state of the fixed-point search holds at least a 64×64 Jacobian (float32)
+    checks.fits_memory('n_init', hp['n_init'], hp['n_init'] * 64 * 64 * 4)
     if hp['n_trials'] < 8:
         checks.fail('n_trials', hp['n_trials'], 'at least 8 trials (PCA and the abstraction metrics need some)')
     for name in ('n_grid', 'n_enc_grid'):

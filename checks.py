@@ -95,6 +95,26 @@ def folder(name, value):
     return value
 
 
+def _path_limit(path, which, fallback):
+    """A limit of the file system that holds `path` (its nearest existing folder)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        return os.pathconf(path, which)
+    except (OSError, ValueError, AttributeError):  # no such limit here, or no pathconf (Windows)
+        return fallback
+
+
+def fits_file_system(path):
+    """True when every name in `path` and the whole path are within the file system's
+    limits, so creating it cannot fail half-way with 'File name too long'."""
+    path = os.path.abspath(path)
+    name_max = _path_limit(path, 'PC_NAME_MAX', 255)
+    return (len(os.fsencode(path)) < _path_limit(path, 'PC_PATH_MAX', 4096)
+            and all(len(os.fsencode(part)) <= name_max for part in path.split(os.sep)))
+
+
 def file_label(name, value):
     """A non-empty name for files inside an output folder: no path separators, so it
     cannot write outside that folder."""
@@ -124,3 +144,29 @@ def writable(name, folder, keep=True):
         for path in created:  # deepest first
             os.rmdir(path)
     return folder
+
+
+def available_memory():
+    """Bytes of memory this machine can give a new allocation now (Linux: MemAvailable;
+    elsewhere its physical memory), or None where that cannot be read."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def fits_memory(name, value, n_bytes):
+    """Refuse `value` of hyperparameter `name` when what it asks for (`n_bytes`, an
+    estimate) exceeds the memory this machine has available now."""
+    available = available_memory()
+    if available is not None and n_bytes > available:
+        raise ValueError(f'{name}={value!r} is too large: it needs about {n_bytes / 2**30:.3g} GiB of memory '
+                         f'and this machine has {available / 2**30:.3g} GiB available; lower {name}')
+    return value

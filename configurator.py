@@ -240,7 +240,8 @@ def hyperparameters(namespace):
             if not name.startswith('_') and _is_literal(value)}
 
 
-def configure(namespace, argv=None, lists=(), doc=None, print_config=True, positional=None, check=None):
+def configure(namespace, argv=None, lists=(), doc=None, print_config=True, positional=None, check=None,
+              resolve=None):
     """Apply config files and --name=value overrides from `argv` to the hyperparameters in `namespace`.
 
     Hyperparameters are the names in `namespace` (a module's globals) not starting with '_'
@@ -251,6 +252,9 @@ def configure(namespace, argv=None, lists=(), doc=None, print_config=True, posit
     not existing .py files (`python sweep.py fig3a fig3b`); without it every bare word is a
     config file. `check(values)` may raise ValueError for impossible values: the message
     is printed and the program exits with status 2, before the resolved values are printed.
+    `resolve(values)` returns them with defaults that depend on other values filled in
+    (train.py's n_batch=None: the network type's budget), so the values printed, set
+    and returned are the ones the run uses.
     """
     if not isinstance(namespace, dict):
         raise ValueError(f"namespace must be a dict such as globals(); got {type(namespace).__name__}")
@@ -265,6 +269,8 @@ def configure(namespace, argv=None, lists=(), doc=None, print_config=True, posit
     if positional is not None and not isinstance(defaults.get(positional), list):
         raise ValueError(f"positional={positional!r} must name a hyperparameter whose default is a list")
     argv = sys.argv[1:] if argv is None else list(argv)
+    if namespace.get('__name__') == '__main__':  # a script, not a test or an importer
+        sys.excepthook = _quiet_interrupt
 
     if '--help' in argv or '-h' in argv:
         print_help(_print_help, namespace, defaults, doc, positional)
@@ -317,6 +323,8 @@ def configure(namespace, argv=None, lists=(), doc=None, print_config=True, posit
             _fail(str(e))
     if os.environ.get(CHECK_ONLY):
         raise SystemExit(0)
+    if resolve is not None:
+        values = resolve(dict(values))
     namespace.update(values)
     if print_config:
         for name, value in values.items():
@@ -364,6 +372,16 @@ def shell(argv):
 def command(script, values):
     """The shell command that runs `script` with the hyperparameters {name: value}."""
     return shell([script] + flags(values))
+
+
+def _quiet_interrupt(kind, value, traceback):
+    """A script's sys.excepthook: Ctrl-C that no handler caught, i.e. while the slow
+    imports after configure() run (run() and sweep.py catch it during the work), is one
+    line, not a traceback; the exit status stays that of SIGINT."""
+    if issubclass(kind, KeyboardInterrupt):
+        print('\ninterrupted while starting: nothing was done', file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, value, traceback)
 
 
 def run(main, config):

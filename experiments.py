@@ -124,10 +124,6 @@ def source(name):
     return EXPERIMENTS[name]['networks'] or name
 
 
-def network_type(name):
-    return EXPERIMENTS[source(name)]['train'].get('network', 'RNN')
-
-
 def check_figures(names):
     """The figures named (`all`: every one), in table order; unknown names raise
     ValueError with the closest match."""

@@ -1,29 +1,26 @@
 """The training objective in one place (SPEC §3-4): how the linear readout is
-squashed, the targets it is compared with, the weight of each step, the loss and
-the decision threshold. What kind of readout a run has is decided once, here, from
-its configuration:
+squashed, the targets it is compared with, the weight of each step, the loss of a
+batch, the decision threshold and the decision scores. What kind of readout a run has
+is decided once, here, from its task and configuration:
 
 - 'sigmoid' (CE_loss=True): BCE against targets 0.5 before the decision step and
   0/1 at it, either as the paper computes it (loss='paper': torch.nn.BCELoss on the
   float32 sigmoid, log clamped at -100, no gradient where the sigmoid rounds to
   exactly 0 or 1, |logit| above ≈ 16.6) or with logits (loss='logits');
 - 'tanh' (CE_loss=False): MSE against the ±1 labels;
-- 'bound_tanh' (the free-RT task): MSE of bound·tanh against the accumulators.
+- 'bound_tanh' (a task whose `readout` says so: the free-RT task): MSE of bound·tanh
+  against the accumulators.
 """
 import torch
 from torch import nn
 
-from tasks import FREE_RT_TASK
-
 
 class Objective:
-    """The objective of one run's configuration."""
+    """The objective of one run: its configuration and its task (an env of tasks.py;
+    the task's `readout`, when it has one, overrides the configuration's CE_loss)."""
 
-    def __init__(self, config):
-        if config['task'] == FREE_RT_TASK:
-            self.kind = 'bound_tanh'
-        else:
-            self.kind = 'sigmoid' if config['CE_loss'] else 'tanh'
+    def __init__(self, config, task):
+        self.kind = task.readout or ('sigmoid' if config['CE_loss'] else 'tanh')
         self.loss = config['loss'] if self.kind == 'sigmoid' else 'mse'
         self.bound = config['bound']
         self.threshold = 0.5 if self.kind == 'sigmoid' else 0.0  # separates the two answers
@@ -43,12 +40,41 @@ class Objective:
         return (gt + 1) / 2 if self.kind == 'sigmoid' else gt
 
     def step_losses(self, logits, gt):
-        """Elementwise loss (…, T, n_out) of the readout against the task targets."""
+        """Elementwise loss (…, T, n_out) of the readout against the task targets; NaN
+        where the logits are NaN (a diverging run), for every loss."""
         if self.loss == 'paper':
-            return nn.functional.binary_cross_entropy(torch.sigmoid(logits), self.targets(gt), reduction='none')
+            out = torch.sigmoid(logits)
+            # BCELoss refuses NaN inputs (an error on the CPU, a device assert on a GPU):
+            # such steps get a NaN loss instead, so the run stops with the non-finite-loss
+            # error. Finite outputs pass both masked_fills unchanged, gradients included.
+            diverged = out.isnan()
+            loss = nn.functional.binary_cross_entropy(out.masked_fill(diverged, 0.5), self.targets(gt),
+                                                      reduction='none')
+            return loss.masked_fill(diverged, float('nan'))
         if self.loss == 'logits':
             return nn.functional.binary_cross_entropy_with_logits(logits, self.targets(gt), reduction='none')
         return (self.squash(logits) - gt) ** 2
+
+    def batch_loss(self, logits, gt, active, weights):
+        """The loss of each network of an ensemble (M,): logits (M, B, T, n_out) against
+        the targets gt, averaged over the active outputs (mask broadcastable to logits:
+        each network's current task family), weighted over the steps by `weights`
+        (T,) or (M, B, T) (`step_weights`) and averaged over the trials."""
+        per_step = (self.step_losses(logits, gt) * active).sum(-1) / active.sum(-1)
+        return (per_step * weights).sum(-1).mean(-1)
+
+    def decision_scores(self, logits, gt, active, decision):
+        """Per network (M,): accuracy of the answers at the decision steps (`decision`,
+        indices) over the active outputs, and the 2×2 confusion matrix (true ×
+        predicted, flattened, as fractions)."""
+        with torch.no_grad():
+            out = self.squash(logits[:, :, decision]) > self.threshold
+            true = gt[:, :, decision] > 0
+            mask = active.expand_as(out).bool()
+            n = mask.sum((1, 2, 3)).float()
+            count = lambda a: (a & mask).sum((1, 2, 3))
+            conf = torch.stack([count(~true & ~out), count(~true & out), count(true & ~out), count(true & out)], 1)
+            return count(out == true) / n, conf / n[:, None]
 
     def step_weights(self, decision, generator=None, shape=None):
         """Per-step loss weights (…, T) summing to one per trial, for the decision-step

@@ -32,7 +32,7 @@ SWEEP_KEYS = frozenset({'n_task', 'run', 'runs', 'seed', 'member_seed', 'name'})
 # left out of folder names (n_task and run end every name; a non-default seed stays in it)
 NAME_SKIP = BOOKKEEPING | {'n_task', 'run', 'runs'}
 # hyperparameters added after runs were saved, with the value those runs were trained with
-EARLIER_DEFAULTS = {'loss': 'logits', 'dropout': 0.1, 'enc_hidden': 100, 'enc_out': 40}
+EARLIER_DEFAULTS = {'loss': 'logits', 'dropout': 0.1, 'enc_hidden': 100, 'enc_out': 40, 'boundary_seed': 0}
 # train.py's training budget (n_batch) when none is given, per network type
 DEFAULT_BATCHES = {'RNN': 100_000, 'LSTM': 100_000, 'gpt-2': 20_000}
 

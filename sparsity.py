@@ -26,12 +26,18 @@ import checks
 import configurator
 
 
+# at least what one stimulus costs a paper-sized network (22 steps of inputs, encoder
+# layers and 64 rates, float32): the estimate that refuses an impossible n_stim up front
+_BYTES_PER_STIMULUS = 22 * (3 + 100 + 100 + 40 + 64) * 4
+
+
 def check(hp):
     """Reject impossible settings before any work is done (no slow imports needed)."""
     checks.positive_ints('n_tasks', hp['n_tasks'])
     checks.positive_int('n_runs', hp['n_runs'])
     checks.positive_int('n_threads', hp['n_threads'])
     checks.int_at_least('n_stim', hp['n_stim'], 2)
+    checks.fits_memory('n_stim', hp['n_stim'], hp['n_stim'] * _BYTES_PER_STIMULUS)
     checks.non_negative_int('seed', hp['seed'])
     checks.dictionary('select', hp['select'])
     checks.file_label('label', hp['label'])

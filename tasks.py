@@ -78,6 +78,9 @@ class LatentTask(TrialEnv):
     # targets are 0 except in the decision period, where they are 'ground_truth': the
     # training data can then carry ground_truth alone and spread it over the steps later
     targets_at_decision = True
+    # how a network's linear readout answers this task (objective.py): None lets the run's
+    # CE_loss choose between a sigmoid with BCE and a tanh with MSE against the labels
+    readout = None
 
     def __init__(self, dt, timing, sigma, rule_vec, n_dim, n_out, target_high, fixation=True):
         if not dt > 0:
@@ -334,6 +337,7 @@ class LinearClassificationBound(LatentTask):
     """
 
     targets_at_decision = False  # the accumulators change at every stimulus step
+    readout = "bound_tanh"  # bound·tanh, compared with the accumulators by MSE
 
     def __init__(self, dt=100, timing=None, sigma=2, rule_vec=None, n_task=24, thres=5):
         n_task = checks.positive_int("n_task", n_task)
@@ -642,7 +646,8 @@ def from_config(config, name=None, n_task=None, rule_vec=None, **overrides):
     kwargs = dict(dt=config["dt"], timing=dict(config["timing"]), sigma=sigma,
                   n_task=config["n_task"] if n_task is None else n_task, n_dim=config["n_dim"],
                   dist=config.get("dist", "gauss"), corr=config.get("corr", 0),
-                  ar_coef=config.get("autocorr", 0), thres=config.get("bound", 5), rule_vec=rule_vec)
+                  ar_coef=config.get("autocorr", 0), thres=config.get("bound", 5),
+                  boundary_seed=config.get("boundary_seed", 0), rule_vec=rule_vec)
     kwargs.update(overrides)
     accepted = inspect.signature(cls.__init__).parameters
     if config["n_dim"] != 2 and "n_dim" not in accepted:

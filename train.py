@@ -32,6 +32,7 @@ enc_out = 40  # encoder output features
 corr = 0.0  # non-zero: correlated latents (LinearClassificationCorr); a list trains one network per value
 autocorr = 0.0  # non-zero: AR(1) input noise with this coefficient (LinearClassificationAutocorr)
 dist = 'gauss'  # input noise distribution: 'gauss' or 'gumbel'
+boundary_seed = 0  # LinearClassificationHighDim: seed of its random class boundaries
 timing = {'fixation': 100, 'stimulus': 2000, 'delay': 0, 'decision': 100}  # period durations (ms)
 trial_num = 1  # trials concatenated per sequence
 CE_loss = True  # True: BCE with sigmoid readout; False: MSE with tanh readout
@@ -58,8 +59,14 @@ import os
 
 import checks
 import configurator
+from runs import DEFAULT_BATCHES, RunLock, finished, run_name, train_command  # (train.py has a `runs` hyperparameter)
 
 _NETWORKS = ('RNN', 'LSTM', 'gpt-2')
+_DEFAULTS = configurator.script_defaults(__file__)  # from the source: the command line has already set globals()
+_BLOCK = 16  # batches whose data is drawn and moved to the device at once
+_CHUNK = 64  # batches each member's data source draws at once (tasks.BatchSource)
+_MAX_SEED = 2 ** 63 - 1  # torch.manual_seed takes a signed 64-bit seed
+_RUNTIME_BYTES = 400 * 2 ** 20  # what a training process holds before its networks (torch, numpy, the tasks)
 # data settings that may be lists, like n_task: one network per combination of values (the
 # networks differ only in their data, so they still train as one ensemble)
 _VARIANTS = ('n_sd_in', 'corr')
@@ -67,6 +74,14 @@ _VARIANTS = ('n_sd_in', 'corr')
 
 def listed(value):
     return value if isinstance(value, list) else [value]
+
+
+def resolved(config):
+    """The configuration with the budget it trains for: n_batch=None is the network
+    type's default (DEFAULT_BATCHES)."""
+    if config['n_batch'] is None:
+        config = {**config, 'n_batch': DEFAULT_BATCHES[config['network']]}
+    return config
 
 
 def check_config(config):
@@ -87,7 +102,10 @@ def check_config(config):
     if config['n_batch'] is not None:
         checks.positive_int('n_batch', config['n_batch'])
     checks.non_negative_int('run', config['run'])
+    checks.non_negative_int('boundary_seed', config['boundary_seed'])
     checks.non_negative_int('seed', config['seed'])
+    if config['seed'] > _MAX_SEED:
+        checks.fail('seed', config['seed'], f'a non-negative integer up to 2**63 - 1 = {_MAX_SEED}')
     for name in ('tau', 'dt', 'lr', 'bound'):
         checks.positive(name, config[name])
     for value in listed(config['n_sd_in']):
@@ -106,12 +124,72 @@ def check_config(config):
     if not (config['device'] in ('auto', 'cpu') or str(config['device']).startswith('cuda')):
         checks.fail('device', config['device'], "'auto', 'cpu' or 'cuda[:i]'")
     checks.folder('out_dir', config['out_dir'])
+    if not checks.fits_file_system(config['out_dir']):  # refused before makedirs fails half-way
+        raise ValueError(f'out_dir={shown(config["out_dir"])} is too long for the file system '
+                         "(a name in it, or the whole path, passes the file system's limit)")
+    check_memory(config, checks.available_memory(), 'this machine', _RUNTIME_BYTES)
     return n_tasks
+
+
+def shown(path):
+    """A path as an error message shows it: long ones cut."""
+    return repr(path) if len(path) <= 100 else f'{path[:60]!r}... ({len(path)} characters)'
+
+
+def memory_needed(config):
+    """Bytes a training call needs at least, from its hyperparameters alone (torch-free, so
+    it answers before anything is allocated): every network's weights, gradients and
+    Adam moments, its frozen encoder, one batch's activations kept for the backward
+    pass, and the batches of data drawn ahead. None of it grows with n_batch."""
+    timing = config['timing']
+    if not isinstance(timing, dict) or not all(type(v) in (int, float) and v >= 0 for v in timing.values()):
+        return 0  # the task checks the timing and says what is wrong with it
+    n_tasks, families = listed(config['n_task']), len(listed(config['task']))
+    members = len(n_tasks) * config['runs'] * len(listed(config['n_sd_in'])) * len(listed(config['corr']))
+    T = config['trial_num'] * max(1, int(sum(timing.values()) // config['dt']))  # steps per sequence
+    B, N, D, n_out = config['batch_sz'], config['n_neu'], config['n_dim'], families * max(n_tasks)
+    n_obs = 1 + D + (families if families > 1 else 0)  # fixation, stimulus, rule inputs
+    H, E = config['enc_hidden'], config['enc_out']
+    n_in = n_obs - D + E if config['encode'] else n_obs
+    encoder = D * H + H * H + H * E + 2 * H + E if config['encode'] else 0
+    # parameters, and floats per trial and step kept for the backward pass
+    if config['network'] == 'RNN':
+        params, kept = n_in * N + N * N + N * n_out + 2 * N + n_out, 8 * N
+    elif config['network'] == 'LSTM':
+        params, kept = 4 * N * (n_in + N + 2) + N * n_out + n_out, 20 * N
+    else:
+        L = config['n_layer']
+        params = n_in * N + T * N + L * 12 * N * N + N * n_out
+        kept = L * (34 * N + 4 * config['n_head'] * T) + 2 * N
+    floats = (4 * params + encoder  # weights, gradients, Adam's two moments; the frozen encoder
+              + B * T * (kept + 2 * H + E + 6 * n_out)  # one batch: activations, readout, loss terms
+              + (_BLOCK + _CHUNK) * B * (T * n_obs + config['trial_num'] * n_out))  # data drawn ahead
+    return 4 * members * floats  # float32
+
+
+# the hyperparameters that size a training call, one of which is named when it does not fit
+_SIZES = ('n_neu', 'runs', 'n_task', 'batch_sz', 'n_sd_in', 'corr', 'task', 'trial_num', 'timing', 'dt',
+          'enc_hidden', 'enc_out', 'n_dim', 'n_layer', 'n_head')
+
+
+def check_memory(config, available, where, base=0):
+    """Refuse a training call that needs more than `available` bytes (None: unknown) on
+    `where`, `base` bytes besides its networks, naming the hyperparameter whose default
+    value would shrink it the most."""
+    need = base + memory_needed(config)
+    if available is None or need <= available:
+        return
+    sizes = f'needs about {need / 2**30:.3g} GiB of memory and {where} has {available / 2**30:.3g} GiB available'
+    shrunk = {k: memory_needed({**config, k: _DEFAULTS[k]}) for k in _SIZES}
+    name = min(shrunk, key=shrunk.get)
+    if shrunk[name] < need - base:
+        raise ValueError(f'{name}={config[name]!r} is too large: training as asked {sizes}; lower {name}')
+    raise ValueError(f'training as asked {sizes}: lower runs, n_task or n_neu')
 
 
 if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
     _config = configurator.configure(globals(), lists=('task', 'n_task') + _VARIANTS, doc=__doc__,
-                                     check=check_config)
+                                     check=check_config, resolve=resolved)
 
 import itertools  # noqa: E402
 import signal  # noqa: E402
@@ -128,15 +206,12 @@ from tqdm import tqdm  # noqa: E402
 import checkpoints  # noqa: E402
 import ensemble  # noqa: E402
 import networks  # noqa: E402
-from runs import DEFAULT_BATCHES, RunLock, finished, run_name, train_command  # noqa: E402 (train.py has a `runs` hyperparameter)
 import tasks  # noqa: E402
 import util  # noqa: E402
 from objective import Objective  # noqa: E402
 
 _N_RECORD = 100  # points of the loss / accuracy / confusion history
-_BLOCK = 16  # batches whose data is drawn and moved to the device at once
 _WARMUP = 3  # eager batches before a CUDA graph is recorded (cuBLAS and the allocator settle)
-_DEFAULTS = configurator.script_defaults(__file__)  # from the source: the command line has already set globals()
 
 
 def defaults():
@@ -399,20 +474,6 @@ def member_noise(members, config, shape, stim_steps, objective, decision):
     return noise, enc_noise, w
 
 
-def decision_scores(logits, gt, active, decision, objective):
-    """Per member: accuracy of the decision-step answers (steps `decision`, indices) over
-    the active outputs and the 2×2 confusion matrix (true × predicted, flattened, as
-    fractions)."""
-    with torch.no_grad():
-        out = objective.squash(logits[:, :, decision]) > objective.threshold
-        true = gt[:, :, decision] > 0
-        mask = active.expand_as(out).bool()
-        n = mask.sum((1, 2, 3)).float()
-        count = lambda a: (a & mask).sum((1, 2, 3))
-        conf = torch.stack([count(~true & ~out), count(~true & out), count(true & ~out), count(true & out)], 1)
-        return count(out == true) / n, conf / n[:, None]
-
-
 def setup(config):
     """Check the configuration, name the networks, lock their folders and sort out
     what exists: returns (config with n_batch resolved, members to train, folders of
@@ -420,17 +481,20 @@ def setup(config):
     config = dict(config)
     n_tasks = check_config(config)
     check_tasks(config, n_tasks)
-    util.pick_device(config['device'])  # a missing GPU is an error before any folder is made
-    default_batches = DEFAULT_BATCHES[config['network']]
-    if config['n_batch'] is None:
-        config['n_batch'] = default_batches
+    device = util.pick_device(config['device'])  # a missing GPU is an error before any folder is made
+    if device.type == 'cuda':  # check_config has checked the host's memory
+        check_memory(config, torch.cuda.mem_get_info(device)[0], str(device))
+    config = resolved(config)
     # the default budget stays out of folder names, also when given explicitly (--n_batch=1e5)
-    naming = dict(_DEFAULTS, n_batch=default_batches)
+    naming = dict(_DEFAULTS, n_batch=DEFAULT_BATCHES[config['network']])
     config.update(util.provenance())
     members = [Member(variant, run_name(variant, naming, k, r), k, r) for variant in variants(config)
                for k in n_tasks for r in range(config['run'], config['run'] + config['runs'])]
     folders = [m.folder for m in members]
     for m in members:
+        if not checks.fits_file_system(m.checkpoint_path() + '.tmp'):  # the longest file it writes
+            raise ValueError(f'out_dir={shown(config["out_dir"])} is too long for the file system '
+                             f'with its run folder {m.name!r} in it; use a shorter out_dir')
         exists = os.path.exists(m.checkpoint_path())
         if exists and not config['resume']:
             raise FileExistsError(f'{m.folder} already holds a trained network: use --resume=True '
@@ -455,20 +519,43 @@ def setup(config):
 def train(config):
     """Train every network the configuration asks for (a dict of every hyperparameter
     above); returns the run folders. Ctrl-C or SIGTERM saves a checkpoint of every
-    network, prints the command that continues and raises KeyboardInterrupt."""
-    config, members, folders, ckpts, locks = setup(config)
+    network, prints the command that continues and raises KeyboardInterrupt. Folders
+    it made and left empty (a run that failed before its first checkpoint) are removed."""
+    made = missing_folders(checks.folder('out_dir', config['out_dir']))
     try:
-        with Stop() as stop:
-            # networks resumed from different batches train as one ensemble per batch
-            groups = {}
-            for m, c in zip(members, ckpts or [None] * len(members)):
-                groups.setdefault(c['resume']['batch'] if c else 0, []).append((m, c))
-            for group in groups.values():
-                run_ensemble(config, [m for m, _ in group], [c for _, c in group if c], stop)
+        config, members, folders, ckpts, locks = setup(config)
+        try:
+            with Stop() as stop:
+                # networks resumed from different batches train as one ensemble per batch
+                groups = {}
+                for m, c in zip(members, ckpts or [None] * len(members)):
+                    groups.setdefault(c['resume']['batch'] if c else 0, []).append((m, c))
+                for group in groups.values():
+                    run_ensemble(config, [m for m, _ in group], [c for _, c in group if c], stop)
+        finally:
+            for lock in locks:
+                lock.release()
     finally:
-        for lock in locks:
-            lock.release()
+        remove_empty(made)
     return folders
+
+
+def missing_folders(path):
+    """The folders of `path` that do not exist yet, deepest first."""
+    missing, path = [], os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def remove_empty(folders):
+    """Remove those of `folders` (deepest first) that exist and are empty."""
+    for folder in folders:
+        if os.path.isdir(folder):
+            if os.listdir(folder):
+                return  # the folders above hold this one
+            os.rmdir(folder)
 
 
 def run_ensemble(config, members, ckpts, stop):
@@ -481,7 +568,7 @@ def run_ensemble(config, members, ckpts, stop):
     graph = config['cuda_graph'] and device.type == 'cuda'
     opt = torch.optim.Adam(net.parameters(), lr=config['lr'], fused=True, capturable=graph)
     M, n_out = len(members), net.rec_to_out.out_features
-    objective = Objective(config)
+    objective = Objective(config, env)
     stim_steps = env.period_mask('stimulus', config['trial_num'])
     decision = env.period_mask('decision', config['trial_num'])
     decision_t = torch.as_tensor(np.flatnonzero(decision), device=device)  # indices: a mask would sync the GPU
@@ -493,8 +580,13 @@ def run_ensemble(config, members, ckpts, stop):
     torch.manual_seed(config['seed'])  # dropout (gpt-2) draws from the global generator
     start, wall0 = restore(members, ckpts, net, encoder, opt, accum) if ckpts else (0, 0.0)
     records = set(np.linspace(0, n_batch, min(_N_RECORD, n_batch) + 1).round().astype(int)[1:].tolist())
-    # checkpoints and records fall on block boundaries, so each source's state there is exact
-    stops = sorted({b for b in range(config['ckpt_every'], n_batch, config['ckpt_every'])} | records | {n_batch})
+
+    def next_stop(step):
+        """The next checkpoint or record after `step`: blocks end there, so each source's
+        state there is exact (computed, not listed: n_batch may be huge)."""
+        checkpoint = (step // config['ckpt_every'] + 1) * config['ckpt_every']
+        return min([checkpoint, n_batch] + [r for r in records if r > step])
+
     readout = objective.describe(config)
     source = members[0].source  # spreads compact targets over the steps, the same for every member
     pool = ThreadPoolExecutor(config['data_threads']) if config['data_threads'] else None
@@ -502,11 +594,10 @@ def run_ensemble(config, members, ckpts, stop):
     def work(ob, gt, active, weights, noise, enc_noise, index):
         _, logits = net(networks.network_inputs(ob, env, encoder, enc_noise), noise)
         gt = source.dense(gt)
-        per_step = (objective.step_losses(logits, gt) * active).sum(-1) / active.sum(-1)
-        loss = (per_step * weights).sum(-1).mean(-1)  # (M,)
+        loss = objective.batch_loss(logits, gt, active, weights)  # (M,)
         loss.sum().backward()
         opt.step()
-        acc, conf = decision_scores(logits, gt, active, decision_t, objective)
+        acc, conf = objective.decision_scores(logits, gt, active, decision_t)
         bad_batch.copy_(torch.where((bad_batch < 0) & ~torch.isfinite(loss), index, bad_batch))
         accum['loss'] += loss.detach()
         accum['acc'] += acc
@@ -525,9 +616,11 @@ def run_ensemble(config, members, ckpts, stop):
     def check_finite(done):
         if (bad_batch >= 0).any():
             first = int(bad_batch[bad_batch >= 0].min())
-            bad = [members[i].name for i in torch.nonzero(bad_batch >= 0).flatten().tolist()]
-            raise FloatingPointError(f'non-finite loss at batch {first} for {bad}; the last good '
-                                     f'checkpoints (every {config["ckpt_every"]} batches) are kept')
+            bad = [members[i] for i in torch.nonzero(bad_batch >= 0).flatten().tolist()]
+            kept = ('the last good checkpoints (every {} batches) are kept'.format(config['ckpt_every'])
+                    if all(os.path.exists(m.checkpoint_path()) for m in bad) else 'nothing was saved')
+            raise FloatingPointError(f'non-finite loss at batch {first} for {[m.name for m in bad]} '
+                                     f'(diverged: try a smaller lr); {kept}')
 
     def interrupt(j):
         """Save every network after batch j of the current block and stop."""
@@ -543,7 +636,7 @@ def run_ensemble(config, members, ckpts, stop):
 
     step = start
     while step < n_batch:
-        n = min(_BLOCK, next(b for b in stops if b > step) - step)
+        n = min(_BLOCK, next_stop(step) - step)
         block_ob, block_gt, block_active = next_block(members, n, n_out, device, pool)
         for j in range(n):
             noise, enc_noise, w = member_noise(members, config, block_ob.shape[2:4], stim_steps, objective, decision)

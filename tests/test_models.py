@@ -7,6 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import ensemble
+import networks
+import train
 import transformer
 from RNN import LSTM, RNN, _LSTMRecurrence, _Recurrence, _reference_lstm, _reference_recurrence
 from transformer import GPT
@@ -173,6 +175,21 @@ def test_rnn_sparse_and_ortho_init():
     ortho = RNN(3, 20, 2, init="ortho", n_members=2)
     for w in ortho.rec_to_rec.weight.detach():
         torch.testing.assert_close(w @ w.T, torch.eye(20), atol=1e-5, rtol=0)
+
+
+def test_rnn_defaults_are_the_paper_network():
+    """RNN(n_in, 64, n_out) is the network train.py trains by default, weights included."""
+    config = train.defaults()
+    torch.manual_seed(0)
+    paper = networks.build_network(config, 43, 24)
+    torch.manual_seed(0)
+    plain = RNN(43, config["n_neu"], 24)
+    assert (plain.n_sd, plain.alpha, plain.leaky, plain.activation_name) == (0.0, 1.0, True, "relu")
+    assert (paper.n_sd, paper.alpha, paper.leaky, paper.activation_name) == (0.0, 1.0, True, "relu")
+    for (name, a), (_, b) in zip(plain.state_dict().items(), paper.state_dict().items()):
+        assert torch.equal(a, b), name
+    u = torch.randn(2, 5, 43)
+    torch.testing.assert_close(plain(u)[1], plain(u)[1], rtol=0, atol=0)  # no network noise by default
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -10,18 +10,24 @@ from objective import Objective
 CONFIG = train.defaults()
 
 
+def objective(**over):
+    """The Objective of the default configuration with `over`, on its own task."""
+    config = dict(CONFIG, **over)
+    return Objective(config, tasks.training_env(config))
+
+
 def test_bce_targets_and_readouts():
     gt = torch.tensor([0.0, 1.0, -1.0])
-    assert Objective(CONFIG).targets(gt).tolist() == [0.5, 1.0, 0.0]
-    assert Objective(dict(CONFIG, CE_loss=False)).targets(gt).tolist() == [0.0, 1.0, -1.0]
+    assert objective().targets(gt).tolist() == [0.5, 1.0, 0.0]
+    assert objective(CE_loss=False).targets(gt).tolist() == [0.0, 1.0, -1.0]
     z = torch.tensor([0.0, 100.0])
-    assert Objective(CONFIG).squash(z).tolist() == [0.5, 1.0]
-    assert Objective(dict(CONFIG, CE_loss=False)).squash(z).tolist() == [0.0, 1.0]
-    bound = Objective(dict(CONFIG, task='LinearClassificationBound', CE_loss=False))
+    assert objective().squash(z).tolist() == [0.5, 1.0]
+    assert objective(CE_loss=False).squash(z).tolist() == [0.0, 1.0]
+    bound = objective(task='LinearClassificationBound', CE_loss=False)
     assert bound.squash(z).tolist() == [0.0, 5.0] and bound.kind == 'bound_tanh'
-    assert Objective(CONFIG).threshold == 0.5 and bound.threshold == 0.0
+    assert objective().threshold == 0.5 and bound.threshold == 0.0
     for loss in ('paper', 'logits'):
-        value = Objective(dict(CONFIG, loss=loss)).step_losses(torch.zeros(1, 3), torch.zeros(1, 3))
+        value = objective(loss=loss).step_losses(torch.zeros(1, 3), torch.zeros(1, 3))
         torch.testing.assert_close(value, torch.full((1, 3), np.log(2), dtype=torch.float32))
 
 
@@ -30,7 +36,7 @@ def test_paper_loss_is_bce_on_the_float32_sigmoid_with_its_saturation():
     gt = torch.tensor([[1.0, 1.0, -1.0, 0.0, 1.0, -1.0]])  # targets 1, 1, 0, 0.5, 1, 0
     target = (gt + 1) / 2
     ours, ref = z.clone().requires_grad_(), z.clone().requires_grad_()
-    loss = Objective(dict(CONFIG, loss='paper')).step_losses(ours, gt)
+    loss = objective(loss='paper').step_losses(ours, gt)
     expected = torch.nn.BCELoss(reduction='none')(torch.sigmoid(ref), target)
     torch.testing.assert_close(loss, expected, rtol=0, atol=0)
     loss.sum().backward()
@@ -41,20 +47,64 @@ def test_paper_loss_is_bce_on_the_float32_sigmoid_with_its_saturation():
     assert loss[0, 2] == 100 and loss[0, 4] == 100
     assert ours.grad[0, 0] == 0 and ours.grad[0, 2] == 0 and ours.grad[0, 4] == 0
     logits = z.clone().requires_grad_()
-    Objective(dict(CONFIG, loss='logits')).step_losses(logits, gt).sum().backward()
+    objective(loss='logits').step_losses(logits, gt).sum().backward()
     assert logits.grad[0, 2] == pytest.approx(1.0) and logits.grad[0, 4] == pytest.approx(-1.0)
     assert 0 < loss[0, 1] < 100 and ours.grad[0, 1] < 0  # sigmoid(-20) is still > 0 in float32
 
 
 def test_step_weights_sum_to_one_and_weigh_as_documented():
     dec = tasks.training_env(CONFIG).period_mask('decision')  # 22 steps, the last is the decision
-    w = Objective(CONFIG).step_weights(dec)
+    w = objective().step_weights(dec)
     torch.testing.assert_close(w, torch.full((22,), 1 / 22))
-    w = Objective(dict(CONFIG, bal_err=True)).step_weights(dec)
+    w = objective(bal_err=True).step_weights(dec)
     assert w[-1] == pytest.approx(0.5) and w[:-1].sum() == pytest.approx(0.5)
-    w = Objective(dict(CONFIG, pen_end=True)).step_weights(dec)
+    w = objective(pen_end=True).step_weights(dec)
     assert w[-1] == 1 and w.sum() == 1
     g = torch.Generator().manual_seed(0)
-    w = Objective(dict(CONFIG, rand_pen=True)).step_weights(dec, g, (500,))
+    w = objective(rand_pen=True).step_weights(dec, g, (500,))
     assert w.shape == (500, 22) and torch.all(w.sum(-1) == 1) and torch.all(w.max(-1).values == 1)
     assert len(torch.unique(w.argmax(-1))) > 15  # the penalised step varies across trials
+
+
+def test_the_readout_kind_is_read_from_the_task_not_its_name():
+    class Accumulators(tasks.LinearClassificationCentOut):  # another name, the bound readout
+        readout = 'bound_tanh'
+
+    assert Objective(CONFIG, Accumulators()).kind == 'bound_tanh'
+    assert Objective(CONFIG, tasks.LinearClassificationCentOut()).kind == 'sigmoid'
+    assert Objective(dict(CONFIG, CE_loss=False), tasks.LinearClassificationCentOut()).kind == 'tanh'
+    # the configuration's task name plays no part: the task object decides
+    named_bound = dict(CONFIG, task='LinearClassificationBound')
+    assert Objective(named_bound, tasks.LinearClassificationCentOut()).kind == 'sigmoid'
+
+
+@pytest.mark.parametrize('loss', ['paper', 'logits'])
+def test_nan_logits_give_nan_losses_not_an_error(loss):
+    z = torch.tensor([[float('nan'), 0.3, -2.0]], requires_grad=True)
+    gt = torch.tensor([[1.0, 0.0, -1.0]])
+    value = objective(loss=loss).step_losses(z, gt)  # BCELoss alone raises on the NaN
+    assert torch.isnan(value[0, 0]) and torch.isfinite(value[0, 1:]).all()
+    value[0, 1:].sum().backward()  # the finite steps keep their exact loss and gradient
+    ref = z.detach()[:, 1:].clone().requires_grad_()
+    expected = objective(loss=loss).step_losses(ref, gt[:, 1:])
+    torch.testing.assert_close(value[:, 1:], expected, rtol=0, atol=0)
+    expected.sum().backward()
+    torch.testing.assert_close(z.grad[:, 1:], ref.grad, rtol=0, atol=0)
+
+
+def test_batch_loss_averages_active_outputs_weighted_steps_and_trials():
+    obj = objective(loss='logits')
+    logits = torch.zeros(2, 3, 4, 5)  # (M, B, T, n_out): every step loss is ln 2 ...
+    logits[1, :, -1, :2] = 100.0  # ... but member 1 answers 1 at the last step on outputs 0 and 1
+    gt = torch.zeros(2, 3, 4, 5)
+    gt[:, :, -1] = 1.0
+    active = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0])[None, None, None].expand(2, 1, 1, 5)
+    pen_end = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    loss = obj.batch_loss(logits, gt, active, pen_end)
+    assert loss.shape == (2,)
+    assert loss[0].item() == pytest.approx(np.log(2)) and loss[1].item() == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.full((4,), 0.25)
+    assert obj.batch_loss(logits, gt, active, uniform)[1].item() == pytest.approx(0.75 * np.log(2))
+    acc, conf = obj.decision_scores(logits, gt, active, torch.tensor([3]))
+    assert acc.tolist() == [0.0, 1.0]  # the inactive outputs 2-4 do not count
+    assert conf.tolist() == [[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]  # true x predicted

@@ -5,6 +5,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -495,3 +496,47 @@ def test_ctrl_c_says_what_was_saved_and_the_command_that_continues(sweep, tmp_pa
         lines = [line for line in proc.stdout.splitlines() if line.startswith('n_task=')]
         assert len(lines) == 4 and sum(line.endswith('(saved by an earlier run)') for line in lines) == 1
         assert (tmp_path / f'{stem}.npz').exists() and not (tmp_path / f'{stem}.partial').exists()
+# Ctrl-C while a script imports torch (after its configuration is read) is one line
+
+INTERRUPT_PROBE = """import builtins, runpy, sys
+sys.path.insert(0, {root!r})
+sys.argv = [{path!r}]
+real_import = builtins.__import__
+
+
+def ctrl_c(name, *args, **kwargs):  # Ctrl-C arrives while the slow imports run
+    if name.split('.')[0] in ('torch', 'numpy', 'matplotlib'):
+        raise KeyboardInterrupt
+    return real_import(name, *args, **kwargs)
+
+
+builtins.__import__ = ctrl_c
+runpy.run_path({path!r}, run_name='__main__')
+"""
+
+
+@pytest.mark.parametrize('path', [p for p in SCRIPTS if not p.startswith('Figures')])
+def test_ctrl_c_during_the_imports_prints_one_line(path, tmp_path):
+    proc = script('-c', INTERRUPT_PROBE.format(root=ROOT, path=os.path.join(ROOT, path)), cwd=tmp_path)
+    assert proc.stderr.strip() == 'interrupted while starting: nothing was done', proc.stderr
+    assert proc.returncode == -signal.SIGINT  # the status of a process stopped by Ctrl-C
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('network, budget', [('RNN', 100_000), ('gpt-2', 20_000)])
+def test_the_printed_values_show_the_training_budget_used(tmp_path, network, budget):
+    # n_dim=3 on the default task fails after the values are printed, before any training
+    proc = script('train.py', f'--network={network}', '--n_dim=3', f'--out_dir={tmp_path / "nets"}')
+    assert proc.returncode == 1 and 'HighDim' in proc.stderr
+    assert f'n_batch = {budget}' in proc.stdout.splitlines() and 'n_batch = None' not in proc.stdout
+
+
+@pytest.mark.parametrize('path, item', [('sparsity.py', '--n_stim=1000000000000'),
+                                        ('analyze.py', '--n_init=1000000000000'), ('train.py', '--n_neu=1000000')])
+def test_sizes_beyond_the_machines_memory_are_refused_before_work(tmp_path, path, item):
+    proc = script(path, item, cwd=tmp_path)
+    errors = proc.stderr.strip().splitlines()
+    name = item[2:].split('=')[0]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr
+    assert errors[0].startswith(f'error: {name}=') and 'is too large' in errors[0] and f'lower {name}' in errors[0]
+    assert os.listdir(tmp_path) == []

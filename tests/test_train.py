@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -191,6 +192,10 @@ OPTIONS = {  # name: (overrides, what the training step must show)
                  and abs(sparse_init(c) - 0.85) < 0.01),
     'gumbel': (dict(network='LSTM', dist='gumbel', activ_enc='Quad'),
                lambda s, c: s['env'].dist == 'gumbel'),
+    'boundary_seed': (dict(task='LinearClassificationHighDim', n_dim=3, boundary_seed=5),
+                      lambda s, c: np.array_equal(s['env'].normals, train.tasks.LinearClassificationHighDim(
+                          n_task=4, n_dim=3, boundary_seed=5).normals) and not np.array_equal(
+                          s['env'].normals, train.tasks.LinearClassificationHighDim(n_task=4, n_dim=3).normals)),
 }
 
 
@@ -206,6 +211,8 @@ def test_every_task_and_option_trains_and_shows_its_effect(tmp_path, monkeypatch
     if name == 'gumbel':  # the LSTM and the quadratic encoder come back from disk
         net, encoder, _ = checkpoints.load_network(folder)
         assert isinstance(net, train.networks.LSTM) and isinstance(encoder[1], train.networks.Square)
+    if name == 'boundary_seed':  # the saved config rebuilds the same boundaries (for decoding, analyses)
+        assert np.array_equal(train.tasks.training_env(ckpt['config']).normals, seen['env'].normals)
 
 
 @pytest.mark.parametrize('over, words', [
@@ -215,6 +222,11 @@ def test_every_task_and_option_trains_and_shows_its_effect(tmp_path, monkeypatch
     (dict(task='DenoiseQuads'), 'CE_loss=False'), (dict(device='cuda:7'), 'device'),
     (dict(timing={'fixation': 100, 'stimulus': 150, 'delay': 0, 'decision': 100}), 'stimulus'),
     (dict(network='gpt-2', n_head=5), 'n_head'), (dict(n_dim=3), 'HighDim'),
+    # more than any machine's memory: refused before anything is allocated, naming the culprit
+    (dict(n_neu=10**6), 'n_neu=1000000 is too large'), (dict(runs=10**7), 'runs=10000000 is too large'),
+    (dict(batch_sz=10**9), 'batch_sz=1000000000 is too large'), (dict(n_task=10**9), 'n_task=1000000000 is too large'),
+    (dict(network='gpt-2', n_layer=10**5), 'n_layer=100000 is too large'),
+    (dict(seed=10**19), 'seed=10000000000000000000'), (dict(boundary_seed=-1), 'boundary_seed'),
 ])
 def test_impossible_hyperparameters_fail_before_training(tmp_path, over, words):
     with pytest.raises(ValueError, match=words):
@@ -310,9 +322,71 @@ def test_resume_of_a_finished_run_changes_nothing_and_wall_time_accumulates(tmp_
 
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(train.Objective, 'step_losses', lambda self, logits, gt: logits * float('nan'))
-    with pytest.raises(FloatingPointError, match='batch 0'):
+    with pytest.raises(FloatingPointError, match='batch 0.*nothing was saved'):
         train.train(tiny(tmp_path, ckpt_every=1000))
-    assert os.listdir(tmp_path / 'nets') == []
+    assert os.listdir(tmp_path) == []  # nor the out_dir it made
+
+
+def test_a_diverging_run_under_the_paper_loss_ends_in_the_non_finite_loss_error(tmp_path):
+    """lr=30 sends the weights to inf within a batch or two; BCELoss alone would raise
+    'all elements of input should be between 0 and 1' on the NaN outputs."""
+    config = tiny(tmp_path, n_batch=20, lr=30.0, ckpt_every=1000, out_dir=str(tmp_path / 'a' / 'b'),
+                  timing=train.defaults()['timing'])
+    assert config['loss'] == 'paper'
+    with pytest.raises(FloatingPointError, match=r'non-finite loss at batch \d+ .*diverged.*nothing was saved'):
+        train.train(config)
+    assert os.listdir(tmp_path) == []  # no empty folders left behind
+
+
+def test_nothing_is_allocated_in_proportion_to_n_batch(tmp_path, monkeypatch):
+    """--n_batch=1e12 once grew to 24 GB (a list of every checkpoint batch); here 2e6
+    batches with a checkpoint each would hold 2e6 Python ints (~100 MB) before the first."""
+    signal_at(monkeypatch, signal.SIGINT, 3)
+    tracemalloc.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train.train(tiny(tmp_path, n_batch=2 * 10**6, ckpt_every=1))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, peak
+    folder, = checkpoints.find_runs(str(tmp_path / 'nets'))
+    assert checkpoints.load_checkpoint(os.path.join(folder, 'net.pth'))['resume']['batch'] == 3
+
+
+def test_memory_is_estimated_and_the_largest_hyperparameter_named():
+    config = dict(train.defaults(), n_batch=100)
+    need = train.memory_needed(config)
+    assert 0 < need < 2**24  # the paper's network: a few MB
+    assert train.memory_needed(dict(config, n_batch=10**12)) == need  # nothing grows with n_batch
+    assert train.memory_needed(dict(config, runs=10)) == 10 * need
+    train.check_memory(config, need, 'here')  # fits exactly
+    for name, value in [('n_neu', 10**4), ('runs', 1000), ('batch_sz', 10**5), ('n_task', 10**5)]:
+        with pytest.raises(ValueError, match=f'{name}=.* is too large: .* GiB .*here has'):
+            train.check_memory(dict(config, **{name: value}), 2 * need, 'here')
+    with pytest.raises(ValueError, match='lower runs, n_task or n_neu'):  # the defaults themselves
+        train.check_memory(config, need // 2, 'here')
+
+
+def long_path(root, total):
+    """A path of `total` bytes under root, in names of at most 200."""
+    path = root
+    while len(path) < total:
+        path = os.path.join(path, 'x' * min(200, total - len(path) - 1))
+    return path
+
+
+@pytest.mark.parametrize('out_dir', [lambda root: long_path(root, 5000),
+                                     lambda root: os.path.join(root, 'a', 'y' * 300),
+                                     lambda root: long_path(root, 4096 - 20)],
+                         ids=['nested', 'one-long-name', 'run-folder-too-long'])
+def test_a_too_long_out_dir_is_refused_before_any_folder_is_made(tmp_path, out_dir):
+    """Names over 255 bytes, or paths whose run folders pass 4096 bytes: 'File name too
+    long' half-way through making the folders left them all behind."""
+    with pytest.raises(ValueError, match='out_dir=.* is too long for the file system') as error:
+        train.train(tiny(tmp_path, out_dir=out_dir(str(tmp_path))))
+    assert len(str(error.value)) < 250  # one readable line, however long the path
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path):
