@@ -85,7 +85,7 @@ import results  # noqa: E402
 
 
 # the disentanglement metrics summarised in the JSON (every key of network_metrics is in the .npz)
-DISENTANGLEMENT = ('dci_d', 'dci_c', 'dci_i', 'mig', 'n_silent', 'ccgp_mean', 'ps_mean', 'dci_d_null_hi', 'mig_null_hi',
+_DISENTANGLEMENT = ('dci_d', 'dci_c', 'dci_i', 'mig', 'n_silent', 'ccgp_mean', 'ps_mean', 'dci_d_null_hi', 'mig_null_hi',
                    'ccgp_mean_null_hi', 'ps_mean_null_hi', 'ccgp_mean_geo_hi', 'ps_mean_geo_hi')
 
 
@@ -145,7 +145,7 @@ def generalize(hp):
                                   angle=results.summarise(results.pair_angles(arrays['angles'])),
                                   ccgp=results.summarise(arrays['ccgp']),
                                   parallelism=results.summarise(arrays['ps']),
-                                  disentanglement={key: results.summarise(arrays[key]) for key in DISENTANGLEMENT
+                                  disentanglement={key: results.summarise(arrays[key]) for key in _DISENTANGLEMENT
                                                    if key in arrays}))
         plot(hp['results_dir'], os.path.basename(stem))
         print(f"wrote {stem}.npz, .json and plots ({time.time() - sweep.t0:.0f} s)")
