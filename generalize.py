@@ -8,6 +8,7 @@ on all four with --out_of_distribution=False); r² = 1 − MSE/(1/12).
     python generalize.py --decoder=lstsq --label=RNN_fast  # exact least squares, ~1 s/network
     python generalize.py --select="{'network': 'LSTM'}" --label=LSTM
     python generalize.py --protocol=paper                  # the paper's test sets -> results/RNN_paper.*
+    python generalize.py --decoder=both                    # Adam and least squares on the same trials -> RNN.*, RNN_lstsq.*
 
 protocol='paper' reproduces the test sets of the paper's code release, which made the
 paper's numbers: it passes one held-out quadrant to the test task as a scalar index,
@@ -26,7 +27,7 @@ label = 'RNN'  # output name: results/<label>.npz ('_ID' added in distribution, 
 results_dir = 'results'  # where results and plots are written
 out_of_distribution = True  # fit on the other quadrants (True) or on all four (False)
 protocol = 'correct'  # test on the held-out quadrant ('correct'), on the release's test sets ('paper': adds '_paper' to the name) or 'both' (two files, the same decoders)
-decoder = 'adam'  # 'adam' (the paper's protocol) or 'lstsq' (exact least squares)
+decoder = 'adam'  # 'adam' (the paper's protocol), 'lstsq' (exact least squares) or 'both' (fit on the same trials; the lstsq files get '_lstsq')
 n_fit = 5  # decoder fits per held-out split, each on fresh trials
 n_batch = {2: 3000, 3: 3000, 6: 2000, 12: 1000, 24: 1000}  # decoder training batches per task count (others: 1000)
 batch_sz = 16  # trials per decoder batch
@@ -48,7 +49,7 @@ import configurator
 def check(hp):
     """Reject impossible settings before any work is done (no slow imports needed)."""
     checks.one_of('protocol', hp['protocol'], ('correct', 'paper', 'both'))
-    checks.one_of('decoder', hp['decoder'], ('adam', 'lstsq'))
+    checks.one_of('decoder', hp['decoder'], ('adam', 'lstsq', 'both'))
     checks.positive_ints('n_tasks', hp['n_tasks'])
     checks.dictionary('select', hp['select'])
     checks.file_label('label', hp['label'])
@@ -68,6 +69,7 @@ if __name__ == '__main__':  # --help and configuration errors answer here, befor
     _hp = configurator.configure(globals(), doc=__doc__, check=check)
 
 import os  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -98,7 +100,7 @@ def generalize(hp):
     os.makedirs(hp['results_dir'], exist_ok=True)
     device = util.pick_device(hp['device'])
     util.set_threads(hp['n_threads'])
-    names = {p: result_name(hp, p) for p in decoding.protocols(hp)}
+    names = {(d, p): result_name(hp, p, d) for d in decoding.decoders(hp) for p in decoding.protocols(hp)}
     path = os.path.join(hp['results_dir'], result_name(hp))
     n_tasks = list(folders)  # the task counts found
     # the settings one network's numbers depend on (not which networks are swept, nor where results go)
@@ -117,16 +119,20 @@ def generalize(hp):
                 net, encoder, config = checkpoints.load_network(folder, device)
                 net_seed = 1000 * k + config['run']
                 out = decoding.evaluate_network(net, encoder, config, hp, batches_for(hp, k), net_seed)
-                res = dict(angles=metrics.decoder_angles(out['W']),
-                           train=results.history(out['hist']).astype(np.float32),  # 100 points, as in the paper's files
-                           ccgp=out['ccgp'], ps=out['ps'],
-                           **{f'r_sq_{p}': r2 for p, r2 in out['r2'].items()},
-                           **{f'test_{p}': mse for p, mse in out['mse'].items()})
-                if hp['save_decoders']:
-                    res['dec'] = out['W'].astype(np.float32)
+                res = {key: out[key] for key in ('ccgp', 'ps', 'adam_gap', 'adam_fall', 'converged') if key in out}
+                for d, fit in out['fits'].items():  # under decoder='both', lstsq's arrays as lstsq_<key>
+                    pre = decoder_prefix(hp, d)
+                    res.update({pre + 'angles': metrics.decoder_angles(fit['W']),
+                                pre + 'train': results.history(fit['hist']).astype(np.float32),  # 100 points, as in the paper's files
+                                **{f'{pre}r_sq_{p}': r2 for p, r2 in fit['r2'].items()},
+                                **{f'{pre}test_{p}': mse for p, mse in fit['mse'].items()}})
+                    if hp['save_decoders']:
+                        res[pre + 'dec'] = fit['W'].astype(np.float32)
                 partial.save(folder, network, **res)
             done[i, j] = res
-            r2 = ', '.join(f"{np.mean(res[f'r_sq_{p}']):.3f} ({p})" for p in names)
+            warn_unconverged(folder, res)
+            r2 = ', '.join(f"{np.mean(res[decoder_prefix(hp, d) + f'r_sq_{p}']):.3f} ({p}{', ' + d if hp['decoder'] == 'both' else ''})"
+                           for d, p in names)
             print(f"n_task={k:>3} {os.path.basename(folder)}: r² mean {r2}, "
                   f"CCGP {np.mean(res['ccgp']):.2f}, PS {np.mean(res['ps']):.2f} "
                   f"({'saved by an earlier run' if reused else f'{time.time() - t1:.1f} s'})")
@@ -143,17 +149,21 @@ def generalize(hp):
     for i, k in enumerate(n_tasks):
         for j, folder in enumerate(folders[k]):
             arrays['batches'][i, j] = np.nan if batches.get(folder) is None else batches[folder]
-    shared = {k: v for k, v in arrays.items() if not k.startswith(('r_sq_', 'test_'))}
-    for protocol, name in names.items():
+    for (decoder, protocol), name in names.items():
+        own = decoder_arrays(arrays, hp, decoder)
+        shared = {k: v for k, v in own.items() if not k.startswith(('r_sq_', 'test_'))}
         out_path = os.path.join(hp['results_dir'], name)
-        r_sq = arrays[f'r_sq_{protocol}']
+        r_sq = own[f'r_sq_{protocol}']
         results.save_results(out_path + '.npz', n_tasks=np.array(n_tasks), protocol=np.array(protocol),
-                             r_sq=r_sq, test=arrays[f'test_{protocol}'], **shared)
+                             decoder=np.array(decoder), r_sq=r_sq, test=own[f'test_{protocol}'], **shared)
         summary = {'config': hp, 'networks': {str(k): folders[k] for k in n_tasks},
-                   'n_tasks': n_tasks, 'protocol': protocol,
+                   'n_tasks': n_tasks, 'protocol': protocol, 'decoder': decoder,
                    'batches': results.listed(arrays['batches']), 'broken': broken,
+                   # networks saved as initialised (train.py --n_batch=0): the baseline, not a trained sweep
+                   'untrained': untrained(arrays['batches']),
+                   **unconverged_summary(arrays, folders, n_tasks),
                    'r_sq': results.summarise(r_sq), 'r_sq_networks': results.network_summary(r_sq),
-                   'angle': results.summarise(results.pair_angles(arrays['angles'])),
+                   'angle': results.summarise(results.pair_angles(own['angles'])),
                    'ccgp': results.summarise(arrays['ccgp']), 'parallelism': results.summarise(arrays['ps']),
                    'seconds': time.time() - t0}
         checkpoints.save_json(summary, out_path + '.json')
@@ -165,11 +175,65 @@ def generalize(hp):
     return path
 
 
-def result_name(hp, protocol=None):
-    """results/<label>[_ID][_paper]: in-distribution and the paper's protocol get their
-    own files (`protocol` defaults to hp['protocol'])."""
+def result_name(hp, protocol=None, decoder=None):
+    """results/<label>[_ID][_lstsq][_paper]: in-distribution and the paper's protocol get
+    their own files (`protocol` defaults to hp['protocol']); under decoder='both' the
+    least-squares results get '_lstsq' beside Adam's (a lone decoder keeps <label>)."""
     paper = (protocol or hp['protocol']) == 'paper'
-    return hp['label'] + ('' if hp['out_of_distribution'] else '_ID') + ('_paper' if paper else '')
+    lstsq = hp['decoder'] == 'both' and decoder == 'lstsq'
+    return (hp['label'] + ('' if hp['out_of_distribution'] else '_ID') + ('_lstsq' if lstsq else '')
+            + ('_paper' if paper else ''))
+
+
+_LSTSQ_PREFIX = 'lstsq_'  # under decoder='both', the per-network keys of the lstsq fits
+
+
+def decoder_prefix(hp, decoder):
+    """The prefix of a decoder's per-network arrays: 'lstsq_' for lstsq beside Adam, else none."""
+    return _LSTSQ_PREFIX if hp['decoder'] == 'both' and decoder == 'lstsq' else ''
+
+
+def decoder_arrays(arrays, hp, decoder):
+    """The arrays of one decoder's result files: its own (prefix dropped) and the
+    network's (abstraction metrics, Adam's convergence, batches)."""
+    pre = decoder_prefix(hp, decoder)
+    common = {k: v for k, v in arrays.items() if not k.startswith(_LSTSQ_PREFIX)}
+    if not pre:
+        return common
+    return {**common, **{k[len(pre):]: v for k, v in arrays.items() if k.startswith(pre)}}
+
+
+def untrained(batches):
+    """True when every network of known budget was saved as initialised (train.py --n_batch=0)."""
+    known = batches[np.isfinite(batches)]
+    return bool(known.size) and bool(np.all(known == 0))
+
+
+def warn_unconverged(folder, res):
+    """Warn (stderr) naming the network when some of its Adam decoders did not converge
+    (decoding.converged), with the reasons."""
+    if 'converged' not in res or np.all(res['converged'] == 1):
+        return
+    bad = res['converged'] == 0
+    gap = res['adam_gap'] > decoding.GAP_MAX
+    why = [f"{int((bad & ~gap).sum())} with the loss still falling at the end"] * bool((bad & ~gap).any())
+    why += [f"{int(gap.sum())} with a training r² up to {np.nanmax(res['adam_gap']):.2f} below least "
+            f"squares' on the same trials (> {decoding.GAP_MAX})"] * bool(gap.any())
+    print(f"warning: {folder}: the Adam decoder did not converge in {int(bad.sum())} of {bad.size} fits "
+          f"({'; '.join(why)}): this network's r² is under-reported; compare --decoder=both, or give the "
+          "decoder more n_batch or another lr", file=sys.stderr)
+
+
+def unconverged_summary(arrays, folders, n_tasks):
+    """The JSON's record of Adam's convergence: fits and networks that did not converge."""
+    if 'converged' not in arrays:
+        return {}
+    bad = arrays['converged'] == 0
+    per_network = bad.reshape(bad.shape[:2] + (-1,)).any(-1)
+    return {'adam_unconverged': {
+        'fits': int(bad.sum()), 'of': int(np.isfinite(arrays['converged']).sum()),
+        'networks': [folders[k][j] for i, k in enumerate(n_tasks) for j in range(len(folders[k])) if per_network[i, j]],
+        'gap_max': decoding.GAP_MAX, 'fall': {'rel_min': metrics.FALL_REL, 'z_min': metrics.FALL_Z}}}
 
 
 def plot(results_dir, name):

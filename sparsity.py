@@ -101,6 +101,8 @@ def sparsity_sweep(hp):
                          batches=trained, n_tasks=np.array(n_tasks))
     summary = {'config': hp, 'networks': {str(k): folders[k] for k in n_tasks},
                'n_tasks': n_tasks, 'batches': results.listed(trained), 'broken': broken,
+               # networks saved as initialised (train.py --n_batch=0): the baseline, not a trained sweep
+               'untrained': bool(np.isfinite(trained).any()) and bool(np.all(trained[np.isfinite(trained)] == 0)),
                'sparsity_mean': results.listed(_mean_over_runs(sparse)),
                'active_percent_mean': results.listed(_mean_over_runs(active)),
                'sparsity': results.listed(sparse), 'confidence_intervals': results.listed(ci),

@@ -150,7 +150,7 @@ def plan(hp, figs, overrides):
             sweep_dir = os.path.join(hp['runs_dir'], src)
             more = {k: v for k, v in hp['train_overrides'].items() if k not in row['train']}  # the row's values win
             train = (['train.py'] + experiments.flags(row['train']) + experiments.flags(more)
-                     + [experiments.flag('n_batch', hp['n_batch'])] * (hp['n_batch'] is not None)
+                     + [experiments.flag('n_batch', hp['n_batch'])] * (hp['n_batch'] is not None and 'n_batch' not in row['train'])
                      + [experiments.flag('out_dir', sweep_dir), experiments.flag('n_threads', n_thr)]
                      + experiments.flags(extra))
             units[src] = {'cells': set(), 'sweep_dir': sweep_dir, 'train_argv': train, 'steps': [],
