@@ -91,7 +91,7 @@ def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
     abstraction metrics ccgp, ps of (x1, x2) (NaN for D > 2); and where Adam is fit,
     its convergence (n_split, n_fit): adam_gap (least squares' training r² minus
     Adam's, on the same trials), adam_fall (relative fall of its loss over the last
-    tenth of its batches, metrics.loss_fall) and converged (1.0 or 0.0, see converged())."""
+    fifth of its batches, metrics.loss_fall) and converged (1.0 or 0.0, see converged())."""
     pairs = splits(config['n_dim'], hp['out_of_distribution'], hp['split'], hp['split_var'])
     n_fit, n_train = hp['n_fit'], n_train_batches * hp['batch_sz']
     rng = np.random.default_rng([hp['seed'], net_seed])

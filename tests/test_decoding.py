@@ -149,8 +149,8 @@ def test_convergence_check_flags_a_decoder_short_of_batches_or_lr_and_not_a_conv
     assert decoding.converged(flat, np.array([np.nan])).all()  # gap unknown: the history decides
 
 
-def test_loss_fall_measures_the_last_tenth_against_the_one_before():
-    h = np.r_[np.ones(80), np.full(10, 1.25), np.ones(10)]
+def test_loss_fall_measures_the_last_fifth_against_the_one_before():
+    h = np.r_[np.ones(60), np.full(20, 1.25), np.ones(20)]
     rel, z = metrics.loss_fall(h)
     assert rel == 0.25 and z == np.inf  # noise-free and falling
     assert metrics.loss_fall(np.ones(100))[1] == 0
