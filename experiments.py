@@ -115,8 +115,10 @@ EXPERIMENTS = {
 # evaluated like the row, with Adam and least squares on the same trials (<label>_untrained
 # and <label>_untrained_lstsq, each protocol). A network's seed derives from (seed, n_task,
 # run) and its hidden layers do not depend on n_task, so untrained networks of different
-# task counts are independent draws of one distribution: their curve is flat up to
-# sampling, and every task count adds networks to one baseline band.
+# task counts are independent draws of one distribution (no hidden dynamics shared; only the
+# readout's size depends on n_task): their curve is flat up to sampling, and every task count
+# adds networks to one baseline band. Settings outside the seed (n_sd_in, corr) give the very
+# same weights: Noise_<n>_untrained networks are RNN_untrained's, evaluated at their own noise.
 OOD_FIGURES = ('fig3a', 'fig3b', 'S1', 'S5c', 'fig5a', 'fig5b_S12', 'fig5c')
 
 
