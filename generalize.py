@@ -233,7 +233,7 @@ def unconverged_summary(arrays, folders, n_tasks):
     return {'adam_unconverged': {
         'fits': int(bad.sum()), 'of': int(np.isfinite(arrays['converged']).sum()),
         'networks': [folders[k][j] for i, k in enumerate(n_tasks) for j in range(len(folders[k])) if per_network[i, j]],
-        'gap_max': decoding.GAP_MAX, 'fall': {'rel_min': metrics.FALL_REL, 'z_min': metrics.FALL_Z}}}
+        'gap_max': decoding.GAP_MAX, 'fall': {'window': metrics.FALL_WINDOW, 'rel_min': metrics.FALL_REL, 'z_min': metrics.FALL_Z}}}
 
 
 def plot(results_dir, name):

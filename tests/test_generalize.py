@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import checkpoints
+import decoding
 import generalize
+import metrics
 import results
 import train
 from configurator import hyperparameters
@@ -245,4 +247,5 @@ def test_an_unconverged_adam_decoder_is_reported_naming_the_network(runs, tmp_pa
     res = results.load_results(str(tmp_path), 'fast_ID')
     assert np.all(res['converged'] == 1) and np.all(res['adam_gap'] < 0.05)
     assert json.load(open(tmp_path / 'fast_ID.json'))['adam_unconverged'] == {
-        'fits': 0, 'of': 8, 'networks': [], 'gap_max': 0.05, 'fall': {'rel_min': 0.05, 'z_min': 3.0}}
+        'fits': 0, 'of': 8, 'networks': [], 'gap_max': decoding.GAP_MAX,
+        'fall': {'window': metrics.FALL_WINDOW, 'rel_min': metrics.FALL_REL, 'z_min': metrics.FALL_Z}}
