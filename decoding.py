@@ -19,10 +19,12 @@ import torch
 import disentanglement
 import metrics
 import networks
+import results
 import tasks
 
 MAX_DECODERS = 20  # decoders fit at once (bounds the memory of their training sets)
 N_ABSTRACTION = 500  # trials per quadrant for CCGP and the parallelism score
+GAP_MAX = 0.05  # an Adam decoder whose training r² is further below least squares' (same trials) is unconverged
 
 
 def splits(n_dim, out_of_distribution, split=None, split_var=False):
@@ -45,6 +47,13 @@ def splits(n_dim, out_of_distribution, split=None, split_var=False):
         train = [k for k in everything if k not in test] if out_of_distribution else everything
         pairs.append((train, test))
     return pairs
+
+
+def decoders(hp):
+    """The decoders an evaluation fits: 'both' is least squares and Adam on the same
+    trial pools (Adam's files last: the sweep takes <label>_paper.npz as the sign that
+    an evaluation is complete)."""
+    return ['lstsq', 'adam'] if hp['decoder'] == 'both' else [hp['decoder']]
 
 
 def protocols(hp):
@@ -77,8 +86,13 @@ def final_states(net, encoder, env, trials):
 def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
     """The SPEC §5 protocol for one network (hp: generalize.py's hyperparameters).
     Returns a dict: r2 and mse {protocol: (n_split, n_fit)} for each of protocols(hp),
-    W (n_split, n_fit, N, D), hist (n_split, n_fit, n_batch; empty for lstsq), and the
-    abstraction metrics ccgp, ps of (x1, x2) (NaN for D > 2)."""
+    W (n_split, n_fit, N, D), hist (n_split, n_fit, n_batch; empty for lstsq) of the
+    decoder (Adam under 'both'); the same of every decoder of decoders(hp) in `fits`
+    {decoder: {r2, mse, W, hist}}, all fit on the same training sets; the
+    abstraction metrics ccgp, ps of (x1, x2) (NaN for D > 2); and where Adam is fit,
+    its convergence (n_split, n_fit): adam_gap (least squares' training r² minus
+    Adam's, on the same trials), adam_fall (relative fall of its loss over the last
+    fifth of its batches, metrics.loss_fall) and converged (1.0 or 0.0, see converged())."""
     pairs = splits(config['n_dim'], hp['out_of_distribution'], hp['split'], hp['split_var'])
     n_fit, n_train = hp['n_fit'], n_train_batches * hp['batch_sz']
     rng = np.random.default_rng([hp['seed'], net_seed])
@@ -108,27 +122,78 @@ def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
 
     # decoders, a group at a time: each (split, fit) trains on slice f of its orthants' pools
     jobs = [(s, f) for s in range(len(pairs)) for f in range(n_fit)]
-    W, b, hist = [], [], []
+    names = decoders(hp)
+    fitted = {d: ([], [], []) for d in names}  # W, b, hist of each decoder
+    gap = []
     for start in range(0, len(jobs), MAX_DECODERS):
         group = jobs[start:start + MAX_DECODERS]
         H_train, X_train = training_sets(pools, pairs, group, n_train, rng)
-        if hp['decoder'] == 'adam':
-            w, c, h = metrics.fit_adam(H_train, X_train, lr=hp['lr'], batch_size=hp['batch_sz'],
-                                       n_batch=n_train_batches, seed=hp['seed'] + net_seed + start)
-        else:  # solved in float64 inside
-            (w, c), h = metrics.fit_lstsq(H_train, X_train), torch.zeros(len(group), 0)
-        W.append(w.double()), b.append(c.double()), hist.append(h)
-    W, b, hist = torch.cat(W), torch.cat(b), torch.cat(hist)
+        # least squares also where only Adam is asked for: the optimum Adam's training fit is held
+        # to. One decoder at a time: its float64 copy of the training set stays small.
+        lstsq = [metrics.fit_lstsq(H_train[k:k + 1], X_train[k:k + 1]) for k in range(len(group))]
+        lstsq = torch.cat([w for w, _ in lstsq]), torch.cat([c for _, c in lstsq])
+        fits = {'lstsq': lstsq + (torch.zeros(len(group), 0),)}
+        if 'adam' in names:
+            fits['adam'] = metrics.fit_adam(H_train, X_train, lr=hp['lr'], batch_size=hp['batch_sz'],
+                                            n_batch=n_train_batches, seed=hp['seed'] + net_seed + start)
+            gap.append(training_r2(H_train, X_train, *lstsq) - training_r2(H_train, X_train, *fits['adam'][:2]))
+        for d in names:
+            w, c, h = fits[d]
+            fitted[d][0].append(w.double()), fitted[d][1].append(c.double()), fitted[d][2].append(h)
     shape = (len(pairs), n_fit)
-    r2, mse = {}, {}
-    for protocol, (H_test, X_test) in tests.items():
-        pred = metrics.predict(H_test, W, b)
-        r2[protocol] = metrics.r_squared(pred, X_test).numpy().reshape(shape)
-        mse[protocol] = ((pred - X_test) ** 2).mean((1, 2)).numpy().reshape(shape)
-    ccgp, ps, extra = abstraction(pools, config, hp['seed'])
-    return {'r2': r2, 'mse': mse, 'W': W.numpy().reshape(shape + W.shape[1:]),
-            'hist': hist.numpy().reshape(shape + (hist.shape[-1],)), 'ccgp': ccgp, 'ps': ps,
-            'disentanglement': extra}
+    out = {'fits': {}}
+    for d in names:
+        W, b, hist = (torch.cat(x) for x in fitted[d])
+        r2, mse = {}, {}
+        for protocol, (H_test, X_test) in tests.items():
+            pred = metrics.predict(H_test, W, b)
+            r2[protocol] = metrics.r_squared(pred, X_test).numpy().reshape(shape)
+            mse[protocol] = ((pred - X_test) ** 2).mean((1, 2)).numpy().reshape(shape)
+        out['fits'][d] = {'r2': r2, 'mse': mse, 'W': W.numpy().reshape(shape + W.shape[1:]),
+                          'hist': hist.numpy().reshape(shape + (hist.shape[-1],))}
+    if 'adam' in names:
+        history = results.history(out['fits']['adam']['hist'])  # the 100 points the result files keep
+        out['adam_gap'] = torch.cat(gap).numpy().reshape(shape)
+        out['adam_fall'] = metrics.loss_fall(history)[0]
+        out['converged'] = converged(history, out['adam_gap']).astype(float)
+    out['ccgp'], out['ps'], out['disentanglement'] = abstraction(pools, config, hp['seed'])
+    return {**out['fits'][names[-1]], **out}  # r2, mse, W, hist at the top: the one decoder, or Adam beside lstsq
+
+
+def training_r2(H, X, W, b):
+    """r² (K,) of decoders W (K, N, D), b (K, D) on their own training sets H (K, n, N),
+    X (K, n, D), in float64, one decoder at a time (small copies)."""
+    return torch.cat([metrics.r_squared(metrics.predict(H[k:k + 1].double(), W[k:k + 1].double(), b[k:k + 1].double()),
+                                        X[k:k + 1].double()) for k in range(len(H))])
+
+
+def converged(history, gap, gap_max=GAP_MAX):
+    """Whether each Adam decoder converged: its loss history (..., n) no longer falls
+    (metrics.still_falling) and its training r² is within `gap_max` of least squares'
+    on the same trials (`gap`, ...; NaN: not known, e.g. in the committed result files,
+    which keep only the history)."""
+    gap = np.asarray(gap, dtype=float)
+    return ~metrics.still_falling(history) & ~(gap > gap_max)
+
+
+def count_unconverged(res):
+    """How many Adam decoders of a result file's arrays (`res`, results.load_results)
+    were still falling at the end of their batches, by the criterion generalize.py
+    warns with (metrics.still_falling on the 100-point `train` histories; the
+    committed files keep no lstsq fit, so the training gap is not used): returns
+    {'fits', 'of', 'networks' (with at least one), 'of_networks', 'per_n_task' [fits
+    per task count]}. Networks not evaluated (NaN) are not counted; lstsq files
+    (empty histories) count 0 of 0."""
+    train = np.asarray(res['train'], dtype=float)
+    shape = train.shape[:2]
+    if train.shape[-1] == 0:
+        return {'fits': 0, 'of': 0, 'networks': 0, 'of_networks': 0, 'per_n_task': [0] * shape[0]}
+    evaluated = np.isfinite(train).all(-1)
+    falling = metrics.still_falling(train) & evaluated
+    flat = lambda a: a.reshape(shape + (-1,))  # noqa: E731 (per network: every split and fit)
+    return {'fits': int(falling.sum()), 'of': int(evaluated.sum()),
+            'networks': int(flat(falling).any(-1).sum()), 'of_networks': int(flat(evaluated).any(-1).sum()),
+            'per_n_task': flat(falling).sum((1, 2)).astype(int).tolist()}
 
 
 def training_sets(pools, pairs, group, n_train, rng):
@@ -161,3 +226,34 @@ def abstraction(pools, config, seed):
     scores = metrics.abstraction_metrics(H, X, seed=seed)
     return (np.array([scores['ccgp_x1'], scores['ccgp_x2']]),
             np.array([scores['ps_x1'], scores['ps_x2']]), extra)
+
+
+def state_conditioning(H, rtol=1e-10):
+    """Scale and conditioning of final hidden states H (n, N) seen as a linear decoder's
+    design matrix: why a fixed-budget Adam fit can fail where least squares does not.
+    Adam moves every weight by about lr per step whatever the gradient's size, so the
+    decoder's output moves by about lr·‖h‖₁ per step (`l1_norm`): large states make it
+    jitter, and directions of small variance (a large `cond`) are learnt slowly.
+    Returns floats: mean_norm (mean ‖h‖₂), l1_norm (mean ‖h‖₁), unit_std (median std of
+    a unit), offset (‖mean h‖ over the root of the total variance: states far from the
+    origin relative to their spread must be cancelled by the bias), cond and log10_cond
+    (largest over smallest eigenvalue of the covariance, eigenvalues below rtol × the
+    largest counting as 0), rank (eigenvalues above that), participation (participation
+    ratio (Σλ)²/Σλ², the covariance's effective dimensionality)."""
+    h = _to_numpy_2d(H)
+    mean = h.mean(0)
+    lam = np.clip(np.linalg.eigvalsh(np.cov(h, rowvar=False)), 0, None)
+    kept = lam[lam > rtol * lam.max()] if lam.max() > 0 else lam[:0]
+    cond = float(kept.max() / kept.min()) if kept.size else float('nan')
+    return {'mean_norm': float(np.linalg.norm(h, axis=1).mean()), 'l1_norm': float(np.abs(h).sum(1).mean()),
+            'unit_std': float(np.median(h.std(0))),
+            'offset': float(np.linalg.norm(mean) / np.sqrt(lam.sum())) if lam.sum() > 0 else float('nan'),
+            'cond': cond, 'log10_cond': float(np.log10(cond)), 'rank': int(kept.size),
+            'participation': float(lam.sum() ** 2 / (lam ** 2).sum()) if lam.sum() > 0 else float('nan')}
+
+
+def _to_numpy_2d(H):
+    h = H.detach().cpu().numpy() if torch.is_tensor(H) else np.asarray(H)
+    if h.ndim != 2 or len(h) < 2:
+        raise ValueError(f"hidden states must be (n >= 2, N), got shape {h.shape}")
+    return h.astype(np.float64)

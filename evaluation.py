@@ -45,10 +45,11 @@ class Sweep:
         util.set_threads(hp['n_threads'])
         self.t0 = time.time()
 
-    def evaluate(self, measure, describe, noise_free=False):
+    def evaluate(self, measure, describe, noise_free=False, inspect=None):
         """Every network's arrays, measured or reused: {key: (n_tasks, n_runs, ...)} with
         NaN where no network was evaluated, and `batches` (n_tasks, n_runs). Each network
-        is saved as it completes; Ctrl-C says what was saved and how to continue."""
+        is saved as it completes; Ctrl-C says what was saved and how to continue.
+        `inspect(folder, arrays)`, when given, sees every network's arrays (e.g. to warn)."""
         done = {}
         try:
             for i, k in enumerate(self.n_tasks):
@@ -65,6 +66,8 @@ class Sweep:
                         arrays = {key: np.asarray(value) for key, value in measure(net, encoder, config, k).items()}
                         self.partial.save(folder, network, **arrays)
                     done[i, j] = arrays
+                    if inspect is not None:
+                        inspect(folder, arrays)
                     print(f"n_task={k:>3} {name}: {describe(arrays)} "
                           f"({'saved by an earlier run' if reused else f'{time.time() - t1:.1f} s'})")
         except KeyboardInterrupt:

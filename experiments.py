@@ -113,6 +113,29 @@ EXPERIMENTS = {
     'RNN_logits': experiment({'loss': 'logits'}, n_task=[24], runs=10, figures=('loss',)),
 }
 
+# The untrained baseline of every OOD figure: each row's networks saved as initialised
+# (train.py --n_batch=0: same architectures, encoders, seeds and task counts, never trained),
+# evaluated like the row, with Adam and least squares on the same trials (<label>_untrained
+# and <label>_untrained_lstsq, each protocol). A network's seed derives from (seed, n_task,
+# run) and its hidden layers do not depend on n_task, so untrained networks of different
+# task counts are independent draws of one distribution (no hidden dynamics shared; only the
+# readout's size depends on n_task): their curve is flat up to sampling, and every task count
+# adds networks to one baseline band. Settings outside the seed (n_sd_in, corr) give the very
+# same weights: Noise_<n>_untrained networks are RNN_untrained's, evaluated at their own noise.
+OOD_FIGURES = ('fig3a', 'fig3b', 'S1', 'S5c', 'fig5a', 'fig5b_S12', 'fig5c')
+
+
+def untrained(label):
+    """The baseline row of `label`: its networks (or those of the row it evaluates) untrained."""
+    row = EXPERIMENTS[label]
+    return experiment({} if row['networks'] else {**row['train'], 'n_batch': 0}, {**row['evaluate'], 'decoder': 'both'},
+                      networks=row['networks'] and row['networks'] + '_untrained', n_task=row['n_task'],
+                      runs=max(row['runs'], 5), figures=[f for f in row['figures'] if f in OOD_FIGURES])
+
+
+EXPERIMENTS.update({label + '_untrained': untrained(label) for label in list(EXPERIMENTS)
+                    if set(EXPERIMENTS[label]['figures']) & set(OOD_FIGURES)})
+
 TRAIN_SET_BY_SWEEP = ('n_task', 'run', 'runs', 'out_dir', 'resume', 'n_batch', 'n_threads', 'device')
 EVAL_SCRIPTS = ('generalize.py', 'sparsity.py', 'analyze.py', 'analyze_transformer.py')
 EVAL_SET_BY_SWEEP = ('runs_dir', 'select', 'n_tasks', 'n_runs', 'label', 'results_dir', 'out_dir', 'path', 'index',
@@ -195,7 +218,8 @@ def expected_config(label, train_overrides=None, n_batch=None):
     defaults = script_defaults('train.py')
     row = EXPERIMENTS[source(label)]
     config = {**defaults, **(train_overrides or {}), **row['train']}  # the row's own values win
-    config['n_batch'] = n_batch or runs.DEFAULT_BATCHES[config['network']]
+    # a row's own budget (0: the untrained baselines) wins over the sweep's
+    config['n_batch'] = row['train'].get('n_batch', n_batch or runs.DEFAULT_BATCHES[config['network']])
     return json.loads(json.dumps(config))  # as config.json holds it (tuples as lists)
 
 

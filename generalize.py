@@ -8,6 +8,7 @@ on all four with --out_of_distribution=False); r² = 1 − MSE/(1/12).
     python generalize.py --decoder=lstsq                   # exact least squares (6-15 s/network) -> results/RNN_lstsq.*
     python generalize.py --select="{'network': 'LSTM'}" --label=LSTM
     python generalize.py --protocol=paper                  # the paper's test sets -> results/RNN_paper.*
+    python generalize.py --decoder=both                    # Adam and least squares on the same trials -> RNN.*, RNN_lstsq.*
 
 A results file made from other networks (the committed results/RNN.npz is made from
 trained_networks/RNN/) is never replaced by default: evaluate your own networks under
@@ -30,7 +31,7 @@ label = 'RNN'  # output name: results/<label>.npz ('_ID' added in distribution, 
 results_dir = 'results'  # where results and plots are written
 out_of_distribution = True  # fit on the other quadrants (True) or on all four (False)
 protocol = 'correct'  # test on the held-out quadrant ('correct'), on the release's test sets ('paper': adds '_paper' to the name) or 'both' (two files, the same decoders)
-decoder = 'adam'  # 'adam' (the paper's protocol) or 'lstsq' (exact least squares)
+decoder = 'adam'  # 'adam' (the paper's protocol), 'lstsq' (exact least squares) or 'both' (fit on the same trials; the lstsq files get '_lstsq')
 n_fit = 5  # decoder fits per held-out split, each on fresh trials
 decoder_batches = {2: 3000, 3: 3000, 6: 2000, 12: 1000, 24: 1000}  # decoder training batches per task count (others: 1000)
 batch_sz = 16  # trials per decoder batch
@@ -53,7 +54,7 @@ import configurator
 def check(hp):
     """Reject impossible settings before any work is done (no slow imports needed)."""
     checks.one_of('protocol', hp['protocol'], ('correct', 'paper', 'both'))
-    checks.one_of('decoder', hp['decoder'], ('adam', 'lstsq'))
+    checks.one_of('decoder', hp['decoder'], ('adam', 'lstsq', 'both'))
     checks.positive_ints('n_tasks', hp['n_tasks'])
     checks.dictionary('select', hp['select'])
     checks.file_label('label', hp['label'])
@@ -73,6 +74,7 @@ if __name__ == '__main__':  # --help and configuration errors answer here, befor
     _hp = configurator.configure(globals(), doc=__doc__, check=check)
 
 import os  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -95,9 +97,10 @@ def batches_for(hp, n_task):
 
 
 def names(hp):
-    """{protocol: result name} of the files this evaluation writes."""
-    return {p: results.result_name(hp['label'], hp['out_of_distribution'], p, hp['decoder'])
-            for p in decoding.protocols(hp)}
+    """{(decoder, protocol): result name} of the files this evaluation writes, lstsq's first
+    under decoder='both' (results.result_name: <label>[_ID][_paper][_lstsq])."""
+    return {(d, p): results.result_name(hp['label'], hp['out_of_distribution'], p, d)
+            for d in decoding.decoders(hp) for p in decoding.protocols(hp)}
 
 
 def generalize(hp):
@@ -111,7 +114,9 @@ def generalize(hp):
     # the settings one network's numbers depend on (not which networks are swept, nor where results go)
     settings = {k: v for k, v in hp.items() if k not in ('runs_dir', 'select', 'n_tasks', 'n_runs', 'unfinished',
                                                           'label', 'results_dir', 'overwrite')}
-    sweep = evaluation.Sweep(hp, 'generalize.py', list(written.values()), settings)
+    # Adam's file first: it names the per-network folder <label>.partial/ (and is written last, below)
+    order = sorted(written, key=lambda dp: dp[0] != 'adam')
+    sweep = evaluation.Sweep(hp, 'generalize.py', [written[dp] for dp in order], settings)
     for name in written.values():  # a corrupt file drawn beside ours fails now, not after the work
         for other in set(plotted_with(name)) - set(written.values()):
             if os.path.exists(os.path.join(hp['results_dir'], other + '.npz')):
@@ -120,29 +125,39 @@ def generalize(hp):
     def measure(net, encoder, config, n_task):
         out = decoding.evaluate_network(net, encoder, config, hp, batches_for(hp, n_task),
                                         1000 * n_task + config['run'])
-        res = dict(angles=metrics.decoder_angles(out['W']),
-                   train=results.history(out['hist']).astype(np.float32),  # 100 points, as in the paper's files
-                   ccgp=out['ccgp'], ps=out['ps'],
-                   **{key: np.float64(value) for key, value in out['disentanglement'].items()},  # new keys (issue 21)
-                   **{f'r_sq_{p}': r2 for p, r2 in out['r2'].items()},
-                   **{f'test_{p}': mse for p, mse in out['mse'].items()})
-        if hp['save_decoders']:
-            res['dec'] = out['W'].astype(np.float32)
+        res = {key: out[key] for key in ('ccgp', 'ps', 'adam_gap', 'adam_fall', 'converged') if key in out}
+        res.update({key: np.float64(value) for key, value in out['disentanglement'].items()})  # new keys (issue 21)
+        for d, fit in out['fits'].items():  # under decoder='both', lstsq's arrays as lstsq_<key>
+            pre = decoder_prefix(hp, d)
+            res.update({pre + 'angles': metrics.decoder_angles(fit['W']),
+                        pre + 'train': results.history(fit['hist']).astype(np.float32),  # 100 points, as in the paper's files
+                        **{f'{pre}r_sq_{p}': r2 for p, r2 in fit['r2'].items()},
+                        **{f'{pre}test_{p}': mse for p, mse in fit['mse'].items()}})
+            if hp['save_decoders']:
+                res[pre + 'dec'] = fit['W'].astype(np.float32)
         return res
 
     def describe(res):
-        r2 = ', '.join(f"{np.mean(res[f'r_sq_{p}']):.3f} ({p})" for p in written)
+        both = hp['decoder'] == 'both'
+        r2 = ', '.join(f"{np.mean(res[decoder_prefix(hp, d) + f'r_sq_{p}']):.3f} ({p}{', ' + d if both else ''})"
+                       for d, p in written)
         return f"r² mean {r2}, CCGP {np.mean(res['ccgp']):.2f}, PS {np.mean(res['ps']):.2f}"
 
-    arrays = sweep.evaluate(measure, describe)
-    shared = {k: v for k, v in arrays.items() if not k.startswith(('r_sq_', 'test_'))}
-    for protocol, stem in zip(written, sweep.stems):
-        r_sq = arrays[f'r_sq_{protocol}']
-        sweep.write(stem, dict(n_tasks=np.array(sweep.n_tasks), protocol=np.array(protocol), r_sq=r_sq,
-                               test=arrays[f'test_{protocol}'], **shared),
-                    sweep.summary(arrays['batches'], protocol=protocol, r_sq=results.summarise(r_sq),
-                                  r_sq_networks=results.network_summary(r_sq),
-                                  angle=results.summarise(results.pair_angles(arrays['angles'])),
+    arrays = sweep.evaluate(measure, describe, inspect=warn_unconverged)
+    stems = dict(zip(order, sweep.stems))
+    for decoder, protocol in written:  # lstsq before Adam: the sweep takes <label>_paper.npz as the sign of a finished evaluation
+        stem = stems[decoder, protocol]
+        own = decoder_arrays(arrays, hp, decoder)
+        shared = {k: v for k, v in own.items() if not k.startswith(('r_sq_', 'test_'))}
+        r_sq = own[f'r_sq_{protocol}']
+        sweep.write(stem, dict(n_tasks=np.array(sweep.n_tasks), protocol=np.array(protocol), decoder=np.array(decoder),
+                               r_sq=r_sq, test=own[f'test_{protocol}'], **shared),
+                    sweep.summary(arrays['batches'], protocol=protocol, decoder=decoder,
+                                  # networks saved as initialised (train.py --n_batch=0): the baseline, not a trained sweep
+                                  untrained=untrained(arrays['batches']),
+                                  **unconverged_summary(arrays, sweep.folders, sweep.n_tasks),
+                                  r_sq=results.summarise(r_sq), r_sq_networks=results.network_summary(r_sq),
+                                  angle=results.summarise(results.pair_angles(own['angles'])),
                                   ccgp=results.summarise(arrays['ccgp']),
                                   parallelism=results.summarise(arrays['ps']),
                                   disentanglement={key: results.summarise(arrays[key]) for key in _DISENTANGLEMENT
@@ -150,7 +165,7 @@ def generalize(hp):
         plot(hp['results_dir'], os.path.basename(stem))
         print(f"wrote {stem}.npz, .json and plots ({time.time() - sweep.t0:.0f} s)")
     sweep.finish()
-    return sweep.stems[0]
+    return stems[order[0]]
 
 
 def plotted_with(name):
@@ -158,6 +173,57 @@ def plotted_with(name):
     parts = results.parse_name(name)
     return list(dict.fromkeys((results.result_name(parts['label'], True, parts['protocol'], parts['decoder']),
                                results.result_name(parts['label'], False, 'correct', parts['decoder']))))
+
+
+_LSTSQ_PREFIX = 'lstsq_'  # under decoder='both', the per-network keys of the lstsq fits
+
+
+def decoder_prefix(hp, decoder):
+    """The prefix of a decoder's per-network arrays: 'lstsq_' for lstsq beside Adam, else none."""
+    return _LSTSQ_PREFIX if hp['decoder'] == 'both' and decoder == 'lstsq' else ''
+
+
+def decoder_arrays(arrays, hp, decoder):
+    """The arrays of one decoder's result files: its own (prefix dropped) and the
+    network's (abstraction metrics, Adam's convergence, batches)."""
+    pre = decoder_prefix(hp, decoder)
+    common = {k: v for k, v in arrays.items() if not k.startswith(_LSTSQ_PREFIX)}
+    if not pre:
+        return common
+    return {**common, **{k[len(pre):]: v for k, v in arrays.items() if k.startswith(pre)}}
+
+
+def untrained(batches):
+    """True when every network of known budget was saved as initialised (train.py --n_batch=0)."""
+    known = batches[np.isfinite(batches)]
+    return bool(known.size) and bool(np.all(known == 0))
+
+
+def warn_unconverged(folder, res):
+    """Warn (stderr) naming the network when some of its Adam decoders did not converge
+    (decoding.converged), with the reasons."""
+    if 'converged' not in res or np.all(res['converged'] == 1):
+        return
+    bad = res['converged'] == 0
+    gap = res['adam_gap'] > decoding.GAP_MAX
+    why = [f"{int((bad & ~gap).sum())} with the loss still falling at the end"] * bool((bad & ~gap).any())
+    why += [f"{int(gap.sum())} with a training r² up to {np.nanmax(res['adam_gap']):.2f} below least "
+            f"squares' on the same trials (> {decoding.GAP_MAX})"] * bool(gap.any())
+    print(f"warning: {folder}: the Adam decoder did not converge in {int(bad.sum())} of {bad.size} fits "
+          f"({'; '.join(why)}): this network's r² is under-reported; compare --decoder=both, or give the "
+          "decoder more n_batch or another lr", file=sys.stderr)
+
+
+def unconverged_summary(arrays, folders, n_tasks):
+    """The JSON's record of Adam's convergence: fits and networks that did not converge."""
+    if 'converged' not in arrays:
+        return {}
+    bad = arrays['converged'] == 0
+    per_network = bad.reshape(bad.shape[:2] + (-1,)).any(-1)
+    return {'adam_unconverged': {
+        'fits': int(bad.sum()), 'of': int(np.isfinite(arrays['converged']).sum()),
+        'networks': [folders[k][j] for i, k in enumerate(n_tasks) for j in range(len(folders[k])) if per_network[i, j]],
+        'gap_max': decoding.GAP_MAX, 'fall': {'window': metrics.FALL_WINDOW, 'rel_min': metrics.FALL_REL, 'z_min': metrics.FALL_Z}}}
 
 
 def plot(results_dir, name):

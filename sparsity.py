@@ -86,7 +86,10 @@ def sparsity_sweep(hp):
     stem, = sweep.stems
     sweep.write(stem, {'sparsity': sparse, 'confidence_intervals': ci, 'active': active, 'batches': trained,
                        'n_tasks': np.array(sweep.n_tasks)},
-                sweep.summary(trained, sparsity_mean=results.listed(_mean_over_runs(sparse)),
+                sweep.summary(trained,
+                              # networks saved as initialised (train.py --n_batch=0): the baseline, not a trained sweep
+                              untrained=bool(np.isfinite(trained).any()) and bool(np.all(trained[np.isfinite(trained)] == 0)),
+                              sparsity_mean=results.listed(_mean_over_runs(sparse)),
                               active_percent_mean=results.listed(_mean_over_runs(active)),
                               sparsity=results.listed(sparse), confidence_intervals=results.listed(ci),
                               active_percent=results.listed(active)))

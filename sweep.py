@@ -164,7 +164,7 @@ def plan(hp, figs, overrides):
             row = experiments.EXPERIMENTS[src]
             sweep_dir = os.path.join(hp['runs_dir'], src)
             more = {k: v for k, v in hp['train_overrides'].items() if k not in row['train']}  # the row's values win
-            values = {**row['train'], **more, **({'n_batch': hp['n_batch']} if hp['n_batch'] is not None else {}),
+            values = {**row['train'], **more, **({'n_batch': hp['n_batch']} if hp['n_batch'] is not None and 'n_batch' not in row['train'] else {}),
                       'out_dir': sweep_dir, **extra}
             units[src] = {'cells': set(), 'sweep_dir': sweep_dir, 'steps': [],
                           'train': {'kind': 'train', 'label': src, 'script': 'train.py', 'values': values,

@@ -42,7 +42,7 @@ pen_end = False  # loss mask: only the last step
 rand_pen = False  # loss mask: one random step per trial
 bound = 5.0  # DDM bound of the free reaction-time task (LinearClassificationBound)
 batch_sz = 16  # trials per batch
-n_batch = None  # training batches; None: 1e5 (2e4 for gpt-2)
+n_batch = None  # training batches; None: 1e5 (2e4 for gpt-2); 0: untrained networks, saved as initialised (the baseline of every OOD figure)
 lr = 1e-3  # Adam learning rate (no weight decay)
 runs = 1  # independently seeded networks per n_task value
 run = 0  # index of the first run (members get run ... run+runs-1)
@@ -99,8 +99,8 @@ def check_config(config):
                  'batch_sz', 'runs', 'ckpt_every', 'n_threads'):
         checks.positive_int(name, config[name])
     checks.non_negative_int('data_threads', config['data_threads'])
-    if config['n_batch'] is not None:
-        checks.positive_int('n_batch', config['n_batch'])
+    if config['n_batch'] is not None:  # 0 is a budget like any other: the networks as initialised
+        checks.non_negative_int('n_batch', config['n_batch'])
     checks.non_negative_int('run', config['run'])
     checks.non_negative_int('boundary_seed', config['boundary_seed'])
     checks.non_negative_int('seed', config['seed'])
@@ -663,6 +663,8 @@ def run_ensemble(config, members, ckpts, stop):
             save_all(step)
         if stop.signal and step < n_batch:
             interrupt(n - 1)
+    if n_batch == 0:  # untrained: the initialisation is the finished run (config, net.pth, metrics.json)
+        save_all(0)
     bar.close()
     if pool:
         pool.shutdown()

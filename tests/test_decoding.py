@@ -1,8 +1,11 @@
 """decoding.py: held-out splits, the correct and the paper's test sets, trial pools."""
 import numpy as np
+import pytest
 import torch
 
 import decoding
+import metrics
+import results
 import tasks
 import train
 
@@ -110,3 +113,92 @@ def test_training_sets_take_equal_fresh_shares_of_each_training_orthant():
     orthant = H[..., 0].floor() % 10
     assert sorted(orthant[0].tolist()) == [2.0] * 3 + [3.0] * 3 + [4.0] * 3  # split 0 holds out quadrant 1
     assert torch.all(H[0, :, 0] < 10) and torch.all(H[1, :, 0] >= 10)  # fit 0 and fit 1 use their own slices
+
+
+# ---------------------------------------------------------------------------------
+# Adam beside least squares, Adam's convergence, the states' conditioning
+
+def planted(K=2, n=48000, N=8, seed=0):
+    """Training sets with a planted linear map and a little noise: H (K, n, N), X (K, n, 2)."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(K, n, 2, generator=g) - 0.5
+    H = X @ torch.randn(2, N, generator=g) + 0.05 * torch.randn(K, n, N, generator=g)
+    return H, X
+
+
+def adam_verdict(H, X, **fit):
+    W, b, hist = metrics.fit_adam(H, X, **fit)
+    Wl, bl = metrics.fit_lstsq(H, X)
+    gap = (decoding.training_r2(H, X, Wl, bl) - decoding.training_r2(H, X, W, b)).numpy()
+    history = results.history(hist.numpy())
+    return decoding.converged(history, gap), metrics.still_falling(history), gap
+
+
+def test_convergence_check_flags_a_decoder_short_of_batches_or_lr_and_not_a_converged_one():
+    H, X = planted()
+    ok, falling, gap = adam_verdict(H, X, lr=1e-2, batch_size=16, n_batch=3000)
+    assert ok.all() and not falling.any() and np.all(gap < 0.01)
+    ok, falling, gap = adam_verdict(H, X, lr=1e-3, batch_size=16, n_batch=200)  # too few batches
+    assert not ok.any() and np.all(gap > 0.15)
+    ok, falling, gap = adam_verdict(H, X, lr=3e-5, batch_size=16, n_batch=3000)  # too small a step
+    assert not ok.any() and falling.all() and np.all(gap > 0.5)
+    # a decoder that stalled far from least squares is unconverged although its loss is flat
+    flat = np.full((1, 100), 0.05) + np.random.default_rng(0).normal(0, 1e-3, (1, 100))
+    assert not metrics.still_falling(flat).any()
+    assert not decoding.converged(flat, np.array([0.3])).any() and decoding.converged(flat, np.array([0.01])).all()
+    assert decoding.converged(flat, np.array([np.nan])).all()  # gap unknown: the history decides
+
+
+def test_loss_fall_measures_the_last_fifth_against_the_one_before():
+    h = np.r_[np.ones(60), np.full(20, 1.25), np.ones(20)]
+    rel, z = metrics.loss_fall(h)
+    assert rel == 0.25 and z == np.inf  # noise-free and falling
+    assert metrics.loss_fall(np.ones(100))[1] == 0
+    with pytest.raises(ValueError, match='needs >= 4 points'):
+        metrics.loss_fall(np.ones(3))
+
+
+def test_decoder_both_fits_adam_and_lstsq_on_the_same_trials():
+    config = dict(train.defaults(), encode=False)
+    hp = dict(HP, protocol='both')
+    runs = {d: decoding.evaluate_network(SampleMean(), None, config, dict(hp, decoder=d), 300, 0)
+            for d in ('adam', 'lstsq', 'both')}
+    both = runs['both']
+    assert list(both['fits']) == ['lstsq', 'adam'] == decoding.decoders(dict(hp, decoder='both'))
+    for d in ('adam', 'lstsq'):
+        for key in ('r2', 'mse'):
+            for protocol in ('correct', 'paper'):
+                np.testing.assert_array_equal(both['fits'][d][key][protocol], runs[d][key][protocol])
+        np.testing.assert_array_equal(both['fits'][d]['W'], runs[d]['W'])
+    np.testing.assert_array_equal(both['r2']['correct'], runs['adam']['r2']['correct'])  # Adam at the top
+    for key in ('adam_gap', 'adam_fall', 'converged'):
+        np.testing.assert_array_equal(both[key], runs['adam'][key])
+        assert both[key].shape == (4, 2) and key not in runs['lstsq']
+    # least squares is the optimum of the training fit: Adam's gap to it is never negative
+    assert np.all(both['adam_gap'] > -1e-9)
+
+
+def test_count_unconverged_on_a_synthetic_results_file(tmp_path):
+    rng = np.random.default_rng(0)
+    train_hist = 0.01 + rng.normal(0, 1e-4, (2, 3, 4, 5, 100))  # converged: flat and noisy
+    train_hist[0, 1, 2, 3] = np.linspace(0.05, 0.01, 100)  # still falling: one fit of one network
+    train_hist[1, 0, :, :2] = np.linspace(0.08, 0.02, 100)  # eight fits of another
+    train_hist[1, 2] = np.nan  # a network not evaluated
+    results.save_results(str(tmp_path / 'X.npz'), train=train_hist.astype(np.float32), r_sq=np.zeros((2, 3, 4, 5)))
+    counts = decoding.count_unconverged(results.load_results(str(tmp_path), 'X'))
+    assert counts == {'fits': 9, 'of': 100, 'networks': 2, 'of_networks': 5, 'per_n_task': [1, 8]}
+    results.save_results(str(tmp_path / 'L.npz'), train=np.zeros((2, 3, 4, 5, 0)))  # an lstsq file
+    assert decoding.count_unconverged(results.load_results(str(tmp_path), 'L'))['of'] == 0
+
+
+def test_state_conditioning_of_states_with_known_covariance():
+    rng = np.random.default_rng(0)
+    H = rng.normal(size=(20000, 3)) * [10, 1, 0.1] + [30, 0, 0]
+    c = decoding.state_conditioning(torch.as_tensor(H))
+    assert abs(c['log10_cond'] - 4) < 0.05 and c['rank'] == 3
+    assert abs(c['participation'] - 101.01 ** 2 / 10001.0001) < 0.01
+    assert abs(c['offset'] - 30 / np.sqrt(101.01)) < 0.1 and 30 < c['mean_norm'] < np.sqrt(900 + 101.01)  # E‖h‖ ≤ √E‖h‖²
+    silent = decoding.state_conditioning(np.c_[H, np.zeros(len(H))])  # a silent unit adds no direction
+    assert silent['rank'] == 3 and abs(silent['log10_cond'] - 4) < 0.05
+    with pytest.raises(ValueError, match=r'\(n >= 2, N\)'):
+        decoding.state_conditioning(np.zeros(5))

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import checkpoints
+import decoding
 import generalize
+import metrics
 import results
 import train
 from configurator import hyperparameters
@@ -208,3 +210,63 @@ def test_lstsq_results_have_their_own_name_and_plot_beside_their_in_distribution
     assert sorted(p.name for p in tmp_path.glob('*.npz')) == ['tiny_ID_lstsq.npz', 'tiny_lstsq.npz']
     assert generalize.plotted_with('tiny_paper_lstsq') == ['tiny_paper_lstsq', 'tiny_ID_lstsq']
     assert generalize.plotted_with('tiny_ID') == ['tiny', 'tiny_ID']
+
+
+# ---------------------------------------------------------------------------------
+# Untrained networks, Adam beside least squares, Adam's convergence
+
+def test_untrained_networks_are_evaluated_as_finished_and_recorded_as_untrained(tmp_path):
+    import sparsity
+    nets = str(tmp_path / 'untrained')
+    train.train(dict(train.defaults(), n_neu=16, timing=SHORT, n_batch=0, n_task=[2, 4], runs=2, device='cpu',
+                     out_dir=nets))
+    generalize.generalize(settings(nets, tmp_path, label='u'))  # unfinished=False: untrained is finished
+    res = results.load_results(str(tmp_path), 'u_lstsq')
+    assert np.all(res['batches'] == 0) and np.isfinite(res['r_sq']).all()
+    assert json.load(open(tmp_path / 'u_lstsq.json'))['untrained'] is True
+    sp = dict(hyperparameters(vars(sparsity)), runs_dir=nets, n_tasks=[2, 4], n_runs=2, label='u', n_stim=16,
+              results_dir=str(tmp_path), device='cpu')
+    sparsity.sparsity_sweep(sp)
+    assert np.all(results.load_results(str(tmp_path), 'sparsity_u')['batches'] == 0)
+    assert json.load(open(tmp_path / 'sparsity_u.json'))['untrained'] is True
+
+
+def test_trained_networks_are_not_recorded_as_untrained(runs, tmp_path):
+    generalize.generalize(settings(runs, tmp_path))
+    assert json.load(open(tmp_path / 'tiny_lstsq.json'))['untrained'] is False
+
+
+def test_decoder_both_equals_separate_adam_and_lstsq_runs(runs, tmp_path):
+    hp = settings(runs, tmp_path, n_tasks=[4], protocol='both', decoder='adam')
+    generalize.generalize(dict(hp, label='a'))
+    generalize.generalize(dict(hp, label='l', decoder='lstsq'))
+    generalize.generalize(dict(hp, label='b', decoder='both'))
+    for ours, alone in (('b', 'a'), ('b_paper', 'a_paper'), ('b_lstsq', 'l_lstsq'), ('b_paper_lstsq', 'l_paper_lstsq')):
+        x, y = (results.load_results(str(tmp_path), n) for n in (ours, alone))
+        for key in ('r_sq', 'test', 'dec', 'angles', 'train', 'ccgp', 'ps', 'batches'):
+            np.testing.assert_array_equal(x[key], y[key], err_msg=f'{ours} {key}')
+        assert str(x['decoder']) == str(y['decoder']) == ('lstsq' if 'lstsq' in ours else 'adam')
+        assert json.load(open(tmp_path / f'{ours}.json'))['decoder'] == str(x['decoder'])
+    assert results.load_results(str(tmp_path), 'b_lstsq')['train'].shape[-1] == 0  # no history
+    for name in ('b', 'b_lstsq'):  # Adam's convergence, known under both decoders' files
+        np.testing.assert_array_equal(results.load_results(str(tmp_path), name)['adam_gap'],
+                                      results.load_results(str(tmp_path), 'a')['adam_gap'])
+    assert 'adam_gap' not in results.load_results(str(tmp_path), 'l_lstsq')
+
+
+def test_an_unconverged_adam_decoder_is_reported_naming_the_network(runs, tmp_path, capsys):
+    hp = settings(runs, tmp_path, n_tasks=[4], n_runs=1, decoder='adam', out_of_distribution=False)
+    generalize.generalize(dict(hp, label='slow', lr=1e-5, decoder_batches={4: 200}))  # far too small a step
+    err = capsys.readouterr().err
+    folder = checkpoints.find_runs(runs, network='RNN', n_task=4)[0]
+    assert f'warning: {folder}: the Adam decoder did not converge in 8 of 8 fits' in err
+    res = results.load_results(str(tmp_path), 'slow_ID')
+    assert np.all(res['converged'] == 0) and np.all(res['adam_gap'] > 0.05)
+    assert json.load(open(tmp_path / 'slow_ID.json'))['adam_unconverged']['networks'] == [folder]
+    generalize.generalize(dict(hp, label='fast', lr=1e-2, decoder_batches={4: 2000}))  # as in the agreement test
+    assert 'warning' not in capsys.readouterr().err
+    res = results.load_results(str(tmp_path), 'fast_ID')
+    assert np.all(res['converged'] == 1) and np.all(res['adam_gap'] < 0.05)
+    assert json.load(open(tmp_path / 'fast_ID.json'))['adam_unconverged'] == {
+        'fits': 0, 'of': 8, 'networks': [], 'gap_max': decoding.GAP_MAX,
+        'fall': {'window': metrics.FALL_WINDOW, 'rel_min': metrics.FALL_REL, 'z_min': metrics.FALL_Z}}

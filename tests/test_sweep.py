@@ -280,9 +280,9 @@ def test_dry_run_fig3a_shows_the_exact_commands(tmp_path):
     rate = experiments.THROUGHPUT['RNN']
     train_h, eval_h = 50 * 1e5 / rate / 3600, 50 * experiments.EVAL_SECONDS['generalize.py'] / 3600
     notebook_min = experiments.NOTEBOOK_SECONDS / 60
-    total = train_h + 2 * eval_h + notebook_min / 60
+    total = train_h + 3 * eval_h + notebook_min / 60
     assert out.splitlines() == [
-        'figures: fig3a; experiments: RNN; executor: local',
+        'figures: fig3a; experiments: RNN, RNN_untrained; executor: local',
         '',
         f'RNN: trained_networks/RNN/ 50 networks (0 finished, 0 partial, 50 missing); estimated {train_h + 2 * eval_h:.2f} h',
         '  python train.py --n_task=[2,3,6,12,24] --runs=10 --out_dir=trained_networks/RNN --n_threads=1',
@@ -291,6 +291,12 @@ def test_dry_run_fig3a_shows_the_exact_commands(tmp_path):
         f'--results_dir=results --n_threads=1   [{eval_h:.2f} h]',
         '  python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,3,6,12,24] --n_runs=10 --label=RNN '
         f'--results_dir=results --out_of_distribution=False --n_threads=1   [{eval_h:.2f} h]',
+        '',  # the untrained baseline: the same networks as initialised (no training), both decoders
+        f'RNN_untrained: trained_networks/RNN_untrained/ 50 networks (0 finished, 0 partial, 50 missing); estimated {eval_h:.2f} h',
+        '  python train.py --n_batch=0 --n_task=[2,3,6,12,24] --runs=10 --out_dir=trained_networks/RNN_untrained --n_threads=1',
+        f'    [50 networks, 0 s at {rate} network-batches/s]',
+        '  python generalize.py --runs_dir=trained_networks/RNN_untrained --n_tasks=[2,3,6,12,24] --n_runs=10 '
+        f'--decoder=both --label=RNN_untrained --results_dir=results --n_threads=1   [{eval_h:.2f} h]',
         '',
         'figures:',
         '  python Figures/run_notebooks.py fig3a --results_dir=results --analysis_dir=analysis '
@@ -525,7 +531,8 @@ def assert_fig3a_made(root):
 def test_tiny_sweep_runs_end_to_end_and_a_rerun_does_nothing(tmp_path):
     out = sweep(tmp_path, 'fig3a', *TINY, check=0).out
     assert_fig3a_made(tmp_path)
-    assert out.count('] run: python train.py') == 1  # both networks in one call
+    assert out.count('] run: python train.py') == 2  # both networks in one call, their untrained baseline in another
+    assert {'results/RNN_untrained.npz', 'results/RNN_untrained_lstsq_paper.npz'} <= set(outputs(tmp_path))
     assert "[RNN] done" in out and '[figures] done' in out
     before = {f: os.path.getmtime(tmp_path / f) for f in outputs(tmp_path)}
     again = sweep(tmp_path, 'fig3a', *TINY, check=0).out

@@ -458,3 +458,27 @@ def test_folder_names_from_the_command_line_name_the_overrides(tmp_path):
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert os.listdir(tmp_path) == ['n_neu-8_network-LSTM_timing-100-300-0-100_n_batch-3_nTask24_run0']
+
+
+def test_an_untrained_run_is_the_initialisation_of_the_trained_run(tmp_path):
+    """n_batch=0 saves each network as initialised, a finished run; the same network
+    trained for one batch differs from it by at most Adam's first step (lr per weight)."""
+    lr = 1e-3
+    untrained = train.train(tiny(tmp_path / 'u', n_task=[2, 4], runs=2, n_batch=0, lr=lr))
+    trained = train.train(tiny(tmp_path / 't', n_task=[2, 4], runs=2, n_batch=1, lr=lr))
+    assert [os.path.basename(f).replace('n_batch-0', 'n_batch-1') for f in untrained] == \
+        [os.path.basename(f) for f in trained]
+    for u, t in zip(untrained, trained):
+        assert sorted(os.listdir(u)) == ['config.json', 'metrics.json', 'net.pth']
+        assert json.load(open(os.path.join(u, 'config.json')))['n_batch'] == 0
+        assert json.load(open(os.path.join(u, 'metrics.json')))['batches_done'] == 0
+        assert checkpoints.run_state(u)[:2] == (checkpoints.FINISHED, 0)
+        cu, ct = (checkpoints.load_checkpoint(os.path.join(f, 'net.pth')) for f in (u, t))
+        assert len(cu['loss_hist']) == 0 and cu['resume']['batch'] == 0
+        for k, v in cu['encoder'].items():  # the frozen encoder: identical
+            torch.testing.assert_close(ct['encoder'][k], v, rtol=0, atol=0)
+        moved = [(ct['state_dict'][k] - v).abs().max().item() for k, v in cu['state_dict'].items()]
+        assert max(moved) <= lr * (1 + 1e-4) and max(moved) > lr / 2  # one Adam step from this init
+    # and the members are different networks: init differs by far more than a step
+    w = [weights(f)['rec_to_rec.weight'] for f in untrained]
+    assert (w[0] - w[1]).abs().max() > 100 * lr
