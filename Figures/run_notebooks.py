@@ -101,7 +101,25 @@ def parse_overrides(items, paths):
         values[name] = configurator.check_type(name, value, default)
     for name in PATHS:
         values[name] = os.path.abspath(checks.folder(name, values[name]))
+    check_values(values)
     return values
+
+
+# values the notebooks share, with what they may be (the notebooks' own checks would only
+# answer inside a cell, after the notebooks before it ran)
+ALLOWED = {'protocol': ('correct', 'paper'), 'decoder': ('adam', 'lstsq', 'both')}
+
+
+def check_values(values):
+    """Usage errors before any notebook runs: an output folder that cannot be written,
+    a protocol or decoder that is not one, an empty list or dict (task counts,
+    durations, labels: a figure with nothing to draw)."""
+    checks.writable('out_dir', values['out_dir'], keep=False)
+    for name, value in values.items():
+        if name in ALLOWED:
+            checks.one_of(name, value, ALLOWED[name])
+        elif isinstance(value, (list, tuple, dict)) and not value:
+            checks.fail(name, value, 'a non-empty ' + ('dict' if isinstance(value, dict) else 'list'))
 
 
 def print_help():
@@ -156,7 +174,7 @@ def main(argv=None):
     try:
         paths = notebook_paths([a for a in argv if not a.startswith('-')])
         overrides = parse_overrides([a for a in argv if a.startswith('-')], paths)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     for name in PATHS:

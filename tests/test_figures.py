@@ -168,8 +168,22 @@ def test_protocol_paper_reads_the_paper_test_set_files(data, tmp_path, capsys):
     numbers = [n for line in r2_lines for n in re.findall(r': (-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\]', line)]
     assert len(r2_lines) > 10 and len(numbers) >= 4 * len(r2_lines)  # 4 or 5 points per curve
     assert set(numbers) == {('0.500', '0.500', '0.500')}
-    assert run_notebooks.main(['fig3b', '--protocol=papr', f'--results_dir={results}', f'--out_dir={out}']) == 1
+    assert run_notebooks.main(['fig3b', '--protocol=papr', f'--results_dir={results}', f'--out_dir={out}']) == 2
     assert "protocol='papr' is not allowed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('item, message', [
+    ('--out_dir=/proc/x', "cannot write to out_dir='/proc/x'"),
+    ('--protocol=foo', "protocol='foo' is not allowed"),
+    ('--decoder=lsq', "decoder='lsq' is not allowed"),
+    ('--durations=[]', 'durations=[] is not allowed: expected a non-empty list'),
+    ('--labels={}', 'labels={} is not allowed: expected a non-empty dict')])
+def test_bad_notebook_parameters_are_usage_errors_before_any_notebook_runs(tmp_path, capsys, item, message):
+    notebooks = ['S1', 'fig5a']  # S1 has labels, fig5a durations; both protocol and decoder
+    status = run_notebooks.main(notebooks + [item, f'--results_dir={tmp_path}'])
+    printed = capsys.readouterr()
+    assert status == 2 and printed.err.strip() == f'error: {printed.err.strip()[7:]}' and message in printed.err
+    assert '---' not in printed.out  # no notebook started
 
 
 @pytest.mark.slow
