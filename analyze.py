@@ -61,24 +61,24 @@ def check(hp):
 if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
     _hp = configurator.configure(globals(), doc=__doc__, check=check)
 
-import copy  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
+import copy
+import json
+import os
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Circle  # noqa: E402
+import numpy as np
+import torch
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle
 
-import checkpoints  # noqa: E402
-import fixed_points  # noqa: E402
-import metrics  # noqa: E402
-import networks  # noqa: E402
-import plots  # noqa: E402
-import representations as rep  # noqa: E402
-import results  # noqa: E402
-import tasks  # noqa: E402
-import util  # noqa: E402
+import checkpoints
+import fixed_points
+import metrics
+import networks
+import plots
+import representations as rep
+import results
+import tasks
+import util
 
 SUMMARY = 'summary.json'  # written last: what the folder was made from (results.refuse_replacing reads it)
 _QUAD_COLORS = ('#1b9e77', '#d95f02', '#7570b3', '#e7298a')  # quadrants 1-4

@@ -41,18 +41,18 @@ def check(hp):
 if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
     _hp = configurator.configure(globals(), doc=__doc__, check=check)
 
-import os  # noqa: E402
+import os
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-import checkpoints  # noqa: E402
-import networks  # noqa: E402
-import plots  # noqa: E402
-import representations as rep  # noqa: E402
-import results  # noqa: E402
-import tasks  # noqa: E402
-import util  # noqa: E402
+import checkpoints
+import networks
+import plots
+import representations as rep
+import results
+import tasks
+import util
 
 SUMMARY = 'values_summary.json'  # written last: what the folder was made from (results.refuse_replacing reads it)
 

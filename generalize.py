@@ -73,17 +73,17 @@ def check(hp):
 if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
     _hp = configurator.configure(globals(), doc=__doc__, check=check)
 
-import os  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+import os
+import sys
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import decoding  # noqa: E402
-import evaluation  # noqa: E402
-import metrics  # noqa: E402
-import plots  # noqa: E402
-import results  # noqa: E402
+import decoding
+import evaluation
+import metrics
+import plots
+import results
 
 
 # the disentanglement metrics summarised in the JSON (every key of network_metrics is in the .npz)

@@ -72,7 +72,8 @@ class Objective:
             true = gt[:, :, decision] > 0
             mask = active.expand_as(out).bool()
             n = mask.sum((1, 2, 3)).float()
-            count = lambda a: (a & mask).sum((1, 2, 3))
+            def count(a):
+                return (a & mask).sum((1, 2, 3))
             conf = torch.stack([count(~true & ~out), count(~true & out), count(true & ~out), count(true & out)], 1)
             return count(out == true) / n, conf / n[:, None]
 

@@ -7,11 +7,11 @@ import textwrap
 import matplotlib
 
 matplotlib.use('Agg')  # never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import colormaps, ticker  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import colormaps, ticker
 
-import results  # noqa: E402
+import results
 
 CEILING = 0.975  # OOD r² of a perfect network under the protocol (SPEC §7: σ = 0.2, T = 20)
 PANEL = (3.4, 3.2)  # inches per panel, with room for a legend below the axes

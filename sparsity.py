@@ -47,14 +47,14 @@ def check(hp):
 if __name__ == '__main__':  # --help and configuration errors answer here, before the slow imports below
     _hp = configurator.configure(globals(), doc=__doc__, check=check)
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import evaluation  # noqa: E402
-import metrics  # noqa: E402
-import plots  # noqa: E402
-import representations as rep  # noqa: E402
-import results  # noqa: E402
-import tasks  # noqa: E402
+import evaluation
+import metrics
+import plots
+import representations as rep
+import results
+import tasks
 
 
 def steady_state_sparsity(rates):

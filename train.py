@@ -191,24 +191,24 @@ if __name__ == '__main__':  # --help and configuration errors answer here, befor
     _config = configurator.configure(globals(), lists=('task', 'n_task') + _VARIANTS, doc=__doc__,
                                      check=check_config, resolve=resolved)
 
-import itertools  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+import itertools
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
 
-import checkpoints  # noqa: E402
-import ensemble  # noqa: E402
-import networks  # noqa: E402
-import tasks  # noqa: E402
-import util  # noqa: E402
-from objective import Objective  # noqa: E402
+import checkpoints
+import ensemble
+import networks
+import tasks
+import util
+from objective import Objective
 
 _N_RECORD = 100  # points of the loss / accuracy / confusion history
 _WARMUP = 3  # eager batches before a CUDA graph is recorded (cuBLAS and the allocator settle)
@@ -463,7 +463,8 @@ def member_noise(members, config, shape, stim_steps, objective, decision):
     """What each member draws from its own noise generator this batch: network noise
     (RNN), noise after the encoder (`noise_enc`) and the `rand_pen` loss steps; None
     where not used."""
-    draw = lambda size: torch.stack([torch.randn(shape + (size,), generator=m.noise) for m in members])
+    def draw(size):
+        return torch.stack([torch.randn(shape + (size,), generator=m.noise) for m in members])
     noise = draw(config['n_neu']) if config['n_sd_net'] and config['network'] == 'RNN' else None
     enc_noise = None
     if config['noise_enc'] and config['encode']:

@@ -11,11 +11,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import experiments  # noqa: E402
-import plots  # noqa: E402
-import results  # noqa: E402
+import experiments
+import plots
+import results
 
 NOISE_CEILINGS = {0.1: 0.994, 0.2: 0.975, 0.3: 0.942, 0.4: 0.893, 0.6: 0.755}  # OOD r² ceiling per σ (SPEC §7)
 

@@ -27,8 +27,8 @@ FIGURES_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(FIGURES_DIR)
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
-import checks  # noqa: E402  (pure Python: --help and usage errors stay fast)
-import configurator  # noqa: E402
+import checks  # pure Python: --help and usage errors stay fast
+import configurator
 
 # the notebooks' input and output folders, relative to the current directory as for every script
 PATHS = {'results_dir': 'results', 'analysis_dir': 'analysis', 'out_dir': os.path.join('Figures', 'out')}

@@ -24,7 +24,7 @@ import time
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
-from configurator import configure  # noqa: E402
+from configurator import configure
 
 if __name__ == '__main__':
     hp = configure(globals(), doc=__doc__, print_config=False)
@@ -34,11 +34,11 @@ if __name__ == '__main__':
     sys.path.insert(0, root)  # the checkout under test
     for name in [m for m in sys.modules if m in ('configurator', 'checks')]:
         del sys.modules[name]
-    import numpy as np  # noqa: E402
-    import torch  # noqa: E402
+    import numpy as np
+    import torch
 
-    import generalize  # noqa: E402
-    from configurator import hyperparameters  # noqa: E402
+    import generalize
+    from configurator import hyperparameters
 
     torch.set_num_threads(hp['n_threads'])
     print(f"checkout {root}, device {hp['device']}, {hp['n_threads']} thread(s)")

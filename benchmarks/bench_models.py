@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configurator import configure  # noqa: E402
-from RNN import LSTM, RNN  # noqa: E402
-from transformer import GPT  # noqa: E402
+from configurator import configure
+from RNN import LSTM, RNN
+from transformer import GPT
 
 networks = ['RNN', 'LSTM', 'gpt-2']  # which networks to time
 members = [25, 1]  # ensemble sizes to time (25: the paper's sweep; 1: a single network)

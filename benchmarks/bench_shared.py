@@ -18,7 +18,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
-from configurator import configure  # noqa: E402
+from configurator import configure
 
 
 def start(root, out):

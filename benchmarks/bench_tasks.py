@@ -7,10 +7,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import neurogym  # noqa: E402
-import torch  # noqa: E402
+import neurogym
+import torch
 
-import tasks  # noqa: E402
+import tasks
 
 torch.set_num_threads(1)
 batch_sz, n_batches = 16, 5000

@@ -28,7 +28,7 @@ import time
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
-from configurator import configure  # noqa: E402
+from configurator import configure
 
 if __name__ == '__main__':
     hp = configure(globals(), doc=__doc__, print_config=False)
@@ -37,8 +37,8 @@ if __name__ == '__main__':
     sys.path.insert(0, root)  # the checkout under test
     for name in [m for m in sys.modules if m in ('configurator', 'checks')]:
         del sys.modules[name]
-    import torch  # noqa: E402
-    import train  # noqa: E402
+    import torch
+    import train
 
     torch.set_num_threads(hp['n_threads'])
     base = train.defaults()

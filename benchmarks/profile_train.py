@@ -22,14 +22,14 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configurator import configure  # noqa: E402
+from configurator import configure
 
 if __name__ == '__main__':
     hp = configure(globals(), doc=__doc__, print_config=False)
-    import torch  # noqa: E402
-    from torch.profiler import ProfilerActivity, profile  # noqa: E402
+    import torch
+    from torch.profiler import ProfilerActivity, profile
 
-    import train  # noqa: E402
+    import train
 
     torch.set_num_threads(hp['n_threads'])
     with tempfile.TemporaryDirectory() as out:

@@ -399,7 +399,8 @@ def test_check_only_mode_validates_and_runs_nothing(tmp_path):
                       "    checks.positive_int('n', hp['n'])\n\n\n"
                       "configurator.configure(globals(), check=check)\nprint('the script ran')\n")
     env = {**os.environ, configurator.CHECK_ONLY: '1', 'PYTHONPATH': REPO}
-    run = lambda *argv: subprocess.run([sys.executable, str(script), *argv], env=env, capture_output=True, text=True)
+    def run(*argv):
+        return subprocess.run([sys.executable, str(script), *argv], env=env, capture_output=True, text=True)
     ok = run('--n=3')
     assert ok.returncode == 0 and ok.stdout == '' and ok.stderr == ''  # checked, not run, nothing printed
     for argv, message in ((['--n=0'], 'n=0 is not allowed'), (['--m=1'], "unknown hyperparameter 'm'")):

@@ -33,9 +33,9 @@ def _load_runner():
 
 run_notebooks = _load_runner()
 sys.path.insert(0, FIGURES)
-import figlib  # noqa: E402  (lives in Figures/, beside the notebooks)
-import plots  # noqa: E402
-import results  # noqa: E402
+import figlib  # lives in Figures/, beside the notebooks
+import plots
+import results
 
 
 def generalize_file(path, rng, n_dim=2, n_split=4, n_runs=2, n_fits=2, n_neu=8, minimal=False, n_tasks=N_TASKS):
