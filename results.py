@@ -313,3 +313,28 @@ def paired(a, b, level=LEVEL):
     ci = stats.ttest_1samp(diff, 0.0).confidence_interval(level)
     return {'diff': _listed(diff), 'mean': float(diff.mean()), 'ci_low': float(ci.low), 'ci_high': float(ci.high),
             'p_wilcoxon': float(stats.wilcoxon(diff).pvalue), 'n': int(diff.size), 'level': level}
+
+
+def versus_baseline(trained, untrained, n_boot=N_BOOT, level=LEVEL, seed=0):
+    """Trained networks against their untrained baseline (issue 18), per task count of
+    `trained` (r_sq arrays, n_tasks × runs × ...): the trained networks' median r² (each
+    network's mean), the baseline's median over all its networks (an untrained network's
+    hidden state does not depend on N_task, so every task count's networks pool into one
+    band), and the difference of the two medians with its percentile bootstrap interval
+    (networks resampled within each group; the groups are not paired)."""
+    base = per_network(untrained).ravel()
+    base = base[np.isfinite(base)]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for nets in per_network(trained):
+        nets = nets[np.isfinite(nets)]
+        if not nets.size or not base.size:
+            rows.append({'trained': None, 'untrained': None, 'diff': None, 'ci_low': None, 'ci_high': None})
+            continue
+        boot = (np.median(nets[rng.integers(nets.size, size=(n_boot, nets.size))], axis=1)
+                - np.median(base[rng.integers(base.size, size=(n_boot, base.size))], axis=1))
+        tail = 100 * (1 - level) / 2
+        low, high = np.percentile(boot, [tail, 100 - tail])
+        rows.append({'trained': float(np.median(nets)), 'untrained': float(np.median(base)),
+                     'diff': float(np.median(nets) - np.median(base)), 'ci_low': float(low), 'ci_high': float(high)})
+    return rows

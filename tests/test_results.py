@@ -180,3 +180,16 @@ def test_finished_and_repaired_runs_replace_their_own_results(tmp_path):
     with pytest.raises(FileExistsError, match='networks it does not record'):
         results.refuse_replacing(out, record, {'nets/nTask2_run0': 60}, overwrite=False)
     results.refuse_replacing(str(tmp_path / 'new.npz'), str(tmp_path / 'new.json'), {}, overwrite=False)
+
+
+def test_versus_baseline_pools_the_baseline_and_brackets_the_difference():
+    rng = np.random.default_rng(0)
+    trained = np.stack([0.6 + 0.01 * rng.standard_normal((10, 4, 5)), 0.9 + 0.01 * rng.standard_normal((10, 4, 5))])
+    untrained = np.full((2, 5, 4, 5), 0.7)
+    untrained[1, :, 0, 0] = np.nan  # a missing fit does not drop its network
+    rows = results.versus_baseline(trained, untrained)
+    assert np.allclose([r['untrained'] for r in rows], 0.7)
+    assert rows[0]['diff'] < 0 < rows[1]['diff']  # below the baseline at the first count, above it at the second
+    for r in rows:
+        assert r['ci_low'] <= r['diff'] <= r['ci_high'] and r['ci_high'] - r['ci_low'] < 0.05
+        assert abs(r['diff'] - (r['trained'] - r['untrained'])) < 1e-12
