@@ -338,3 +338,51 @@ def versus_baseline(trained, untrained, n_boot=N_BOOT, level=LEVEL, seed=0):
         rows.append({'trained': float(np.median(nets)), 'untrained': float(np.median(base)),
                      'diff': float(np.median(nets) - np.median(base)), 'ci_low': float(low), 'ci_high': float(high)})
     return rows
+
+
+# (trained results, their untrained baseline): the conditions of the OOD figures (issue 18)
+BASELINES = [('RNN', 'RNN_untrained'), ('RNN_NoLeak', 'RNN_NoLeak_untrained'), ('LSTM', 'LSTM_untrained'),
+             ('gpt-2', 'gpt-2_untrained'), ('Quad', 'Quad_untrained'),
+             *[(f'HighDim_D{d}', f'HighDim_D{d}_untrained') for d in (2, 4, 6, 8, 10)],
+             ('Noise_1', 'Noise_1_untrained'), ('Noise_2', 'RNN_untrained'),
+             *[(f'Noise_{n}', f'Noise_{n}_untrained') for n in (3, 4, 6)],
+             *[(f'FreeRT5a_T{t}', f'FreeRT5a_T{t}_untrained') for t in (10, 20, 40)]]
+
+
+def baseline_report(results_dir='results', pairs=BASELINES):
+    """Markdown rows: for each (trained, baseline) pair whose files exist, under each
+    protocol, the trained networks' median r² at their first and last task count (Adam,
+    and least squares where the trained sweep has a _lstsq file), the untrained
+    baseline under both decoders, and the differences that say whether training beats
+    the information already there: trained (Adam) − untrained (lstsq) at the first and
+    the last task count, and trained (lstsq) − untrained (lstsq) at the last, each with
+    its bootstrap interval (versus_baseline)."""
+    def have(name):
+        return os.path.exists(os.path.join(results_dir, name + '.npz'))
+
+    def median(a, i):
+        return f'{float(np.nanmedian(per_network(a)[i])):.3f}'
+
+    def diff(v):
+        return f"{v['diff']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}]"
+
+    lines = ['| trained | protocol | N_task | trained, Adam | trained, lstsq | untrained, Adam | untrained, lstsq '
+             '| Adam − untrained lstsq, first N_task | Adam − untrained lstsq, last N_task '
+             '| lstsq − untrained lstsq, last N_task |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for label, base in pairs:
+        for protocol in PROTOCOLS:
+            names = {(kind, d): result_name(lab, protocol=protocol, decoder=d)
+                     for kind, lab in (('trained', label), ('untrained', base)) for d in ('adam', 'lstsq')}
+            if not all(have(names[key]) for key in (('trained', 'adam'), ('untrained', 'adam'), ('untrained', 'lstsq'))):
+                continue
+            res = {key: load_results(results_dir, name)['r_sq'] for key, name in names.items() if have(name)}
+            adam, lstsq = res['trained', 'adam'], res.get(('trained', 'lstsq'))
+            base_adam, base_lstsq = (versus_baseline(adam, res['untrained', d]) for d in ('adam', 'lstsq'))
+            k = [int(x) for x in load_results(results_dir, names['trained', 'adam'])['n_tasks']]
+            both = versus_baseline(lstsq, res['untrained', 'lstsq'])[-1] if lstsq is not None else None
+            lines.append(f"| {label} | {protocol} | {k[0]} → {k[-1]} | {median(adam, 0)} → {median(adam, -1)} "
+                         f"| {f'{median(lstsq, 0)} → {median(lstsq, -1)}' if lstsq is not None else '–'} "
+                         f"| {base_adam[0]['untrained']:.3f} | {base_lstsq[0]['untrained']:.3f} "
+                         f"| {diff(base_lstsq[0])} | {diff(base_lstsq[-1])} | {diff(both) if both else '–'} |")
+    return lines

@@ -193,3 +193,20 @@ def test_versus_baseline_pools_the_baseline_and_brackets_the_difference():
     for r in rows:
         assert r['ci_low'] <= r['diff'] <= r['ci_high'] and r['ci_high'] - r['ci_low'] < 0.05
         assert abs(r['diff'] - (r['trained'] - r['untrained'])) < 1e-12
+
+
+def test_baseline_report_compares_each_sweep_with_its_untrained_networks(tmp_path):
+    rng = np.random.default_rng(1)
+    def write(name, level, n_tasks):
+        r_sq = level + 0.01 * rng.standard_normal((len(n_tasks), 5, 4, 2))
+        results.save_results(str(tmp_path / f'{name}.npz'), r_sq=r_sq, n_tasks=np.array(n_tasks))
+    write('A', 0.9, [2, 24])
+    write('A_lstsq', 0.92, [2, 24])
+    write('A_untrained', 0.1, [2, 24])
+    write('A_untrained_lstsq', 0.8, [2, 24])
+    write('B', 0.9, [24])  # no baseline: no row
+    lines = results.baseline_report(str(tmp_path), [('A', 'A_untrained'), ('B', 'B_untrained')])
+    assert len(lines) == 3 and lines[2].startswith('| A | correct | 2 → 24 |')
+    cells = [c.strip() for c in lines[2].split('|')[1:-1]]
+    assert cells[5:7] == ['0.100', '0.800'] or abs(float(cells[5]) - 0.1) < 0.01 and abs(float(cells[6]) - 0.8) < 0.01
+    assert cells[7].startswith('+0.1') and cells[9].startswith('+0.1')  # 0.9 - 0.8 and 0.92 - 0.8
