@@ -71,6 +71,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 
 import checkpoints
+import disentanglement
 import fixed_points
 import metrics
 import networks
@@ -80,6 +81,7 @@ import results
 import tasks
 import util
 
+N_METRIC_STIMULI = 2000  # random stimuli whose steady states the disentanglement metrics score
 SUMMARY = 'summary.json'  # written last: what the folder was made from (results.refuse_replacing reads it)
 _QUAD_COLORS = ('#1b9e77', '#d95f02', '#7570b3', '#e7298a')  # quadrants 1-4
 _QUAD_SIGNS = ('(+, +)', '(−, +)', '(−, −)', '(+, −)')  # signs of (x1, x2) in quadrants 1-4 (SPEC §2)
@@ -306,6 +308,10 @@ def analyze(hp):
     final = networks.hidden_states(net, encoder, qenv, quad_trials['ob'], last_only=True).numpy()
     abstraction = metrics.abstraction_metrics(final, quad_trials['stim'][:, :2], seed=hp['seed'])
 
+    # the disentanglement metrics of the steady-state units (issue 21), on random noise-free stimuli
+    xs = np.random.default_rng(hp['seed']).uniform(-0.5, 0.5, (N_METRIC_STIMULI, config['n_dim']))
+    units = disentanglement.network_metrics(rep.steady_states(net, encoder, env, xs), xs, seed=hp['seed'])
+
     summary = {
         'network': path, 'batches': batches,  # batches trained
         'config': {k: config.get(k) for k in ('network', 'n_task', 'n_neu', 'task', 'run')},
@@ -319,7 +325,7 @@ def analyze(hp):
                                'n_duplicates': res.n_duplicates, 'n_iters': res.n_iters},
         'mean_abs_correlation_x1_x2': rep.mean_abs_correlation(corr),
         'encoder_variance_top3': float(enc_ratio[:3].sum()) if enc_ratio is not None else None,
-        **abstraction, 'hyperparameters': hp,
+        **abstraction, 'disentanglement': units, 'hyperparameters': hp,
     }
     results.save(os.path.join(folder, SUMMARY), summary)
     print(f"{len(res.points)} fixed points, near-zero eigenvalues {near_zero.tolist()}; "

@@ -17,6 +17,7 @@ select = {'n_task': 24, 'network': 'gpt-2'}  # config values the network must ma
 index = 0  # which of the networks matching select (0: the first, sorted by n_task, run)
 layer = -1  # transformer block whose value vectors are analysed
 n_grid = 8  # n_grid x n_grid noise-free stimuli in [-.5, .5]²
+seed = 0  # seed of the random stimuli the disentanglement metrics score
 out_dir = 'analysis'  # results go to out_dir/<run name>/
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
 n_threads = 1  # CPU threads for torch
@@ -33,6 +34,7 @@ def check(hp):
     if not isinstance(hp['layer'], int):
         checks.fail('layer', hp['layer'], 'an integer (block index, negative from the end)')
     checks.non_negative_int('index', hp['index'])
+    checks.non_negative_int('seed', hp['seed'])
     checks.positive_int('n_threads', hp['n_threads'])
     checks.dictionary('select', hp['select'])
     checks.folder('out_dir', hp['out_dir'])
@@ -47,6 +49,7 @@ import numpy as np
 import torch
 
 import checkpoints
+import disentanglement
 import networks
 import plots
 import representations as rep
@@ -54,6 +57,7 @@ import results
 import tasks
 import util
 
+N_METRIC_STIMULI = 2000  # random stimuli whose value components the disentanglement metrics score
 SUMMARY = 'values_summary.json'  # written last: what the folder was made from (results.refuse_replacing reads it)
 
 
@@ -95,8 +99,12 @@ def analyze_transformer(hp):
         plots.plot_rate_maps(maps[k], f'{name} head {k}', os.path.join(folder, f'values_head{k}.png'))
     plots.plot_correlations(corr.reshape(-1, 2), f'{name}: rows are heads',
                               os.path.join(folder, 'values_correlations.png'), layout=(n_head, head_dim))
+    # the disentanglement metrics of the value components (issue 21), as analyze.py scores an RNN's units
+    xs = np.random.default_rng(hp['seed']).uniform(-0.5, 0.5, (N_METRIC_STIMULI, config['n_dim']))
+    components = head_steady_states(net, encoder, env, xs, hp['layer']).reshape(len(xs), -1)
     summary = {'network': path, 'batches': batches, 'n_head': int(n_head), 'head_dim': int(head_dim), 'layer': hp['layer'],
                'mean_abs_correlation_x1_x2_per_head': [rep.mean_abs_correlation(c) for c in corr],
+               'disentanglement': disentanglement.network_metrics(components, xs, seed=hp['seed']),
                'hyperparameters': hp}
     results.save(os.path.join(folder, SUMMARY), summary)
     print(f"{n_head} heads × {head_dim} value components -> {folder}/")

@@ -279,7 +279,7 @@ def find_sweep(root, select, n_tasks, n_runs, unfinished=False):
             try:
                 with warnings.catch_warnings():  # what a paper's file lacks is said when it is evaluated
                     warnings.simplefilter('ignore')
-                    load_network(where)
+                    _load_network(where)  # classifying a run is not evaluating it
             except (OSError, ValueError) as e:
                 state, problem = runs.BROKEN, str(e)
         if state in (runs.BROKEN, runs.MISSING):
@@ -329,6 +329,11 @@ def _matches(value, wanted):
 # One loader for every trained network
 
 def load_network(path, device='cpu', noise_free=False):
+    """Rebuild a trained network (see _load_network); the one loader the scripts call."""
+    return _load_network(path, device, noise_free)
+
+
+def _load_network(path, device='cpu', noise_free=False):
     """Rebuild a trained network (one member), its frozen encoder and its config
     from a run folder of ours or from one of the paper's published `.pth` files.
     Returns (net, encoder or None, config), both modules in eval mode; `noise_free`

@@ -125,6 +125,9 @@ def test_analyze_rnn_writes_every_file(rnn_folder):
         assert 0 <= summary[key] <= 1
     for key in ('ps_x1', 'ps_x2'):
         assert -1 <= summary[key] <= 1
+    units = summary['disentanglement']  # issue 21: the steady-state units scored as a code
+    assert units['n_units'] == 16 and 0 <= units['dci_d'] <= 1 and 0 <= units['mig'] <= 1
+    assert units['mig_null_lo'] <= units['mig_null_hi']
     enc = load(rnn_folder, 'encoder.npz')
     assert enc['features'].shape == (21 * 21, 40) and enc['projection'].shape == (21 * 21, 3)
     assert 0 < enc['explained_variance_ratio'].sum() <= 1 + 1e-9
@@ -212,6 +215,8 @@ def test_analyze_transformer(nets, tmp_path):
     res = load(folder, 'values_rate_maps.npz')
     assert res['rate_maps'].shape == (4, 8, 8, 4) and res['correlations'].shape == (4, 4, 2)
     assert summary['n_head'] == 4 and len(summary['mean_abs_correlation_x1_x2_per_head']) == 4
+    components = summary['disentanglement']  # issue 21: the value components scored as a code
+    assert components['n_units'] == 16 and 0 <= components['dci_d'] <= 1 and 0 <= components['mig'] <= 1
     for k in range(4):
         assert os.path.exists(os.path.join(folder, f'values_head{k}.png'))
     assert os.path.exists(os.path.join(folder, 'values_correlations.pdf'))

@@ -184,10 +184,12 @@ def test_count_unconverged_on_a_synthetic_results_file(tmp_path):
     train_hist[0, 1, 2, 3] = np.linspace(0.05, 0.01, 100)  # still falling: one fit of one network
     train_hist[1, 0, :, :2] = np.linspace(0.08, 0.02, 100)  # eight fits of another
     train_hist[1, 2] = np.nan  # a network not evaluated
-    results.save_results(str(tmp_path / 'X.npz'), train=train_hist.astype(np.float32), r_sq=np.zeros((2, 3, 4, 5)))
+    results.save_results(str(tmp_path / 'X.npz'), train=train_hist.astype(np.float32), r_sq=np.zeros((2, 3, 4, 5)),
+                         n_tasks=np.array([2, 24]))
     counts = decoding.count_unconverged(results.load_results(str(tmp_path), 'X'))
     assert counts == {'fits': 9, 'of': 100, 'networks': 2, 'of_networks': 5, 'per_n_task': [1, 8]}
-    results.save_results(str(tmp_path / 'L.npz'), train=np.zeros((2, 3, 4, 5, 0)))  # an lstsq file
+    results.save_results(str(tmp_path / 'L.npz'), train=np.zeros((2, 3, 4, 5, 0)), r_sq=np.zeros((2, 3, 4, 5)),
+                         n_tasks=np.array([2, 24]))  # an lstsq file
     assert decoding.count_unconverged(results.load_results(str(tmp_path), 'L'))['of'] == 0
 
 

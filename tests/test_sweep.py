@@ -532,7 +532,7 @@ def test_tiny_sweep_runs_end_to_end_and_a_rerun_does_nothing(tmp_path):
     out = sweep(tmp_path, 'fig3a', *TINY, check=0).out
     assert_fig3a_made(tmp_path)
     assert out.count('] run: python train.py') == 2  # both networks in one call, their untrained baseline in another
-    assert {'results/RNN_untrained.npz', 'results/RNN_untrained_lstsq_paper.npz'} <= set(outputs(tmp_path))
+    assert {'results/RNN_untrained.npz', 'results/RNN_untrained_paper_lstsq.npz'} <= set(outputs(tmp_path))
     assert "[RNN] done" in out and '[figures] done' in out
     before = {f: os.path.getmtime(tmp_path / f) for f in outputs(tmp_path)}
     again = sweep(tmp_path, 'fig3a', *TINY, check=0).out

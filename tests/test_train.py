@@ -472,7 +472,7 @@ def test_an_untrained_run_is_the_initialisation_of_the_trained_run(tmp_path):
         assert sorted(os.listdir(u)) == ['config.json', 'metrics.json', 'net.pth']
         assert json.load(open(os.path.join(u, 'config.json')))['n_batch'] == 0
         assert json.load(open(os.path.join(u, 'metrics.json')))['batches_done'] == 0
-        assert checkpoints.run_state(u)[:2] == (checkpoints.FINISHED, 0)
+        assert checkpoints.run_state(u)[:2] == (runs.FINISHED, 0)
         cu, ct = (checkpoints.load_checkpoint(os.path.join(f, 'net.pth')) for f in (u, t))
         assert len(cu['loss_hist']) == 0 and cu['resume']['batch'] == 0
         for k, v in cu['encoder'].items():  # the frozen encoder: identical
