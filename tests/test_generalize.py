@@ -68,6 +68,13 @@ def test_results_files_have_documented_keys_and_shapes(runs, tmp_path):
     assert np.allclose(res['ccgp_mean'], res['ccgp'].mean(-1), atol=0.02)
     assert np.all(res['n_units'] == 16) and np.all(res['n_silent'] < 16)  # units in all, of which silent
     assert len(summary['disentanglement']['dci_d']['median']) == 2
+    # CCGP and PS with their standard errors over resampled trials, and the interval over networks
+    assert res['ccgp_se'].shape == res['ps_se'].shape == (2, 2, 2) and np.all(res['ccgp_se'] >= 0)
+    assert summary['abstraction_trials'] == 500 and len(summary['ccgp_se']['median']) == 2
+    for name in ('ccgp_networks', 'parallelism_networks'):
+        row = summary[name]
+        assert all(low <= m <= high for m, low, high in zip(row['median'], row['ci_low'], row['ci_high']))
+    assert summary['ccgp_networks'] == results.network_summary(res['ccgp'])
 
 
 def test_without_decoders_the_same_numbers_and_no_dec_key(runs, tmp_path):
