@@ -91,6 +91,7 @@ import evaluation
 import metrics
 import plots
 import results
+import tasks
 
 
 # the disentanglement metrics summarised in the JSON (every key of network_metrics is in the .npz)
@@ -135,6 +136,7 @@ def generalize(hp):
         res = {key: out[key] for key in ('ccgp', 'ps', 'ccgp_se', 'ps_se', 'adam_gap', 'adam_fall', 'converged')
                if key in out}
         res.update({key: np.float64(value) for key, value in out['disentanglement'].items()})  # new keys (issue 21)
+        res['boundary_cond'] = np.float64(tasks.boundary_condition(config))  # NaN: no class boundaries
         for d, fit in out['fits'].items():  # under decoder='both', lstsq's arrays as lstsq_<key>
             pre = decoder_prefix(hp, d)
             res.update({pre + 'angles': metrics.decoder_angles(fit['W']),
@@ -168,6 +170,9 @@ def generalize(hp):
                                   r_sq=results.summarise(r_sq), r_sq_networks=results.network_summary(r_sq),
                                   angle=results.summarise(results.pair_angles(own['angles'])),
                                   **abstraction_summary(arrays, hp['n_abstraction']),
+                                  # σ_min/σ_max of each network's class boundaries (LinearClassificationHighDim)
+                                  **({'boundary_cond': results.listed(arrays['boundary_cond'])}
+                                     if np.isfinite(arrays['boundary_cond']).any() else {}),
                                   disentanglement={key: results.summarise(arrays[key]) for key in _DISENTANGLEMENT
                                                    if key in arrays}))
         plot(hp['results_dir'], os.path.basename(stem))
