@@ -16,7 +16,8 @@ path = None  # a run folder or a paper .pth file; None: pick from runs_dir by se
 runs_dir = 'trained_networks'  # where trained networks are found
 select = {'n_task': 24, 'network': 'RNN'}  # config values the network must match
 index = 0  # which of the networks matching select (0: the first, sorted by n_task, run)
-n_trials = 200  # noisy trials for PCA, trajectories, initial states and CCGP / PS
+n_trials = 200  # noisy trials for PCA, trajectories and the fixed points' initial states
+n_abstraction = 500  # trials per quadrant of (x1, x2) for CCGP and the parallelism score (as generalize.py's: CCGP rises with it)
 n_plot = 40  # trajectories drawn in the PC plots
 n_init = 512  # fixed points: initial states sampled on the trajectories
 noise_scale = 0.05  # fixed points: std of the jitter added to the initial states
@@ -37,6 +38,10 @@ overwrite = False  # replace an analysis of another network (or of a longer trai
 import checks
 import configurator
 
+# at least what one trial run at once costs a paper-sized network (22 steps of inputs, encoder
+# layers and 64 rates, float32): the estimate that refuses an impossible n_abstraction up front
+_BYTES_PER_TRIAL = 22 * (3 + 100 + 100 + 40 + 64) * 4
+
 
 def check(hp):
     """Reject impossible settings before any work is done (no slow imports needed)."""
@@ -45,7 +50,9 @@ def check(hp):
     # each initial state of the fixed-point search holds at least a 64×64 Jacobian (float32)
     checks.fits_memory('n_init', hp['n_init'], hp['n_init'] * 64 * 64 * 4)
     if hp['n_trials'] < 8:
-        checks.fail('n_trials', hp['n_trials'], 'at least 8 trials (PCA and the abstraction metrics need some)')
+        checks.fail('n_trials', hp['n_trials'], 'at least 8 trials (PCA needs some)')
+    checks.int_at_least('n_abstraction', hp['n_abstraction'], 2)  # the classifiers need two trials per side
+    checks.fits_memory('n_abstraction', hp['n_abstraction'], 4 * hp['n_abstraction'] * _BYTES_PER_TRIAL)
     for name in ('n_grid', 'n_enc_grid'):
         checks.int_at_least(name, hp[name], 2)
     for name in ('tol_q', 'fp_lr', 'near_zero_tol'):
@@ -232,6 +239,20 @@ def _range(values):
     return [float(finite.min()), float(finite.max())] if finite.size else None
 
 
+def per_quadrant(env, n, rng):
+    """Trials of `env` with exactly n in each quadrant of (x1, x2) (the conditions of
+    CCGP and PS), in the order drawn: drawn 4n at a time until every quadrant has n."""
+    drawn = []
+    while True:
+        drawn.append(env.sample(rng, 4 * n))
+        x = np.concatenate([t['stim'] for t in drawn])
+        quadrant = 2 * (x[:, 0] > 0) + (x[:, 1] > 0)
+        if np.bincount(quadrant, minlength=4).min() >= n:
+            break
+    keep = np.sort(np.concatenate([np.flatnonzero(quadrant == q)[:n] for q in range(4)]))
+    return {key: np.concatenate([t[key] for t in drawn])[keep] for key in drawn[0]}
+
+
 def analyze(hp):
     """Run every analysis on the selected network; write the files and return the summary."""
     check(hp)
@@ -302,11 +323,12 @@ def analyze(hp):
                              explained_variance_ratio=enc_ratio)
         _plot_encoder(xe, eproj, enc_ratio, folder)
 
-    # abstraction metrics on the final hidden states of DenoiseQuads trials
+    # abstraction metrics on the final hidden states of DenoiseQuads trials, with their standard errors
     qenv = tasks.decoding_env(config)
-    quad_trials = qenv.sample(rng, hp['n_trials'])
+    quad_trials = per_quadrant(qenv, hp['n_abstraction'], rng)
     final = networks.hidden_states(net, encoder, qenv, quad_trials['ob'], last_only=True).numpy()
-    abstraction = metrics.abstraction_metrics(final, quad_trials['stim'][:, :2], seed=hp['seed'])
+    abstraction = metrics.abstraction_metrics(final, quad_trials['stim'][:, :2], seed=hp['seed'],
+                                              n_boot=metrics.ABSTRACTION_BOOT)
 
     # the disentanglement metrics of the steady-state units (issue 21), on random noise-free stimuli
     xs = np.random.default_rng(hp['seed']).uniform(-0.5, 0.5, (N_METRIC_STIMULI, config['n_dim']))
@@ -325,11 +347,12 @@ def analyze(hp):
                                'n_duplicates': res.n_duplicates, 'n_iters': res.n_iters},
         'mean_abs_correlation_x1_x2': rep.mean_abs_correlation(corr),
         'encoder_variance_top3': float(enc_ratio[:3].sum()) if enc_ratio is not None else None,
-        **abstraction, 'disentanglement': units, 'hyperparameters': hp,
+        **abstraction, 'abstraction_trials': hp['n_abstraction'], 'disentanglement': units, 'hyperparameters': hp,
     }
     results.save(os.path.join(folder, SUMMARY), summary)
     print(f"{len(res.points)} fixed points, near-zero eigenvalues {near_zero.tolist()}; "
-          f"CCGP {abstraction['ccgp_x1']:.2f}/{abstraction['ccgp_x2']:.2f} -> {folder}/")
+          f"CCGP {abstraction['ccgp_x1']:.3f} ± {abstraction['ccgp_x1_se']:.3f} / "
+          f"{abstraction['ccgp_x2']:.3f} ± {abstraction['ccgp_x2_se']:.3f} -> {folder}/")
     return summary
 
 

@@ -23,7 +23,6 @@ import results
 import tasks
 
 MAX_DECODERS = 20  # decoders fit at once (bounds the memory of their training sets)
-N_ABSTRACTION = 500  # trials per quadrant for CCGP and the parallelism score
 GAP_MAX = 0.05  # an Adam decoder whose training r² is further below least squares' (same trials) is unconverged
 
 
@@ -89,16 +88,20 @@ def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
     W (n_split, n_fit, N, D), hist (n_split, n_fit, n_batch; empty for lstsq) of the
     decoder (Adam under 'both'); the same of every decoder of decoders(hp) in `fits`
     {decoder: {r2, mse, W, hist}}, all fit on the same training sets; the
-    abstraction metrics ccgp, ps of (x1, x2) (NaN for D > 2); and where Adam is fit,
-    its convergence (n_split, n_fit): adam_gap (least squares' training r² minus
-    Adam's, on the same trials), adam_fall (relative fall of its loss over the last
-    fifth of its batches, metrics.loss_fall) and converged (1.0 or 0.0, see converged())."""
+    abstraction metrics ccgp, ps of (x1, x2) and their standard errors ccgp_se, ps_se
+    (NaN for D > 2); and where Adam is fit, its convergence (n_split, n_fit): adam_gap
+    (least squares' training r² minus Adam's, on the same trials), adam_fall (relative
+    fall of its loss over the last fifth of its batches, metrics.loss_fall) and
+    converged (1.0 or 0.0, see converged())."""
     pairs = splits(config['n_dim'], hp['out_of_distribution'], hp['split'], hp['split_var'])
     n_fit, n_train = hp['n_fit'], n_train_batches * hp['batch_sz']
     rng = np.random.default_rng([hp['seed'], net_seed])
 
     # the pools: n_fit slices per orthant, each large enough for its share of one training set
+    # and, for D = 2, for the abstraction metrics' n_abstraction trials per quadrant
     per_slice = max(math.ceil(n_train / len(train)) for train, _ in pairs)
+    if config['n_dim'] == 2:
+        per_slice = max(per_slice, hp['n_abstraction'])
     pools = {}
     for k in sorted({k for train, _ in pairs for k in train}):
         env = tasks.decoding_env(config, [k], hp['timing'])
@@ -156,7 +159,8 @@ def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
         out['adam_gap'] = torch.cat(gap).numpy().reshape(shape)
         out['adam_fall'] = metrics.loss_fall(history)[0]
         out['converged'] = converged(history, out['adam_gap']).astype(float)
-    out['ccgp'], out['ps'], out['disentanglement'] = abstraction(pools, config, hp['seed'])
+    scores, out['disentanglement'] = abstraction(pools, config, hp['seed'], hp['n_abstraction'])
+    out.update(scores)
     return {**out['fits'][names[-1]], **out}  # r2, mse, W, hist at the top: the one decoder, or Adam beside lstsq
 
 
@@ -211,21 +215,24 @@ def training_sets(pools, pairs, group, n_train, rng):
     return torch.stack(H), torch.stack(X)
 
 
-def abstraction(pools, config, seed):
+def abstraction(pools, config, seed, n_abstraction):
     """The abstraction and disentanglement metrics of the final hidden states (SPEC §6,
-    issue 21), from the first slice of the pools (N_ABSTRACTION trials per orthant):
-    CCGP and parallelism score of (x1, x2) (NaN for D > 2 or when a quadrant has no
-    pool: in-distribution pools always have all four), and
-    disentanglement.network_metrics (DCI, MIG, CCGP / PS means, their null bands) over
-    the latents. Returns (ccgp (2,), ps (2,), {name: float})."""
-    H = torch.cat([pools[k][0][0, :N_ABSTRACTION] for k in sorted(pools)]).numpy()
-    X = torch.cat([pools[k][1][0, :N_ABSTRACTION] for k in sorted(pools)]).numpy()
+    issue 21), from the first slice of the pools (n_abstraction trials per orthant,
+    fewer where a D > 2 pool is smaller): CCGP and parallelism score of (x1, x2) with
+    their standard errors over resampled trials (metrics.abstraction_metrics; NaN for
+    D > 2 or when a quadrant has no pool: in-distribution pools always have all four),
+    and disentanglement.network_metrics (DCI, MIG, CCGP / PS means, their null bands)
+    over the latents. Returns ({'ccgp', 'ps', 'ccgp_se', 'ps_se'}: arrays (2,) over
+    (x1, x2), {name: float})."""
+    H = torch.cat([pools[k][0][0, :n_abstraction] for k in sorted(pools)]).numpy()
+    X = torch.cat([pools[k][1][0, :n_abstraction] for k in sorted(pools)]).numpy()
     extra = disentanglement.network_metrics(H, X, seed=seed)
     if config['n_dim'] != 2 or len(pools) < 4:
-        return np.full(2, np.nan), np.full(2, np.nan), extra
-    scores = metrics.abstraction_metrics(H, X, seed=seed)
-    return (np.array([scores['ccgp_x1'], scores['ccgp_x2']]),
-            np.array([scores['ps_x1'], scores['ps_x2']]), extra)
+        return {key: np.full(2, np.nan) for key in ('ccgp', 'ps', 'ccgp_se', 'ps_se')}, extra
+    s = metrics.abstraction_metrics(H, X, seed=seed, n_boot=metrics.ABSTRACTION_BOOT)
+    scores = {key: np.array([s[f'{metric}_x1{end}'], s[f'{metric}_x2{end}']])
+              for metric in ('ccgp', 'ps') for key, end in ((metric, ''), (metric + '_se', '_se'))}
+    return scores, extra
 
 
 def state_conditioning(H, rtol=1e-10):

@@ -51,6 +51,7 @@ NOTEBOOK_SECONDS = 1
 N_TASKS = [2, 3, 6, 12, 24]  # task counts of every sweep unless a row says otherwise
 DURATIONS = [5, 10, 20, 30, 40]  # free-RT evaluation trial durations T (stimulus steps)
 DIMS = [2, 4, 6, 8, 10]  # latent dimensionalities D
+HIGHDIM_TASKS = [3, 6, 9, 12, 24]  # the release's task counts of its D sweep (Fig 5b), and 24
 NOISES = [1, 2, 3, 4, 6]  # training input noise n_sd_in
 CORRS = [0, 0.3, 0.5, 0.7, 0.9]  # latent correlations c
 
@@ -102,9 +103,16 @@ EXPERIMENTS = {
     # held out: each variable's positive half (D splits; holding out each of the 2^D orthants in
     # turn would cost 2^D decoders per network)
     # decoders not stored: at D = 10 they would be 3 MB of each result file (the angles are kept)
-    **{f'HighDim_D{D}': experiment({'task': 'LinearClassificationHighDim', 'n_dim': D},
+    # boundary_seed=0: one boundary set shared by every network of a (D, N_task) cell, as the
+    # committed results/HighDim_D<D>.npz were made
+    **{f'HighDim_D{D}': experiment({'task': 'LinearClassificationHighDim', 'n_dim': D, 'boundary_seed': 0},
                                    {'split_var': True, 'save_decoders': False},
                                    figures=('fig5b_S12',), sparsity=('S6',)) for D in DIMS},
+    # the release's design: each network its own boundaries (boundary_seed=None, from its seed) and
+    # its task counts {3, 6, 9, 12}, with 24 added; no figure reads them yet
+    **{f'HighDim5b_D{D}': experiment({'task': 'LinearClassificationHighDim', 'n_dim': D, 'boundary_seed': None},
+                                     {'split_var': True, 'save_decoders': False}, n_task=HIGHDIM_TASKS)
+       for D in DIMS},
     # n_sd_in = 2 and corr = 0 are the RNN sweep itself: evaluated from its folder, never trained twice
     **{f'Noise_{n}': experiment(*(() if n == 2 else ({'n_sd_in': n},)), networks='RNN' if n == 2 else None,
                                 figures=('fig5c',)) for n in NOISES},

@@ -40,6 +40,7 @@ n_test = 40  # test batches per fit
 split = None  # D > 2: hold out every split-th orthant (None: one orthant at a time up to 2^D)
 split_var = False  # D > 2: train on x_q < 0, test on x_q > 0, for each variable q
 timing = None  # evaluation timing (dict of ms); None: the network's training timing
+n_abstraction = 500  # trials per quadrant for CCGP and the parallelism score (as analyze.py's: CCGP rises with it); D > 2: at most that many per orthant for the disentanglement metrics
 seed = 0  # seed of the evaluation trials and decoder inits
 device = 'auto'  # 'auto', 'cpu' or 'cuda'
 n_threads = 1  # CPU threads for torch
@@ -49,6 +50,10 @@ overwrite = False  # replace result files made from other networks (default: ref
 # ------------------------------------------------------------------------
 import checks
 import configurator
+
+# at least what one trial run at once costs a paper-sized network (22 steps of inputs, encoder
+# layers and 64 rates, float32): the estimate that refuses an impossible n_abstraction up front
+_BYTES_PER_TRIAL = 22 * (3 + 100 + 100 + 40 + 64) * 4
 
 
 def check(hp):
@@ -61,6 +66,8 @@ def check(hp):
     checks.folder('results_dir', hp['results_dir'])
     for name in ('n_runs', 'n_fit', 'batch_sz', 'n_test', 'n_threads'):
         checks.positive_int(name, hp[name])
+    checks.int_at_least('n_abstraction', hp['n_abstraction'], 2)  # the classifiers need two trials per side
+    checks.fits_memory('n_abstraction', hp['n_abstraction'], 4 * hp['n_fit'] * hp['n_abstraction'] * _BYTES_PER_TRIAL)  # the pools of D = 2
     checks.non_negative_int('seed', hp['seed'])
     checks.positive('lr', hp['lr'])
     checks.dictionary('decoder_batches', hp['decoder_batches'])
@@ -84,6 +91,7 @@ import evaluation
 import metrics
 import plots
 import results
+import tasks
 
 
 # the disentanglement metrics summarised in the JSON (every key of network_metrics is in the .npz)
@@ -125,8 +133,10 @@ def generalize(hp):
     def measure(net, encoder, config, n_task):
         out = decoding.evaluate_network(net, encoder, config, hp, batches_for(hp, n_task),
                                         1000 * n_task + config['run'])
-        res = {key: out[key] for key in ('ccgp', 'ps', 'adam_gap', 'adam_fall', 'converged') if key in out}
+        res = {key: out[key] for key in ('ccgp', 'ps', 'ccgp_se', 'ps_se', 'adam_gap', 'adam_fall', 'converged')
+               if key in out}
         res.update({key: np.float64(value) for key, value in out['disentanglement'].items()})  # new keys (issue 21)
+        res['boundary_cond'] = np.float64(tasks.boundary_condition(config))  # NaN: no class boundaries
         for d, fit in out['fits'].items():  # under decoder='both', lstsq's arrays as lstsq_<key>
             pre = decoder_prefix(hp, d)
             res.update({pre + 'angles': metrics.decoder_angles(fit['W']),
@@ -141,7 +151,8 @@ def generalize(hp):
         both = hp['decoder'] == 'both'
         r2 = ', '.join(f"{np.mean(res[decoder_prefix(hp, d) + f'r_sq_{p}']):.3f} ({p}{', ' + d if both else ''})"
                        for d, p in written)
-        return f"r² mean {r2}, CCGP {np.mean(res['ccgp']):.2f}, PS {np.mean(res['ps']):.2f}"
+        return (f"r² mean {r2}, CCGP {np.mean(res['ccgp']):.3f} ± {np.max(res['ccgp_se']):.3f}, "
+                f"PS {np.mean(res['ps']):.3f} ± {np.max(res['ps_se']):.3f} (± its standard error)")
 
     arrays = sweep.evaluate(measure, describe, inspect=warn_unconverged)
     stems = dict(zip(order, sweep.stems))
@@ -158,14 +169,31 @@ def generalize(hp):
                                   **unconverged_summary(arrays, sweep.folders, sweep.n_tasks),
                                   r_sq=results.summarise(r_sq), r_sq_networks=results.network_summary(r_sq),
                                   angle=results.summarise(results.pair_angles(own['angles'])),
-                                  ccgp=results.summarise(arrays['ccgp']),
-                                  parallelism=results.summarise(arrays['ps']),
+                                  **abstraction_summary(arrays, hp['n_abstraction']),
+                                  # σ_min/σ_max of each network's class boundaries (LinearClassificationHighDim)
+                                  **({'boundary_cond': results.listed(arrays['boundary_cond'])}
+                                     if np.isfinite(arrays['boundary_cond']).any() else {}),
                                   disentanglement={key: results.summarise(arrays[key]) for key in _DISENTANGLEMENT
                                                    if key in arrays}))
         plot(hp['results_dir'], os.path.basename(stem))
         print(f"wrote {stem}.npz, .json and plots ({time.time() - sweep.t0:.0f} s)")
     sweep.finish()
     return stems[order[0]]
+
+
+def abstraction_summary(arrays, n_abstraction):
+    """The JSON's CCGP and parallelism score per task count: `ccgp` / `parallelism`,
+    the median and IQR over networks × (x1, x2); `<name>_networks`, the median over
+    networks of each network's mean over (x1, x2) with its bootstrap 95 % interval over
+    networks (results.network_summary); `<name>_se`, the median and IQR over networks
+    of one value's standard error over resampled trials (metrics.abstraction_metrics);
+    `abstraction_trials`, the trials per quadrant they were measured on."""
+    out = {'abstraction_trials': n_abstraction}
+    for name, key in (('ccgp', 'ccgp'), ('parallelism', 'ps')):
+        out[name] = results.summarise(arrays[key])
+        out[name + '_networks'] = results.network_summary(arrays[key])
+        out[name + '_se'] = results.summarise(arrays[key + '_se'])
+    return out
 
 
 def plotted_with(name):

@@ -322,11 +322,38 @@ def parallelism_score(H, X):
     return scores
 
 
-def abstraction_metrics(H, X, classifier=None, seed=0):
+ABSTRACTION_BOOT = 20  # resamples of the trials for the standard errors of CCGP and PS (as many as the nulls' draws)
+ABSTRACTION_Z = 1.96  # the reported interval is value ± ABSTRACTION_Z standard errors (95 %)
+
+
+def abstraction_metrics(H, X, classifier=None, seed=0, n_boot=0):
     """CCGP and parallelism score of both dichotomies of hidden states H (n, N), latents X (n, 2).
 
-    Returns {'ccgp_x1', 'ccgp_x2', 'ps_x1', 'ps_x2'} as floats.
+    Returns {'ccgp_x1', 'ccgp_x2', 'ps_x1', 'ps_x2'} as floats. With n_boot > 0, also
+    each one's standard error '<key>_se' and its 95 % interval '<key>_ci' ([value −
+    1.96 se, value + 1.96 se]). The standard error is the spread over the trials drawn:
+    the std over n_boot bootstrap resamples of the trials, drawn with replacement within
+    each quadrant (so every quadrant keeps its size), the classifiers refit on each.
+    It is not a correction for the sample size: CCGP rises with the trials per quadrant
+    (its classifiers learn the coding direction better), so values are comparable only
+    at one sample size (generalize.py's and analyze.py's n_abstraction).
     """
     c = ccgp(H, X, classifier=classifier, seed=seed)
     p = parallelism_score(H, X)
-    return {**{f"ccgp_{k}": v for k, v in c.items()}, **{f"ps_{k}": v for k, v in p.items()}}
+    out = {**{f"ccgp_{k}": v for k, v in c.items()}, **{f"ps_{k}": v for k, v in p.items()}}
+    if n_boot:
+        if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
+            raise ValueError(f"n_boot must be an integer >= 2 (or 0: no standard errors), got {n_boot!r}")
+        H, X = _to_numpy(H), _to_numpy(X)
+        quadrant = 2 * (X[:, 0] > 0) + (X[:, 1] > 0)
+        members = [np.flatnonzero(quadrant == q) for q in range(4)]
+        rng = np.random.default_rng([seed, 1])  # apart from ccgp's own subsampling stream
+        draws = []
+        for _ in range(n_boot):
+            idx = np.concatenate([rng.choice(m, m.size, replace=True) for m in members])
+            draws.append(abstraction_metrics(H[idx], X[idx], classifier=classifier, seed=seed))
+        for key in list(out):
+            se = float(np.std([d[key] for d in draws], ddof=1))
+            out[key + '_se'] = se
+            out[key + '_ci'] = [out[key] - ABSTRACTION_Z * se, out[key] + ABSTRACTION_Z * se]
+    return out

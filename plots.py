@@ -100,21 +100,29 @@ def plot_iqr(ax, xs, values, label=None, color=None, **style):
     return line
 
 
-def plot_networks(ax, xs, values, label=None, color=None, offset=0.0, **style):
+def plot_networks(ax, xs, values, label=None, color=None, offset=0.0, log_x=True, **style):
     """One dot per network (its mean over splits × fits) and the median over networks
-    with its bootstrap 95 % interval, at each x. `values` (len(xs), n_runs, ...);
-    `offset` shifts a curve sideways on the log axis so several stay readable;
-    `style`: line options (ls, marker, mfc)."""
-    xs = np.asarray(xs, dtype=float) * 1.08 ** offset
+    with its bootstrap 95 % interval, at each x. `values` (len(xs), n_runs, ...), NaN
+    for networks not there; `offset` shifts a curve sideways so several stay readable,
+    in steps of 8 % of x on a log x-axis (`log_x`), else of a tenth of the smallest gap
+    between the xs; `style`: line options (ls, marker, mfc)."""
+    xs = np.asarray(xs, dtype=float)
     nets = results.per_network(values)
+    spread = np.linspace(-1, 1, nets.shape[1]) if nets.shape[1] > 1 else np.zeros(1)
+    if log_x:
+        xs = xs * 1.08 ** offset
+        dots = xs[:, None] * 1.03 ** spread[None, :]
+    else:  # an x of 0 (a correlation) is shifted as well as any other
+        gaps = np.diff(np.unique(xs))
+        step = 0.1 * (gaps.min() if gaps.size else 1.0)
+        xs = xs + step * offset
+        dots = xs[:, None] + 0.375 * step * spread[None, :]
     summary = [results.bootstrap_median_ci(row) for row in nets]
     med = np.array([s[0] for s in summary])
     err = np.abs(np.array([[s[1] for s in summary], [s[2] for s in summary]]) - med)
     line = ax.errorbar(xs, med, yerr=err, **{'marker': 'o', 'ms': 4, **style}, capsize=2, label=label,
                        color=color)[0]
-    spread = 1.03 ** np.linspace(-1, 1, nets.shape[1]) if nets.shape[1] > 1 else np.ones(1)
-    ax.scatter((xs[:, None] * spread[None, :]).ravel(), nets.ravel(), s=6, alpha=0.45,
-               color=line.get_color(), lw=0)
+    ax.scatter(dots.ravel(), nets.ravel(), s=6, alpha=0.45, color=line.get_color(), lw=0)
     return line
 
 

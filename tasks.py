@@ -282,7 +282,8 @@ class LinearClassificationCorr(LinearClassificationCentOut):
 
 
 class LinearClassificationHighDim(LatentTask):
-    """x* ~ U(-.5,.5)^D; N labels: n_k . x* > 0, unit normals n_k drawn once from boundary_seed."""
+    """x* ~ U(-.5,.5)^D; N labels: n_k . x* > 0, unit normals n_k drawn once from boundary_seed
+    (from_config passes a network's own seed unless its configuration fixes one)."""
 
     def __init__(self, dt=100, timing=None, sigma=2, rule_vec=None, n_task=24, n_dim=2, boundary_seed=0):
         n_task = checks.positive_int("n_task", n_task)
@@ -646,16 +647,46 @@ def from_config(config, name=None, n_task=None, rule_vec=None, **overrides):
     kwargs = dict(dt=config["dt"], timing=dict(config["timing"]), sigma=sigma,
                   n_task=config["n_task"] if n_task is None else n_task, n_dim=config["n_dim"],
                   dist=config.get("dist", "gauss"), corr=config.get("corr", 0),
-                  ar_coef=config.get("autocorr", 0), thres=config.get("bound", 5),
-                  boundary_seed=config.get("boundary_seed", 0), rule_vec=rule_vec)
-    kwargs.update(overrides)
+                  ar_coef=config.get("autocorr", 0), thres=config.get("bound", 5), rule_vec=rule_vec)
     accepted = inspect.signature(cls.__init__).parameters
+    if "boundary_seed" in accepted:
+        kwargs["boundary_seed"] = boundary_seed(config)
+    kwargs.update(overrides)
     if config["n_dim"] != 2 and "n_dim" not in accepted:
         raise ValueError(f"task {name!r} is two-dimensional; for n_dim={config['n_dim']} "
                          "use LinearClassificationHighDim (training) or DenoiseQuadsHighDim")
     if kwargs["dist"] != "gauss" and "dist" not in accepted:
         raise ValueError(f"dist={kwargs['dist']!r} is only available for LinearClassificationCentOut")
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})
+
+
+def boundary_seed(config):
+    """The seed of a network's LinearClassificationHighDim boundaries: its configuration's
+    `boundary_seed`, or with None its own `member_seed` (each network its own boundaries,
+    as the paper's release drew fresh ones for every network). Runs saved before
+    boundary_seed existed were trained with 0 (runs.EARLIER_DEFAULTS)."""
+    seed = config.get("boundary_seed", 0)
+    if seed is not None:
+        return seed
+    if config.get("member_seed") is None:
+        raise ValueError("boundary_seed=None draws each network's boundaries from its own member_seed, "
+                         f"which this configuration ({config.get('name', 'unnamed')}) does not have")
+    return config["member_seed"]
+
+
+def boundary_condition(config):
+    """σ_min/σ_max of a network's class boundaries, the (n_task, D) matrix of the unit
+    normals of its LinearClassificationHighDim task: near 0 when the boundaries leave a
+    direction of x* nearly unprobed (0 with fewer tasks than D), 1 when they probe every
+    direction alike. NaN for a network without such a task."""
+    for env in training_envs(config):
+        if isinstance(env, LinearClassificationHighDim):
+            n_task, n_dim = env.normals.shape
+            if n_task < n_dim:
+                return 0.0
+            s = np.linalg.svd(env.normals, compute_uv=False)
+            return float(s[-1] / s[0])
+    return float("nan")
 
 
 def training_envs(config, n_task=None):
@@ -679,7 +710,7 @@ def decoding_env(config, quads=None, timing=None):
     DenoiseQuadsFreeRT (free-RT networks), with the training noise and the rule input
     of its first task family. `quads` restricts the quadrants / orthants (default all);
     `timing` replaces the training timing."""
-    trained = training_env(config)
+    trained = training_env(dict(config, boundary_seed=0))  # read for its rule input only, not its boundaries
     cfg = dict(config, task="DenoiseQuads", corr=0, autocorr=0, dist="gauss")
     if timing is not None:
         cfg["timing"] = timing

@@ -32,7 +32,7 @@ enc_out = 40  # encoder output features
 corr = 0.0  # non-zero: correlated latents (LinearClassificationCorr); a list trains one network per value
 autocorr = 0.0  # non-zero: AR(1) input noise with this coefficient (LinearClassificationAutocorr)
 dist = 'gauss'  # input noise distribution: 'gauss' or 'gumbel'
-boundary_seed = 0  # LinearClassificationHighDim: seed of its random class boundaries
+boundary_seed = None  # LinearClassificationHighDim's random class boundaries: None draws each network's from its own seed (member_seed; the release drew fresh ones per network), an int the same set for every network (runs saved before this option: 0)
 timing = {'fixation': 100, 'stimulus': 2000, 'delay': 0, 'decision': 100}  # period durations (ms)
 trial_num = 1  # trials concatenated per sequence
 CE_loss = True  # True: BCE with sigmoid readout; False: MSE with tanh readout
@@ -102,7 +102,8 @@ def check_config(config):
     if config['n_batch'] is not None:  # 0 is a budget like any other: the networks as initialised
         checks.non_negative_int('n_batch', config['n_batch'])
     checks.non_negative_int('run', config['run'])
-    checks.non_negative_int('boundary_seed', config['boundary_seed'])
+    if config['boundary_seed'] is not None:
+        checks.non_negative_int('boundary_seed', config['boundary_seed'])
     checks.non_negative_int('seed', config['seed'])
     if config['seed'] > _MAX_SEED:
         checks.fail('seed', config['seed'], f'a non-negative integer up to 2**63 - 1 = {_MAX_SEED}')
@@ -238,7 +239,8 @@ def check_tasks(config, n_tasks):
             raise ValueError(f'{tasks.FREE_RT_TASK} cannot be mixed with other task families')
     for variant in variants(config):
         for k in n_tasks:
-            tasks.training_envs(variant, k)  # the task classes check their own keywords
+            # the task classes check their own keywords (any member seed: boundaries are not checked)
+            tasks.training_envs(dict(variant, member_seed=0), k)
 
 
 def member_seeds(base_seed, n_task, run):
@@ -259,7 +261,7 @@ class Member:
         self.folder = os.path.join(config['out_dir'], self.name)
         self.config = {**config, 'n_task': n_task, 'run': run, 'member_seed': self.init_seed,
                        'name': self.name}
-        self.envs = tasks.training_envs(config, n_task)
+        self.envs = tasks.training_envs(self.config, n_task)  # with its member_seed: its own boundaries
         self.offsets = np.cumsum([0] + [env.n_out for env in self.envs]).tolist()
         self.n_out = self.offsets[-1]
         self.source = tasks.BatchSource(self.envs, config['batch_sz'], data_seed,

@@ -1,6 +1,7 @@
 """What the figure notebooks share beyond the library's plots and results modules:
 finding result files (and the commands that make a missing one), the OOD curves with
-their untrained baselines and a second decoder, and the sweep plots.
+their untrained baselines and a second decoder, and the sweep plots (per network, as
+the README's tables quote them).
 
 A notebook's setup is one line, `import figlib`: it puts the repo root on sys.path,
 so that the library (plots, results) imports after it."""
@@ -181,34 +182,52 @@ def _floor(ax):
     return min(0.0, bottom - (top - bottom))
 
 
-def plot_sweep(ax, files, key='r_sq', n_tasks=None, suffix='', style=None):
-    """One median + IQR curve per N_task of a quantity across files: `files` maps
-    the swept value (σ, D, T, correlation) to its loaded results. `n_tasks`: the task
-    counts to show (default: all present); `suffix` (of the legend entries) and
-    `style` (line options) tell a second decoder's curves from the first."""
+def plot_sweep(ax, files, key='r_sq', n_tasks=None, suffix='', style=None, side=0.0):
+    """One curve per N_task of a quantity across files (`files` maps the swept value
+    (σ, D, T, correlation) to its loaded results): a dot per network (its mean over
+    splits × fits) and the median over networks with its bootstrap 95 % interval, the
+    statistic the README's tables quote (results.network_summary). `n_tasks`: the task
+    counts to show (default: all present); `suffix` (of the legend entries), `style`
+    (line options) and `side` (a sideways shift, in curve steps) tell a second
+    decoder's curves from the first."""
     present = sorted(set().union(*(res['n_tasks'].tolist() for res in files.values())))
     colors = plots.task_colors(present)
     absent = [k for k in (n_tasks or []) if k not in present]
     if absent:  # a partial sweep: show what was evaluated
         print(f'note: n_task {absent} in none of the files; showing {[k for k in n_tasks if k in present]}')
-    for k in (present if n_tasks is None else n_tasks):
+    shown = [k for k in (present if n_tasks is None else n_tasks) if k in present]
+    step = min(1.0, 3 / max(len(shown) - 1, 1))  # sideways, as plots.compare: at most ±1.5 steps
+    for i, k in enumerate(shown):
         xs, values = [], []
         for x in sorted(files):
             ks = files[x]['n_tasks'].tolist()
             if k in ks:
                 xs.append(x)
                 values.append(plots.quantity(files[x], key)[ks.index(k)])
-        if xs:
-            plots.plot_iqr(ax, xs, values, label=f'{k} tasks{suffix}', color=colors.get(k), **(style or {}))
-            plots.print_summary(f'{k} tasks{suffix} {key}', xs, values)
+        nets = networks(values)
+        plots.plot_networks(ax, xs, nets, label=f'{k} tasks{suffix}', color=colors[k],
+                            offset=step * (i - (len(shown) - 1) / 2 + side), log_x=False, **(style or {}))
+        plots.print_summary(f'{k} tasks{suffix} {key}', xs, nets)
     plots.legend(ax)
+
+
+def networks(values):
+    """The value of each network (its mean over splits × fits, results.per_network) at
+    each of a sweep's conditions: `values` a list of (n_runs, ...) arrays, one per
+    condition, whose runs and repeats may differ in number (D held-out splits at D);
+    an array (conditions, most runs), NaN where a condition has fewer runs."""
+    rows = [results.per_network(np.asarray(v, dtype=float)[None])[0] for v in values]
+    table = np.full((len(rows), max((r.size for r in rows), default=0)), np.nan)
+    for i, row in enumerate(rows):
+        table[i, :row.size] = row
+    return table
 
 
 def plot_ood_sweep(ax, results_dir, labels, protocol, decoder='adam', n_tasks=None):
     """OOD r² across a sweep's conditions (`labels`: {swept value: label}): a curve per
-    N_task for each decoder of `decoder` (the lstsq ones dotted), and the untrained
-    baseline of each condition (<label>_untrained) where its file exists, a grey dashed
-    band. Returns the main decoder's files {swept value: results}; FileNotFoundError
+    N_task (plot_sweep: per-network dots, their median and its interval) for each
+    decoder of `decoder` (the lstsq ones dotted), and the untrained baseline of each
+    condition (<label>_untrained) where its file exists, a grey dashed band. Returns the main decoder's files {swept value: results}; FileNotFoundError
     when it has none."""
     used = decoders(decoder)
     main = load_sweep(results_dir, {x: ood(label, protocol, used[0]) for x, label in labels.items()})
@@ -217,7 +236,7 @@ def plot_ood_sweep(ax, results_dir, labels, protocol, decoder='adam', n_tasks=No
         second = {x: optional(results_dir, ood(label, protocol, 'lstsq')) for x, label in labels.items()}
         second = {x: res for x, res in second.items() if res is not None}
         if second:
-            plot_sweep(ax, second, n_tasks=n_tasks, suffix=_second('lstsq'), style=SECOND)
+            plot_sweep(ax, second, n_tasks=n_tasks, suffix=_second('lstsq'), style=SECOND, side=0.5)
     floor = _floor(ax)
     for d in used:
         found = {x: optional(results_dir, ood(label, protocol, d, untrained=True)) for x, label in labels.items()}

@@ -128,6 +128,10 @@ def test_analyze_rnn_writes_every_file(rnn_folder):
     units = summary['disentanglement']  # issue 21: the steady-state units scored as a code
     assert units['n_units'] == 16 and 0 <= units['dci_d'] <= 1 and 0 <= units['mig'] <= 1
     assert units['mig_null_lo'] <= units['mig_null_hi']
+    for key in ('ccgp_x1', 'ccgp_x2', 'ps_x1', 'ps_x2'):  # each with its standard error and 95 % interval
+        low, high = summary[key + '_ci']
+        assert summary[key + '_se'] >= 0 and low <= summary[key] <= high
+    assert summary['abstraction_trials'] == summary['hyperparameters']['n_abstraction'] == 500
     enc = load(rnn_folder, 'encoder.npz')
     assert enc['features'].shape == (21 * 21, 40) and enc['projection'].shape == (21 * 21, 3)
     assert 0 < enc['explained_variance_ratio'].sum() <= 1 + 1e-9
@@ -175,16 +179,29 @@ def test_analyze_rnn_rate_maps_and_trajectories(rnn_folder, nets):
     assert len(data['points']) == len(tr['fixed_points'])
 
 
-def test_analyze_lstm(nets, tmp_path):
+def test_analyze_lstm(nets, tmp_path, monkeypatch):
     hp = hp_of(analyze, runs_dir=nets, select={'network': 'LSTM'}, out_dir=str(tmp_path), device='cpu',
-               **{**FAST_FP, 'max_iters': 2000})  # the LSTM's slow cell state needs more steps
+               n_abstraction=80, **{**FAST_FP, 'max_iters': 2000})  # the LSTM's slow cell state needs more steps
+    seen, measure = [], analyze.metrics.abstraction_metrics
+    monkeypatch.setattr(analyze.metrics, 'abstraction_metrics',
+                        lambda H, X, **k: seen.append((X, k)) or measure(H, X, **k))
     summary = analyze.analyze(hp)
+    (X, options), = [(X, k) for X, k in seen if 'n_boot' in k]  # CCGP / PS on n_abstraction trials per quadrant
+    assert np.bincount(2 * (X[:, 0] > 0) + (X[:, 1] > 0)).tolist() == [80] * 4 and summary['abstraction_trials'] == 80
     fp = load(os.path.join(tmp_path, os.listdir(tmp_path)[0]), 'fixed_points.npz')
     P = summary['n_fixed_points']
     assert P >= 1 and fp['points'].shape == (P, 32) and fp['eigvals'].shape == (P, 32)  # state (h, c)
     assert np.all(fp['q'] < 1e-6)
     rm = load(os.path.join(tmp_path, os.listdir(tmp_path)[0]), 'rate_maps.npz')
     assert rm['rate_maps'].shape == (8, 8, 16) and np.abs(rm['rate_maps']).max() <= 1  # h = o·tanh(c)
+
+
+def test_per_quadrant_draws_exactly_n_trials_in_each_quadrant():
+    env = tasks.decoding_env(train.defaults())
+    trials = analyze.per_quadrant(env, 300, np.random.default_rng(0))
+    quadrant = 2 * (trials['stim'][:, 0] > 0) + (trials['stim'][:, 1] > 0)
+    assert np.bincount(quadrant).tolist() == [300] * 4
+    assert all(len(v) == 1200 for v in trials.values())  # every array of the trials, aligned
 
 
 def test_bad_selections(nets, tmp_path):

@@ -74,7 +74,7 @@ class SampleMean(torch.nn.Module):
 
 
 HP = dict(out_of_distribution=True, split=None, split_var=False, protocol='correct', timing=None,
-          n_fit=2, batch_sz=16, n_test=40, decoder='lstsq', lr=3e-3, seed=0)
+          n_fit=2, batch_sz=16, n_test=40, decoder='lstsq', lr=3e-3, seed=0, n_abstraction=500)
 
 
 def test_a_perfect_network_reaches_the_ceiling_under_both_protocols():
@@ -85,6 +85,21 @@ def test_a_perfect_network_reaches_the_ceiling_under_both_protocols():
         assert r2.shape == (4, 2) and out['W'].shape == (4, 2, 2, 2)
         assert abs(r2.mean() - 0.975) < 0.01  # SPEC §7: the ceiling for σ = 0.2, T = 20
         assert np.all(out['ccgp'] > 0.95) and np.all(out['ps'] > 0.95)
+
+
+def test_the_abstraction_metrics_use_n_abstraction_trials_per_quadrant(monkeypatch):
+    config = dict(train.defaults(), encode=False)
+    seen, measure = [], metrics.abstraction_metrics
+    monkeypatch.setattr(metrics, 'abstraction_metrics', lambda H, X, **k: seen.append((X, k)) or measure(H, X, **k))
+    # 300 batches: pools of 1600 trials per quadrant; 10 batches: 54, fewer than asked for, so the pools grow
+    for batches, n in ((300, 150), (10, 120)):
+        seen.clear()
+        out = decoding.evaluate_network(SampleMean(), None, config, dict(HP, n_abstraction=n), batches, 0)
+        (X, options), = [(X, k) for X, k in seen if 'n_boot' in k]  # the metric itself (the nulls have none)
+        quadrant = 2 * (X[:, 0] > 0) + (X[:, 1] > 0)
+        assert np.bincount(quadrant).tolist() == [n] * 4 and options['n_boot'] == metrics.ABSTRACTION_BOOT
+        assert all(len(X) == 4 * n for X, _ in seen)  # the disentanglement metrics and nulls: the same trials
+        assert out['ccgp_se'].shape == out['ps_se'].shape == (2,) and np.all(out['ccgp_se'] >= 0)
 
 
 def test_a_quadrant_dependent_code_generalizes_worse_only_under_the_correct_protocol():

@@ -406,15 +406,45 @@ def test_sweeps_draw_the_baseline_of_each_condition(tmp_path):
         generalize_file(tmp_path / f'HighDim_D{D}.npz', rng, n_dim=D, n_split=D)
     fig, ax = plots.subplots()
     files = figlib.plot_ood_sweep(ax, tmp_path, {D: f'HighDim_D{D}' for D in (2, 4, 6)}, 'correct')
-    assert sorted(files) == [2, 4, 6] and 'untrained' not in legend_texts(fig) and not ax.collections[5:]
+    assert sorted(files) == [2, 4, 6] and 'untrained' not in legend_texts(fig) + labels_of(ax)
     untrained_file(tmp_path / 'HighDim_D2_untrained.npz', 0.5)
     untrained_file(tmp_path / 'HighDim_D6_untrained.npz', 0.3)  # D = 4 missing: the baseline skips it
     fig, ax = plots.subplots()
     figlib.plot_ood_sweep(ax, tmp_path, {D: f'HighDim_D{D}' for D in (2, 4, 6)}, 'correct')
     line, = [line for line in ax.lines if line.get_label() == 'untrained']
     assert list(line.get_xdata()) == [2, 6] and np.allclose(line.get_ydata(), [0.5, 0.3], atol=0.02)
-    assert len(ax.collections) == 5 + 1  # a band per task count, and the baseline's
+    assert len(ax.collections) == 5 * 2 + 1  # error bars and dots per task count, and the baseline's band
     assert 'untrained' in legend_texts(fig)
+
+
+def test_sweep_images_plot_the_per_network_median_the_tables_quote(tmp_path, capsys):
+    # skewed repeats: each network's mean is not its median, so the pooled median (what the
+    # sweep images drew before) differs from the median over networks of their means
+    rng = np.random.default_rng(5)
+    made = {}
+    for D, n_runs in ((2, 5), (4, 3)):  # conditions with different numbers of networks
+        r_sq = 0.9 - rng.exponential(0.2, (len(N_TASKS), n_runs, D, 3))
+        r_sq[1, 0] = np.nan  # a network not evaluated at 3 tasks
+        results.save_results(str(tmp_path / f'HighDim_D{D}.npz'), r_sq=r_sq, n_tasks=np.array(N_TASKS))
+        made[D] = r_sq
+    fig, ax = plots.subplots()
+    figlib.plot_ood_sweep(ax, tmp_path, {2: 'HighDim_D2', 4: 'HighDim_D4'}, 'correct')
+    printed = capsys.readouterr().out
+    curves = {c.get_label(): c for c in ax.containers}
+    for i, k in enumerate(N_TASKS):
+        line = curves[f'{k} tasks'].lines[0]
+        quoted = [results.network_summary(made[D])['median'][i] for D in (2, 4)]
+        assert np.allclose(line.get_ydata(), quoted)
+        pooled = results.quantile_rows([made[D][i] for D in (2, 4)])[0]
+        assert not np.allclose(line.get_ydata(), pooled)  # the test tells the two statistics apart
+        # the interval is the bootstrap interval of that median
+        summary = results.network_summary(made[2])
+        low, high = curves[f'{k} tasks'].lines[2][0].get_segments()[0][:, 1]
+        assert np.isclose(low, summary['ci_low'][i]) and np.isclose(high, summary['ci_high'][i])
+        assert f'{k} tasks r_sq (median over networks [95 % CI]): 2: {quoted[0]:.3f}' in printed
+    dots = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections if len(c.get_offsets()) > 2])
+    nets = np.concatenate([results.per_network(made[D]).ravel() for D in (2, 4)])
+    assert np.allclose(np.sort(dots[np.isfinite(dots)]), np.sort(nets[np.isfinite(nets)]))  # a dot per network
 
 
 def legend_texts(fig):
@@ -439,5 +469,5 @@ def test_every_ood_notebook_draws_the_baselines_and_both_decoders(data, tmp_path
     baselines = [line for line in printed.out.splitlines() if 'untrained r_sq (median [IQR])' in line]
     assert len(baselines) >= len(notebooks)  # each notebook drew at least one
     assert 'tasks, lstsq r_sq' in printed.out and 'RNN, lstsq' not in printed.err
-    assert run_notebooks.main(['fig3b', '--decoder=lsq', f'--results_dir={results_dir}', f'--out_dir={out}']) == 1
+    assert run_notebooks.main(['fig3b', '--decoder=lsq', f'--results_dir={results_dir}', f'--out_dir={out}']) == 2
     assert "decoder='lsq' is not allowed" in capsys.readouterr().err

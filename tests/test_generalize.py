@@ -1,4 +1,5 @@
 """generalize.py: the OOD protocol on tiny trained networks, result files, paper checkpoints."""
+import glob
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import decoding
 import generalize
 import metrics
 import results
+import tasks
 import train
 from configurator import hyperparameters
 
@@ -68,6 +70,34 @@ def test_results_files_have_documented_keys_and_shapes(runs, tmp_path):
     assert np.allclose(res['ccgp_mean'], res['ccgp'].mean(-1), atol=0.02)
     assert np.all(res['n_units'] == 16) and np.all(res['n_silent'] < 16)  # units in all, of which silent
     assert len(summary['disentanglement']['dci_d']['median']) == 2
+    # CCGP and PS with their standard errors over resampled trials, and the interval over networks
+    assert res['ccgp_se'].shape == res['ps_se'].shape == (2, 2, 2) and np.all(res['ccgp_se'] >= 0)
+    assert summary['abstraction_trials'] == 500 and len(summary['ccgp_se']['median']) == 2
+    for name in ('ccgp_networks', 'parallelism_networks'):
+        row = summary[name]
+        assert all(low <= m <= high for m, low, high in zip(row['median'], row['ci_low'], row['ci_high']))
+    assert summary['ccgp_networks'] == results.network_summary(res['ccgp'])
+    assert np.isnan(res['boundary_cond']).all() and 'boundary_cond' not in summary  # no class boundaries here
+
+
+def test_the_condition_number_of_each_networks_boundaries_is_recorded(tmp_path):
+    nets = tmp_path / 'nets'
+    train.train(dict(train.defaults(), task='LinearClassificationHighDim', n_dim=3, n_task=[2, 5], runs=2, n_neu=16,
+                     timing=SHORT, n_batch=5, device='cpu', out_dir=str(nets)))
+    generalize.generalize(settings(str(nets), tmp_path, n_tasks=[2, 5], split_var=True, n_fit=1,
+                                   decoder_batches={2: 10, 5: 10}))
+    res = results.load_results(str(tmp_path), 'tiny_lstsq')
+    direct = np.zeros((2, 2))  # 2 tasks in 3 dimensions: one direction unprobed, σ_min = 0
+    for j in range(2):
+        with open(glob.glob(str(nets / f'*nTask5_run{j}' / 'config.json'))[0]) as f:
+            seed = json.load(f)['member_seed']
+        normals = tasks.LinearClassificationHighDim(n_task=5, n_dim=3, boundary_seed=seed).normals
+        s = np.linalg.svd(normals, compute_uv=False)
+        direct[1, j] = s.min() / s.max()
+    np.testing.assert_allclose(res['boundary_cond'], direct)
+    assert 0 < direct[1].min() and direct[1, 0] != direct[1, 1]  # each network its own boundaries
+    summary = json.load(open(tmp_path / 'tiny_lstsq.json'))
+    np.testing.assert_allclose(summary['boundary_cond'], direct)
 
 
 def test_without_decoders_the_same_numbers_and_no_dec_key(runs, tmp_path):

@@ -282,6 +282,25 @@ def test_abstraction_disentangled_vs_entangled():
         assert bad[f"ccgp_{d}"] < 0.3 and bad[f"ps_{d}"] < 0.4
 
 
+def test_abstraction_standard_errors_bracket_the_value_and_shrink_with_the_trials():
+    rng = np.random.default_rng(13)
+    spread = {}
+    for n in (200, 2000):  # 50 and 500 trials per quadrant
+        X, disentangled, _ = abstraction_data(rng, n=n, noise=1.5)  # noisy: CCGP and PS well below 1
+        out = metrics.abstraction_metrics(disentangled, X, seed=1, n_boot=metrics.ABSTRACTION_BOOT)
+        plain = metrics.abstraction_metrics(disentangled, X, seed=1)
+        for key, value in plain.items():
+            assert out[key] == value  # the bootstrap leaves the values as they are
+            low, high = out[key + '_ci']
+            assert out[key + '_se'] > 0 and low < value < high
+            assert high - low == pytest.approx(2 * metrics.ABSTRACTION_Z * out[key + '_se'])
+        spread[n] = np.mean([out[k] for k in out if k.endswith('_se')])
+    assert spread[2000] < spread[200] / 2  # ten times the trials: about a third of the spread
+    assert out == metrics.abstraction_metrics(disentangled, X, seed=1, n_boot=metrics.ABSTRACTION_BOOT)  # seeded
+    with pytest.raises(ValueError, match="n_boot must be an integer >= 2"):
+        metrics.abstraction_metrics(disentangled, X, n_boot=1)
+
+
 def test_random_quadrant_centroids_are_not_parallel():
     """Each quadrant its own random centroid in 200 units: coding vectors are nearly
     orthogonal, so PS is near 0 (the max of two cosines of independent vectors)."""

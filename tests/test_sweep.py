@@ -250,8 +250,13 @@ def test_network_states_and_the_train_calls_they_need(tmp_path):
 def test_dry_run_all_lists_every_figures_work(tmp_path):
     out = sweep(tmp_path, 'all', '--dry_run=True', f'--protocols={PROTOCOLS}', check=0).out
     assert not os.listdir(tmp_path)  # nothing made
+    read = {label for figure in experiments.FIGURES for _, label, _ in experiments.reads(figure)}
+    assert {label for label in experiments.EXPERIMENTS if label not in read} == {f'HighDim5b_D{D}' for D in experiments.DIMS}
     for label, row in experiments.EXPERIMENTS.items():
         src = experiments.source(label)
+        if label not in read:  # read by no figure yet: not part of `all`, made by its recipe
+            assert f'--out_dir=trained_networks/{label} ' not in out and 'generalize.py' in experiments.recipe(label)
+            continue
         evaluations = [line for line in out.splitlines() if f'--runs_dir=trained_networks/{src} ' in line]
         ours = [line for line in evaluations if f'--label={label} ' in line]
         if row['figures']:

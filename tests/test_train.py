@@ -169,6 +169,33 @@ def sparse_init(config):
     return float((net.rec_to_rec.weight == 0).float().mean())
 
 
+def test_each_network_draws_its_own_boundaries_unless_boundary_seed_fixes_them(tmp_path):
+    high_dim = train.tasks.LinearClassificationHighDim
+    for seed in (None, 0):
+        config = tiny(tmp_path, task='LinearClassificationHighDim', n_dim=3, runs=2, n_batch=2, boundary_seed=seed,
+                      out_dir=str(tmp_path / f'seed{seed}'))
+        saved = [runs.load_config(folder) for folder in train.train(config)]
+        read = [train.tasks.training_env(c).normals for c in saved]  # what an evaluation reads back
+        trained = [train.Member(config, 'x', 4, run).envs[0].normals for run in (0, 1)]  # what training drew
+        np.testing.assert_array_equal(read, trained)
+        if seed is None:  # each its own, from its member seed
+            assert not np.allclose(read[0], read[1]) and saved[0]['boundary_seed'] is None
+            for c, normals in zip(saved, read):
+                np.testing.assert_array_equal(normals, high_dim(n_task=4, n_dim=3, boundary_seed=c['member_seed']).normals)
+        else:  # one set for every network
+            for normals in read:
+                np.testing.assert_array_equal(normals, high_dim(n_task=4, n_dim=3, boundary_seed=0).normals)
+    # a run saved before boundary_seed existed was trained with 0
+    path = os.path.join(os.path.dirname(glob.glob(str(tmp_path / 'seedNone' / '*' / 'config.json'))[0]), 'config.json')
+    with open(path) as f:
+        old = {k: v for k, v in json.load(f).items() if k != 'boundary_seed'}
+    with open(path, 'w') as f:
+        json.dump(old, f)
+    assert train.tasks.boundary_seed(runs.load_config(os.path.dirname(path))) == 0
+    with pytest.raises(ValueError, match="boundary_seed=None draws each network's boundaries from its own member_seed"):
+        train.tasks.training_env(dict(config, boundary_seed=None))  # a configuration of no network
+
+
 OPTIONS = {  # name: (overrides, what the training step must show)
     'multiply': (dict(task='MultiplyClassificationFull', n_task=8),
                  lambda s, c: type(s['env']).__name__ == 'MultiplyClassificationFull' and s['logits'].shape[-1] == 8),
