@@ -1,6 +1,7 @@
 """The one plot style, figure saving, and the plot elements that scripts and figure
 notebooks share (curves vs the number of tasks, per-network dots, rate maps).
 Headless: figures are drawn off-screen and saved as PNG (and PDF)."""
+import io
 import os
 import textwrap
 
@@ -40,9 +41,10 @@ def save_figure(fig, path, pdf=True):
     # them, or the PC3 label and a legend beside the axes are cut off
     extra = [artist for ax in fig.axes if ax.name == '3d'
              for artist in (ax.xaxis.label, ax.yaxis.label, ax.zaxis.label, ax.get_legend()) if artist]
-    fig.savefig(base + '.png', bbox_extra_artists=extra or None)
-    if pdf:
-        fig.savefig(base + '.pdf', bbox_extra_artists=extra or None)
+    for fmt in ('png', 'pdf') if pdf else ('png',):  # rendered in memory, then written by the one atomic writer
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, bbox_extra_artists=extra or None)
+        results.save(f'{base}.{fmt}', buffer.getvalue())
     plt.close(fig)
     return base + '.png'
 

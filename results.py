@@ -98,10 +98,12 @@ def _reason(error):
 def save(path, data):
     """Write one output file atomically (through checkpoints' temporary file and rename,
     so a crash never leaves a truncated file): a dict of arrays as .npz, a str as text,
-    anything else as JSON."""
+    bytes as they are (a rendered figure), anything else as JSON."""
     import checkpoints  # here, not at the top: reading results (notebooks, sweep planning) needs no torch
     if path.endswith('.npz'):
         checkpoints._atomic(path, lambda f: np.savez(f, **data))
+    elif isinstance(data, bytes):
+        checkpoints._atomic(path, lambda f: f.write(data))
     elif isinstance(data, str):
         checkpoints._atomic(path, lambda f: f.write(data.encode()))
     else:
