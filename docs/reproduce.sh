@@ -30,12 +30,54 @@ done
 python generalize.py --runs_dir=trained_networks_2e4/RNN --n_runs=10 --label=RNN_2e4 --protocol=both
 python sparsity.py --runs_dir=trained_networks_2e4/RNN --n_runs=10 --label=RNN_2e4
 
+# 4b. Session 16: Figure 3a re-evaluated with Adam and least squares on the same trials (the
+# disentanglement metrics come with it; the Adam files reproduce the committed ones bit for bit)
+python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,3,6,12,24] --n_runs=10 --label=RNN --protocol=both --decoder=both
+python analyze.py --path=trained_networks/RNN/nTask24_run0            # + the steady-state units' metrics
+# Figure 5a, one network set per T (the release's timing), the no-absorption control, the 1e5 check at T = 5
+for T in 5 10 20 30 40; do
+  tm="{'fixation':0,'stimulus':$((100*T)),'delay':0,'decision':0}"
+  python train.py --task=LinearClassificationBound --CE_loss=False --timing="$tm" --n_task=24 --runs=5 --n_batch=20000 --out_dir=trained_networks/FreeRT5a_T$T
+  python generalize.py --runs_dir=trained_networks/FreeRT5a_T$T --n_tasks=[24] --n_runs=5 --decoder=both --protocol=both --label=FreeRT5a_T$T
+done
+for T in 10 20 40; do
+  tm="{'fixation':0,'stimulus':$((100*T)),'delay':0,'decision':0}"
+  python train.py --task=LinearClassificationBound --CE_loss=False --bound=1000.0 --timing="$tm" --n_task=24 --runs=5 --n_batch=20000 --out_dir=trained_networks/FreeRT5a_nobound_T$T
+  python generalize.py --runs_dir=trained_networks/FreeRT5a_nobound_T$T --n_tasks=[24] --n_runs=5 --decoder=both --protocol=both --label=FreeRT5a_nobound_T$T
+  python train.py --task=LinearClassificationBound --CE_loss=False --timing="$tm" --n_task=24 --runs=5 --n_batch=0 --out_dir=trained_networks/FreeRT5a_T${T}_untrained
+  python generalize.py --runs_dir=trained_networks/FreeRT5a_T${T}_untrained --n_tasks=[24] --n_runs=5 --decoder=both --protocol=both --label=FreeRT5a_T${T}_untrained
+done
+python train.py --task=LinearClassificationBound --CE_loss=False --timing="{'fixation':0,'stimulus':500,'delay':0,'decision':0}" --n_task=24 --runs=5 --out_dir=trained_networks/FreeRT5a_1e5_T5
+python generalize.py --runs_dir=trained_networks/FreeRT5a_1e5_T5 --n_tasks=[24] --n_runs=5 --decoder=both --protocol=both --label=FreeRT5a_1e5_T5
+# The untrained baselines (docs/baseline.md): 5 networks at N_task 2 and 24 (at 24 for the D and sigma sweeps)
+base() { label=$1 nt=$2; shift 2; python train.py --n_batch=0 --n_task=$nt --runs=5 --out_dir=trained_networks/${label}_untrained "$@"; }
+ev() { label=$1 nt=$2; shift 2; python generalize.py --runs_dir=trained_networks/${label}_untrained --n_tasks=$nt --n_runs=5 --decoder=both --protocol=both --label=${label}_untrained "$@"; }
+base RNN [2,24]; ev RNN [2,24]
+base LSTM [2,24] --network=LSTM; ev LSTM [2,24] --select="{'network': 'LSTM'}"
+base RNN_NoLeak [2,24] --leaky=False; ev RNN_NoLeak [2,24] --select="{'leaky': False}"
+base gpt-2 [2,24] --network=gpt-2; ev gpt-2 [2,24] --select="{'network': 'gpt-2'}"
+base Quad [2,24] --activ_enc=Quad; ev Quad [2,24] --select="{'activ_enc': 'Quad'}"
+for D in 2 4 6 8 10; do
+  base HighDim_D$D [24] --task=LinearClassificationHighDim --n_dim=$D
+  ev HighDim_D$D [24] --select="{'task': 'LinearClassificationHighDim'}" --split_var=True --save_decoders=False
+done
+for n in 1 3 4 6; do base Noise_$n [24] --n_sd_in=$n; ev Noise_$n [24] --select="{'n_sd_in': $n}"; done
+python -c "import results; print('\n'.join(results.baseline_report()))"   # the table of docs/baseline.md
+python -c "import train, linearity; c = train.defaults(); linearity.main(c, [train.member_seeds(c['seed'], 24, r)[0] for r in range(3)])"
+# Figure 4 quantified: a GPT-2 network with Figure 4's seed, trained alone (not bit-identical to the sweep's)
+python train.py --network=gpt-2 --n_task=24 --run=0 --runs=1 --out_dir=trained_networks/gpt-2_alone
+python analyze_transformer.py --runs_dir=trained_networks/gpt-2_alone --out_dir=analysis_alone
+
 # 5. Every figure from the result files (Figures/out/), and the copies the README and docs/ show (docs/figures/)
 python Figures/run_notebooks.py
 python Figures/run_notebooks.py fig3b fig3c fig5a fig5b_S12 fig5c S1 S3b S5c --protocol=paper --out_dir=Figures/out/paper
+python Figures/run_notebooks.py fig3a fig3b S1 fig5a fig5b_S12 fig5c --decoder=both --out_dir=Figures/out/both   # the OOD images of docs/figures
+python Figures/run_notebooks.py fig3b S1 fig5a fig5b_S12 fig5c --decoder=both --protocol=paper --out_dir=Figures/out/both/paper
 python Figures/run_notebooks.py S5c --labels="{'RNN_2e4': 'fixed RT', 'FreeRT': 'free RT'}" --out_dir=Figures/out/2e4
 python Figures/run_notebooks.py fig3b --labels="{'RNN': 'RNN', 'RNN_2e4': 'RNN'}" --out_dir=Figures/out/2e4
 python Figures/run_notebooks.py S6 --labels="{'RNN': 'RNN', 'RNN_2e4': 'RNN'}" --out_dir=Figures/out/2e4
 cp Figures/out/*.png docs/figures/
 for f in S5c fig3b S6a; do cp Figures/out/2e4/$f.png docs/figures/${f}_2e4.png; done
 for f in Figures/out/paper/*.png; do cp "$f" "docs/figures/$(basename "$f" .png)_paper.png"; done
+cp Figures/out/both/*.png docs/figures/
+for f in Figures/out/both/paper/*.png; do cp "$f" "docs/figures/$(basename "$f" .png)_paper.png"; done
