@@ -300,6 +300,8 @@ def _check_one_condition(configs, select):
     for key in keys:
         counts = {}
         for config in configs.values():
+            if not runs.reads_setting(config, key):  # e.g. the boundaries of a task that has none
+                continue
             text = repr(config[key]) if key in config else '(not set)'
             counts[text] = counts.get(text, 0) + 1
         if len(counts) > 1:

@@ -234,12 +234,15 @@ def expected_config(label, train_overrides=None, n_batch=None):
 def differences(config, expected):
     """{name: (found, expected)} for the settings in which a saved config differs; a
     hyperparameter the network was trained without counts as the value such runs were
-    trained with (runs.EARLIER_DEFAULTS), or as a difference when there is none."""
+    trained with (runs.EARLIER_DEFAULTS), or as a difference when there is none. A
+    setting the network's tasks do not read (runs.TASK_SETTINGS) is never a difference."""
     missing = object()
     config = {**runs.EARLIER_DEFAULTS, **config}
     diff = {}
     for name, want in expected.items():
         if name in runs.SWEEP_KEYS or name in runs.BOOKKEEPING:
+            continue
+        if not runs.reads_setting(config, name):
             continue
         got = config.get(name, missing)
         if got is missing or got != want:

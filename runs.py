@@ -33,6 +33,16 @@ SWEEP_KEYS = frozenset({'n_task', 'run', 'runs', 'seed', 'member_seed', 'name'})
 NAME_SKIP = BOOKKEEPING | {'n_task', 'run', 'runs'}
 # hyperparameters added after runs were saved, with the value those runs were trained with
 EARLIER_DEFAULTS = {'loss': 'logits', 'dropout': 0.1, 'enc_hidden': 100, 'enc_out': 40, 'boundary_seed': 0}
+# settings only some tasks read: networks of the other tasks never differ in them
+TASK_SETTINGS = {'boundary_seed': ('LinearClassificationHighDim',)}
+
+
+def reads_setting(config, name):
+    """Whether a network with this config reads hyperparameter `name` (TASK_SETTINGS)."""
+    if name not in TASK_SETTINGS:
+        return True
+    task = config.get('task')
+    return bool((set(task) if isinstance(task, (list, tuple)) else {task}) & set(TASK_SETTINGS[name]))
 # train.py's training budget (n_batch) when none is given, per network type
 DEFAULT_BATCHES = {'RNN': 100_000, 'LSTM': 100_000, 'gpt-2': 20_000}
 

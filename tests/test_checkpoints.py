@@ -382,3 +382,18 @@ def test_release_gpt_without_heads_or_with_positions_is_named(tmp_path):
     torch.save({'state_dict': state}, tmp_path / 'SL8gpt-2nHead2nTask4.pth', _use_new_zipfile_serialization=False)
     with pytest.raises(ValueError, match='position embeddings are not zero'):
         checkpoints.load_network(str(tmp_path / 'SL8gpt-2nHead2nTask4.pth'))
+
+
+def test_runs_saved_before_boundary_seed_pool_with_new_ones_of_a_task_without_boundaries(tmp_path):
+    """A fixed-RT RNN saved before boundary_seed existed (read as 0) and one saved now
+    (None) are one condition: only LinearClassificationHighDim reads boundary_seed."""
+    old, new = fake_run(tmp_path, 2, 0), fake_run(tmp_path, 2, 1)
+    config = json.load(open(os.path.join(old, 'config.json')))
+    config.pop('boundary_seed', None)
+    checkpoints.save_json(config, os.path.join(old, 'config.json'))
+    config = json.load(open(os.path.join(new, 'config.json')))
+    checkpoints.save_json({**config, 'boundary_seed': None}, os.path.join(new, 'config.json'))
+    folders, _, broken = checkpoints.find_sweep(str(tmp_path), {}, [2], 2)
+    assert folders == {2: [old, new]} and not broken
+    assert not runs.reads_setting({'task': 'LinearClassificationCentOut'}, 'boundary_seed')
+    assert runs.reads_setting({'task': ['LinearClassificationHighDim']}, 'boundary_seed')

@@ -597,3 +597,14 @@ def test_killed_sweep_resumes_a_failed_step_is_reported_and_reruns_do_only_what_
     assert len(ran) == 1 and '--out_of_distribution=False' in ran[0]
     assert os.path.exists(tmp_path / 'results' / 'RNN_ID.npz')
     assert 'nothing to do' in sweep(tmp_path, 'fig3a', *args, check=0).out
+
+
+def test_a_setting_the_task_does_not_read_is_no_difference():
+    """Runs saved before boundary_seed existed read as 0; the default is now None (each
+    network its own boundaries). Only LinearClassificationHighDim reads it."""
+    expected = experiments.expected_config('RNN')
+    assert expected['boundary_seed'] is None
+    old = {k: v for k, v in expected.items() if k != 'boundary_seed'}  # trained before it existed
+    assert experiments.differences(old, expected) == {}
+    high = experiments.expected_config('HighDim5b_D4')  # own boundaries per network
+    assert experiments.differences({**high, 'boundary_seed': 0}, high) == {'boundary_seed': (0, None)}
