@@ -88,7 +88,6 @@ import results
 import tasks
 import util
 
-N_METRIC_STIMULI = 2000  # random stimuli whose steady states the disentanglement metrics score
 SUMMARY = 'summary.json'  # written last: what the folder was made from (results.refuse_replacing reads it)
 _QUAD_COLORS = ('#1b9e77', '#d95f02', '#7570b3', '#e7298a')  # quadrants 1-4
 _QUAD_SIGNS = ('(+, +)', '(−, +)', '(−, −)', '(+, −)')  # signs of (x1, x2) in quadrants 1-4 (SPEC §2)
@@ -331,7 +330,7 @@ def analyze(hp):
                                               n_boot=metrics.ABSTRACTION_BOOT)
 
     # the disentanglement metrics of the steady-state units (issue 21), on random noise-free stimuli
-    xs = np.random.default_rng(hp['seed']).uniform(-0.5, 0.5, (N_METRIC_STIMULI, config['n_dim']))
+    xs = np.random.default_rng(hp['seed']).uniform(-0.5, 0.5, (disentanglement.N_STIMULI, config['n_dim']))
     units = disentanglement.network_metrics(rep.steady_states(net, encoder, env, xs), xs, seed=hp['seed'])
 
     summary = {

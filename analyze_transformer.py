@@ -57,7 +57,6 @@ import results
 import tasks
 import util
 
-N_METRIC_STIMULI = 2000  # random stimuli whose value components the disentanglement metrics score
 SUMMARY = 'values_summary.json'  # written last: what the folder was made from (results.refuse_replacing reads it)
 
 
@@ -100,7 +99,7 @@ def analyze_transformer(hp):
     plots.plot_correlations(corr.reshape(-1, 2), f'{name}: rows are heads',
                               os.path.join(folder, 'values_correlations.png'), layout=(n_head, head_dim))
     # the disentanglement metrics of the value components (issue 21), as analyze.py scores an RNN's units
-    xs = np.random.default_rng(hp['seed']).uniform(-0.5, 0.5, (N_METRIC_STIMULI, config['n_dim']))
+    xs = np.random.default_rng(hp['seed']).uniform(-0.5, 0.5, (disentanglement.N_STIMULI, config['n_dim']))
     components = head_steady_states(net, encoder, env, xs, hp['layer']).reshape(len(xs), -1)
     summary = {'network': path, 'batches': batches, 'n_head': int(n_head), 'head_dim': int(head_dim), 'layer': hp['layer'],
                'mean_abs_correlation_x1_x2_per_head': [rep.mean_abs_correlation(c) for c in corr],

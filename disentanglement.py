@@ -66,6 +66,7 @@ N_BINS = 20  # MIG: equal-frequency bins per unit and per latent
 LASSO_ALPHA = 0.01  # DCI lasso penalty on z-scored units and latents
 TEST_FRACTION = 0.5  # DCI: share of trials held out for informativeness
 N_SHUFFLES = 20  # draws of each null model
+N_STIMULI = 2000  # random noise-free stimuli the analyses score steady states on (analyze.py, analyze_transformer.py)
 BAND = (5.0, 95.0)  # percentiles of the null band
 REGRESSORS = ('lasso', 'gbt')
 

@@ -378,10 +378,11 @@ def baseline_report(results_dir='results', pairs=BASELINES):
                      for kind, lab in (('trained', label), ('untrained', base)) for d in ('adam', 'lstsq')}
             if not all(have(names[key]) for key in (('trained', 'adam'), ('untrained', 'adam'), ('untrained', 'lstsq'))):
                 continue
-            res = {key: load_results(results_dir, name)['r_sq'] for key, name in names.items() if have(name)}
+            files = {key: load_results(results_dir, name) for key, name in names.items() if have(name)}
+            res = {key: f['r_sq'] for key, f in files.items()}
             adam, lstsq = res['trained', 'adam'], res.get(('trained', 'lstsq'))
             base_adam, base_lstsq = (versus_baseline(adam, res['untrained', d]) for d in ('adam', 'lstsq'))
-            k = [int(x) for x in load_results(results_dir, names['trained', 'adam'])['n_tasks']]
+            k = [int(x) for x in files['trained', 'adam']['n_tasks']]
             both = versus_baseline(lstsq, res['untrained', 'lstsq'])[-1] if lstsq is not None else None
             lines.append(f"| {label} | {protocol} | {k[0]} → {k[-1]} | {median(adam, 0)} → {median(adam, -1)} "
                          f"| {f'{median(lstsq, 0)} → {median(lstsq, -1)}' if lstsq is not None else '–'} "
