@@ -141,6 +141,12 @@ def untrained(label):
                       runs=max(row['runs'], 5), figures=[f for f in row['figures'] if f in OOD_FIGURES])
 
 
+# Every OOD figure's networks are evaluated with both decoders on the same trials: the
+# paper's Adam decoder (<label>.npz) and exact least squares (<label>_lstsq.npz), so each
+# figure can show whether its rise with N_task holds when the decoder is not the bottleneck.
+for row in EXPERIMENTS.values():
+    if set(row['figures']) & set(OOD_FIGURES):
+        row['evaluate'].setdefault('decoder', 'both')
 EXPERIMENTS.update({label + '_untrained': untrained(label) for label in list(EXPERIMENTS)
                     if set(EXPERIMENTS[label]['figures']) & set(OOD_FIGURES)})
 

@@ -187,7 +187,10 @@ def plan(hp, figs, overrides):
         ks, n_runs = hp['n_tasks'] or row['n_task'], hp['runs'] or row['runs']
         u = unit(src)
         u['cells'] |= {(k, r) for k in ks for r in range(n_runs)}
-        decoder = overrides['generalize.py'].get('decoder', 'adam')
+        # the row's decoder wins (as in eval_values); with 'both' the least-squares file is
+        # the one to look for (both are written in the same pass)
+        decoder = row['evaluate'].get('decoder') or overrides['generalize.py'].get('decoder', 'adam')
+        decoder = 'lstsq' if decoder == 'both' else decoder
 
         def output(label=label, **name):
             return os.path.join(hp['results_dir'], results.result_name(label, **name) + '.npz')

@@ -292,10 +292,11 @@ def test_dry_run_fig3a_shows_the_exact_commands(tmp_path):
         f'RNN: trained_networks/RNN/ 50 networks (0 finished, 0 partial, 50 missing); estimated {train_h + 2 * eval_h:.2f} h',
         '  python train.py --n_task=[2,3,6,12,24] --runs=10 --out_dir=trained_networks/RNN --n_threads=1',
         f'    [50 networks, {train_h:.2f} h at {rate} network-batches/s]',
-        '  python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,3,6,12,24] --n_runs=10 --label=RNN '
-        f'--results_dir=results --n_threads=1   [{eval_h:.2f} h]',
-        '  python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,3,6,12,24] --n_runs=10 --label=RNN '
-        f'--results_dir=results --out_of_distribution=False --n_threads=1   [{eval_h:.2f} h]',
+        # both decoders on the same trials: <label>.npz (Adam, the paper's) and <label>_lstsq.npz
+        '  python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,3,6,12,24] --n_runs=10 --decoder=both '
+        f'--label=RNN --results_dir=results --n_threads=1   [{eval_h:.2f} h]',
+        '  python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,3,6,12,24] --n_runs=10 --decoder=both '
+        f'--label=RNN --results_dir=results --out_of_distribution=False --n_threads=1   [{eval_h:.2f} h]',
         '',  # the untrained baseline: the same networks as initialised (no training), both decoders
         f'RNN_untrained: trained_networks/RNN_untrained/ 50 networks (0 finished, 0 partial, 50 missing); estimated {eval_h:.2f} h',
         '  python train.py --n_batch=0 --n_task=[2,3,6,12,24] --runs=10 --out_dir=trained_networks/RNN_untrained --n_threads=1',
@@ -316,15 +317,33 @@ def test_dry_run_names_results_made_from_other_networks(tmp_path):
     and says so instead of skipping it silently."""
     os.makedirs(tmp_path / 'results')
     for name, runs_dir in (('RNN', 'trained_networks/RNN'), ('FreeRT', 'small/FreeRT')):
-        for stem in (name, name + '_paper'):
+        for stem in (name, name + '_paper', name + '_lstsq', name + '_paper_lstsq'):
             np.savez(tmp_path / 'results' / f'{stem}.npz', r_sq=np.zeros(2))
             (tmp_path / 'results' / f'{stem}.json').write_text(json.dumps({'config': {'runs_dir': runs_dir}}))
     out = sweep(tmp_path, 'S5c', '--dry_run=True', '--runs_dir=small', '--n_batch=20000', check=0).out
     rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
     assert rnn.startswith('  skip (exists, made from trained_networks/RNN/, not small/RNN/: kept; '
-                          'delete results/RNN_paper.npz to remake it): python generalize.py')
+                          'delete results/RNN_paper_lstsq.npz to remake it): python generalize.py')
     free, = [line for line in out.splitlines() if '--label=FreeRT ' in line]
     assert free.startswith('  skip (exists): python generalize.py')  # made from this sweep's networks
+
+
+def test_an_adam_result_without_its_least_squares_twin_is_remade(tmp_path):
+    """OOD figures are evaluated with both decoders: results/RNN.npz and RNN_paper.npz
+    alone (the paper's decoder) leave RNN_paper_lstsq.npz missing, so the step runs;
+    with the twin present it is skipped."""
+    os.makedirs(tmp_path / 'results')
+    for stem in ('RNN', 'RNN_paper'):
+        np.savez(tmp_path / 'results' / f'{stem}.npz', r_sq=np.zeros(2))
+        (tmp_path / 'results' / f'{stem}.json').write_text(json.dumps({'config': {'runs_dir': 'trained_networks/RNN'}}))
+    out = sweep(tmp_path, 'S5c', '--dry_run=True', check=0).out
+    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
+    assert not rnn.lstrip().startswith('skip') and '--decoder=both' in rnn
+    for stem in ('RNN_lstsq', 'RNN_paper_lstsq'):
+        np.savez(tmp_path / 'results' / f'{stem}.npz', r_sq=np.zeros(2))
+    out = sweep(tmp_path, 'S5c', '--dry_run=True', check=0).out
+    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
+    assert rnn.startswith('  skip (exists): python generalize.py')
 
 
 def test_networks_are_not_trained_when_every_result_that_reads_them_exists(tmp_path):
