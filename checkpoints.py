@@ -6,11 +6,9 @@ A run folder (runs.py: its name, state, config and lock) holds `config.json`,
 `torch.load(..., weights_only=True)`."""
 import difflib
 import glob
-import json
 import os
 import re
 import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -22,53 +20,17 @@ import networks
 import runs
 import tasks
 from configurator import check_type, script_defaults
+from results import atomic_write, save_json  # noqa: F401 (callers save JSON through checkpoints too)
 from runs import CHECKPOINT, CONFIG, METRICS, TRAIN_SCRIPT, load_config, load_json  # noqa: F401 (callers use them from here too)
 
 
 # ---------------------------------------------------------------------------------
-# Atomic writes: a crash mid-write never leaves a truncated file behind
-
-def _atomic(path, write):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path), suffix='.tmp')
-    try:
-        # mkstemp makes the file 0600; give it the permissions any other file gets
-        # under the umask (as numpy's and matplotlib's files), so a shared folder stays readable
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _umask():
-    mask = os.umask(0)  # the only way to read it is to set it
-    os.umask(mask)
-    return mask
-
+# Atomic writes: a crash mid-write never leaves a truncated file behind (results.atomic_write,
+# the one writer, torch-free; save_json is results' too, kept importable from here)
 
 def save_torch(obj, path):
     """torch.save through a temporary file and a rename."""
-    _atomic(path, lambda f: torch.save(obj, f))
-
-
-def save_json(obj, path):
-    """JSON through a temporary file and a rename."""
-    _atomic(path, lambda f: f.write(json.dumps(obj, indent=2, default=_jsonable).encode()))
-
-
-def _jsonable(x):
-    if isinstance(x, (np.integer, np.floating)):
-        return x.item()
-    if isinstance(x, (np.ndarray, torch.Tensor)):
-        return x.tolist()
-    raise TypeError(f'{type(x).__name__} is not JSON serialisable')
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def check_output(name, folder, keep=True):

@@ -61,6 +61,7 @@ FIGURES = {
     'fig3a': ['fig3a'], 'fig3b': ['fig3b'], 'fig3c': ['fig3c'], 'fig4': ['fig4_RNN', 'fig4_gpt-2'],
     'fig5a': ['fig5a'], 'fig5b_S12': ['fig5b', 'S12'], 'fig5c': ['fig5c'], 'S1': ['S1'], 'S3b': ['S3b'],
     'S5c': ['S5c'], 'S6': ['S6a', 'S6b'], 'fixed_points': ['fixed_points'], 'loss': ['loss'],
+    'metrics': ['metrics', 'metrics_fig4'],  # beyond the paper: the disentanglement metrics (issue 21)
 }
 
 
@@ -87,15 +88,15 @@ def free_rt_timing(T):
 
 
 EXPERIMENTS = {
-    'RNN': experiment(runs=10, figures=('fig3a', 'fig3b', 'fig3c', 'S1', 'S5c', 'loss'),
+    'RNN': experiment(runs=10, figures=('fig3a', 'fig3b', 'fig3c', 'S1', 'S5c', 'loss', 'metrics'),
                       id_figures=('fig3a',), sparsity=('S6',),
-                      analysis=(('analyze.py', 24, 0, ('fig4', 'fixed_points')),
+                      analysis=(('analyze.py', 24, 0, ('fig4', 'fixed_points', 'metrics')),
                                 ('analyze.py', 2, 0, ('fixed_points',)))),
     'RNN_NoLeak': experiment({'leaky': False}, figures=('fig3b',), sparsity=('S6',)),
-    'LSTM': experiment({'network': 'LSTM'}, {'select': {'network': 'LSTM'}}, figures=('fig3b',),
+    'LSTM': experiment({'network': 'LSTM'}, {'select': {'network': 'LSTM'}}, figures=('fig3b', 'metrics'),
                        sparsity=('S6',)),
-    'gpt-2': experiment({'network': 'gpt-2'}, {'select': {'network': 'gpt-2'}}, figures=('fig3b', 'fig3c'),
-                        analysis=(('analyze_transformer.py', 24, 0, ('fig4',)),)),
+    'gpt-2': experiment({'network': 'gpt-2'}, {'select': {'network': 'gpt-2'}}, figures=('fig3b', 'fig3c', 'metrics'),
+                        analysis=(('analyze_transformer.py', 24, 0, ('fig4', 'metrics')),)),
     'Quad': experiment({'activ_enc': 'Quad'}, figures=('S1',)),
     'FreeRT': experiment({'task': 'LinearClassificationBound', 'CE_loss': False}, figures=('S5c',)),
     **{f'FreeRT_T{T}': experiment(networks='FreeRT', evaluate={'timing': free_rt_timing(T)}, figures=('fig5a',))
@@ -130,7 +131,7 @@ EXPERIMENTS = {
 # readout's size depends on n_task): their curve is flat up to sampling, and every task count
 # adds networks to one baseline band. Settings outside the seed (n_sd_in, corr) give the very
 # same weights: Noise_<n>_untrained networks are RNN_untrained's, evaluated at their own noise.
-OOD_FIGURES = ('fig3a', 'fig3b', 'S1', 'S5c', 'fig5a', 'fig5b_S12', 'fig5c')
+OOD_FIGURES = ('fig3a', 'fig3b', 'S1', 'S5c', 'fig5a', 'fig5b_S12', 'fig5c', 'metrics')
 
 
 def untrained(label):

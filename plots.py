@@ -128,14 +128,15 @@ def plot_networks(ax, xs, values, label=None, color=None, offset=0.0, log_x=True
     return line
 
 
-def plot_baseline(ax, xs, values, label='untrained', color='gray', ls='--', floor=None):
+def plot_baseline(ax, xs, values, label='untrained', color='gray', ls='--', floor=None, key='r_sq'):
     """A null to read the curves against (untrained networks): the median over networks
     (dashed) and their interquartile range (band), each network one value (its mean over
     splits × fits), pooled over task counts, which do not change an untrained network's
     representation. `values`: one results array (n_tasks, n_runs, ...) drawn across
     the whole x-axis (xs None), or a list of them, one per x (a sweep's conditions).
     A median below `floor` is written at the bottom of the axes (with an arrow) rather
-    than stretching the y-axis (an untrained non-leaky RNN reaches r² = -1.6)."""
+    than stretching the y-axis (an untrained non-leaky RNN reaches r² = -1.6). `key`: the
+    quantity's name in the printed summary."""
     rows = [results.per_network(v).ravel() for v in ([values] if xs is None else values)]
     medians, lo, hi = results.quantile_rows(rows)
     below = medians < floor if floor is not None else np.zeros(len(medians), bool)
@@ -158,7 +159,7 @@ def plot_baseline(ax, xs, values, label='untrained', color='gray', ls='--', floo
         ax.annotate(f'{label.lstrip("_")}{where}: {medians[k]:.2f} ↓', xy=(0.98, 0.02 + 0.06 * shown),
                     xycoords='axes fraction', ha='right', va='bottom', fontsize=6, color=color,
                     bbox={'fc': 'white', 'ec': 'none', 'alpha': 0.8, 'pad': 0.5})
-    print_summary(f'{label} r_sq', ['all'] if xs is None else list(xs), rows)
+    print_summary(f'{label} {key}', ['all'] if xs is None else list(xs), rows)
     return line
 
 

@@ -25,6 +25,8 @@ import json
 import os
 import pickle
 import shutil
+import sys
+import tempfile
 import warnings
 import zipfile
 import zlib
@@ -95,19 +97,60 @@ def _reason(error):
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
+def atomic_write(path, write):
+    """Write a file through a temporary file in its folder, fsync and a rename, so that a
+    crash mid-write never leaves a truncated file behind: `write(f)` fills the binary file
+    f. Creates the folder; on any failure the temporary file is removed and an existing
+    file at `path` is kept."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path), suffix='.tmp')
+    try:
+        # mkstemp makes the file 0600; give it the permissions any other file gets
+        # under the umask (as numpy's and matplotlib's files), so a shared folder stays readable
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _umask():
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def save_json(obj, path):
+    """JSON (indented; numpy scalars and arrays, torch tensors as lists) through atomic_write."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=_jsonable).encode()))
+
+
+def _jsonable(x):
+    if isinstance(x, (np.integer, np.floating)):
+        return x.item()
+    torch = sys.modules.get('torch')  # a tensor exists only where torch is loaded: never imported here
+    if isinstance(x, np.ndarray) or (torch is not None and isinstance(x, torch.Tensor)):
+        return x.tolist()
+    raise TypeError(f'{type(x).__name__} is not JSON serialisable')
+
+
 def save(path, data):
-    """Write one output file atomically (through checkpoints' temporary file and rename,
-    so a crash never leaves a truncated file): a dict of arrays as .npz, a str as text,
-    bytes as they are (a rendered figure), anything else as JSON."""
-    import checkpoints  # here, not at the top: reading results (notebooks, sweep planning) needs no torch
+    """Write one output file atomically (atomic_write): a dict of arrays as .npz, a str
+    as text, bytes as they are (a rendered figure), anything else as JSON."""
     if path.endswith('.npz'):
-        checkpoints._atomic(path, lambda f: np.savez(f, **data))
+        atomic_write(path, lambda f: np.savez(f, **data))
     elif isinstance(data, bytes):
-        checkpoints._atomic(path, lambda f: f.write(data))
+        atomic_write(path, lambda f: f.write(data))
     elif isinstance(data, str):
-        checkpoints._atomic(path, lambda f: f.write(data.encode()))
+        atomic_write(path, lambda f: f.write(data.encode()))
     else:
-        checkpoints.save_json(data, path)
+        save_json(data, path)
 
 
 def save_results(path, **arrays):

@@ -5,6 +5,7 @@ the README's tables quote them).
 
 A notebook's setup is one line, `import figlib`: it puts the repo root on sys.path,
 so that the library (plots, results) imports after it."""
+import json
 import os
 import sys
 
@@ -101,9 +102,12 @@ def optional(results_dir, name):
 
 
 def load_analysis(analysis_dir, run, filename, command, required=True):
-    """analysis/<run>/<filename> (an .npz from analyze.py) as a dict of arrays, or None
-    with a note when it is missing and not `required`."""
+    """analysis/<run>/<filename> (an .npz from analyze.py as a dict of arrays, a .json
+    summary as a dict), or None with a note when it is missing and not `required`."""
     path = os.path.join(analysis_dir, run, filename)
+    if os.path.exists(path) and filename.endswith('.json'):
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
     if os.path.exists(path):
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
@@ -257,3 +261,137 @@ def save(fig, out_dir, name):
     if ipython is not None and ipython.get_ipython() is not None:
         from IPython.display import Image, display
         display(Image(path))
+
+
+# ---------------------------------------------------------------------------------
+# The disentanglement metrics beside OOD r² (beyond the paper, issue 21): the per-network
+# keys generalize.py stores in results/<label>.npz, (n_tasks, n_runs) each, with their null
+# bands <key>_null_lo/_hi (shuffled labels) and <key>_geo_lo/_hi (the geometric null,
+# CCGP and PS); analyze.py / analyze_transformer.py store the same dict for one network
+# under 'disentanglement' in their summary JSON.
+
+METRICS = {'dci_d': 'DCI disentanglement', 'dci_c': 'DCI completeness', 'dci_i': 'DCI informativeness',
+           'mig': 'MIG', 'ccgp_mean': 'CCGP', 'ps_mean': 'parallelism score'}  # disentanglement.py's keys: titles
+TITLES = {**METRICS, 'n_silent': 'silent units (left out of every metric)'}  # the panels vs N_task
+NULLS = {'null': 'shuffled labels, 5–95 %', 'geo': 'geometric null, 5–95 %'}  # null model (the key's infix): legend
+
+
+def null_style(kind, color):
+    """How a null band is drawn: hatched in its curve's colour (dots: shuffled labels,
+    lines: the geometric null), so that it is not taken for a filled untrained band."""
+    return {'facecolor': 'none', 'edgecolor': color, 'hatch': '////' if kind == 'geo' else '....', 'lw': 0,
+            'alpha': 0.5}
+
+
+def without_metrics(res):
+    """The metric keys a results file lacks (all of them: made before generalize.py stored them)."""
+    return [key for key in METRICS if key not in res]
+
+
+def metric_files(results_dir, labels):
+    """{label: results} of the files of `labels` ({label: legend entry}) that hold the
+    metrics; for each other one, one printed line naming what is missing and the command
+    that makes it. The first label's file is required (FileNotFoundError)."""
+    found = {}
+    for i, label in enumerate(labels):
+        res = load(results_dir, label, required=i == 0)
+        if res is None:
+            continue
+        if without_metrics(res):
+            command = recipe(label).split(' && ')[-1]  # its networks exist: evaluating them again adds the keys
+            print(f'note: {os.path.join(results_dir, label + ".npz")} has no disentanglement metrics '
+                  f'({", ".join(without_metrics(res))}): not drawn; make them with: {command}')
+            continue
+        found[label] = res
+    return found
+
+
+def null_band(res, key, kind):
+    """The null band of a metric per task count: the median over networks of each
+    network's 5th and of its 95th percentile (NaN rows where not evaluated); None when
+    the file has no such null."""
+    if f'{key}_{kind}_lo' not in res:
+        return None
+    lo, hi = (np.nanmedian(results.per_network(res[f'{key}_{kind}_{end}']), axis=1) for end in ('lo', 'hi'))
+    return lo, hi
+
+
+def plot_metric_vs_tasks(ax, results_dir, files, names, key):
+    """One metric vs N_task: for each network type (`files` {label: results} holding the
+    metric, `names` {label: legend entry} of every type, which fixes its colour C<i> as
+    in plot_vs_tasks) a dot per network and the median over networks with its bootstrap
+    interval, its null bands hatched in its colour (null_style) and its untrained networks' value (<label>_untrained, dashed, median and
+    IQR) where that file holds the metric. Returns {label: {null kind: (lo, hi)}}."""
+    colors = {label: f'C{i}' for i, label in enumerate(names)}
+    files = {label: res for label, res in files.items() if key in res}
+    if not files:
+        plots.empty_note(ax, 'no network holds this metric')
+        return {}
+    plots.compare(ax, files, {label: names[label] for label in files}, key=key,
+                  styles={label: {'color': colors[label]} for label in files})
+    bands = {}
+    for label, res in files.items():
+        bands[label] = {kind: band for kind in NULLS if (band := null_band(res, key, kind)) is not None}
+        for kind, (lo, hi) in bands[label].items():
+            ax.fill_between(res['n_tasks'], lo, hi, **null_style(kind, colors[label]))
+    floor = _floor(ax)
+    for label in files:
+        base = optional(results_dir, ood(label, 'correct', untrained=True))
+        if base is not None and key in base:
+            plots.plot_baseline(ax, None, base[key], label=f'_{names[label]}, untrained', color=colors[label],
+                                floor=floor, key=key)
+    ax.set_title(TITLES[key])
+    return bands
+
+
+def metric_legend(ax, kinds=tuple(NULLS), untrained=True):
+    """The figure's legend from `ax`, with grey entries for the null bands and the
+    untrained baselines (each drawn in its curve's colour)."""
+    labels = ax.get_legend_handles_labels()[1]
+    for kind in kinds:
+        if NULLS[kind] not in labels:
+            ax.fill_between([], [], label=NULLS[kind], **null_style(kind, 'gray'))
+    if untrained and 'untrained (dashed)' not in labels:
+        ax.plot([], [], ls='--', c='gray', label='untrained (dashed)')
+    return plots.legend(ax)
+
+
+def load_unit_metrics(analysis_dir, run, filenames, command):
+    """The 'disentanglement' dict of analysis/<run>/<filename> for the first of
+    `filenames` (summaries of analyze.py / analyze_transformer.py) that holds it, and that
+    file's name; (None, None) with one printed line when none does (missing, or made
+    before the metrics existed), naming `command`, which makes the first."""
+    for filename in filenames:
+        path = os.path.join(analysis_dir, run, filename)
+        if os.path.exists(path):
+            metrics = load_analysis(analysis_dir, run, filename, command).get('disentanglement')
+            if metrics is not None:
+                return metrics, filename
+    print(f'note: no disentanglement metrics in {" or ".join(os.path.join(analysis_dir, run, f) for f in filenames)}: '
+          f'not drawn; make them with: {command}')
+    return None, None
+
+
+def plot_unit_metrics(ax, networks):
+    """Figure 4 quantified: each metric of METRICS for single networks side by side
+    (`networks` {legend entry: 'disentanglement' dict}), a marker at its value and its
+    null bands as hatched bars behind it (null_style).
+    Returns {legend entry: [value of each metric]}."""
+    keys = list(METRICS)
+    width = 0.8 / max(len(networks), 1)
+    drawn = {}
+    for i, (name, d) in enumerate(networks.items()):
+        xs = np.arange(len(keys)) + (i - (len(networks) - 1) / 2) * width
+        for kind in NULLS:
+            for x, key in zip(xs, keys):
+                if f'{key}_{kind}_lo' in d:
+                    lo, hi = d[f'{key}_{kind}_lo'], d[f'{key}_{kind}_hi']
+                    ax.bar(x, hi - lo, bottom=lo, width=0.8 * width, **null_style(kind, f'C{i}'))
+        drawn[name] = [float(d.get(key, np.nan)) for key in keys]
+        silent = f'{d.get("n_silent", np.nan):.0f} of {d.get("n_units", np.nan):.0f} units silent'
+        ax.plot(xs, drawn[name], 'o', color=f'C{i}', ms=5, label=f'{name}: {silent}')
+        print(f'{name} ({silent}): ' + ', '.join(f'{key} {v:.3f}' for key, v in zip(keys, drawn[name])))
+    ax.set_xticks(range(len(keys)), labels=[METRICS[k].replace('DCI ', 'DCI\n').replace(' score', '\nscore')
+                                            for k in keys], fontsize=7)
+    ax.set_ylabel('value')
+    return drawn

@@ -21,6 +21,7 @@ OUTPUTS = {
     'fig3a': ['fig3a'], 'fig3b': ['fig3b'], 'fig3c': ['fig3c'], 'fig4': ['fig4_RNN', 'fig4_gpt-2'],
     'fig5a': ['fig5a'], 'fig5b_S12': ['fig5b', 'S12'], 'fig5c': ['fig5c'], 'S1': ['S1'],
     'S3b': ['S3b'], 'S5c': ['S5c'], 'S6': ['S6a', 'S6b'], 'fixed_points': ['fixed_points'], 'loss': ['loss'],
+    'metrics': ['metrics', 'metrics_fig4'],
 }
 
 
@@ -50,6 +51,26 @@ def generalize_file(path, rng, n_dim=2, n_split=4, n_runs=2, n_fits=2, n_neu=8, 
         data.update(dec=rng.standard_normal(shape + (n_neu, n_dim)), train=np.zeros(shape + (0,)),
                     test=rng.random(shape))
     np.savez(path, **data)
+
+
+def metric_arrays(rng, shape=(), level=0.6):
+    """The disentanglement keys generalize.py stores per network (shape (n_tasks, n_runs);
+    () for one network, as the analyses store them), each metric's null band below it."""
+    out = {'n_units': np.full(shape, 64.0), 'n_silent': rng.integers(20, 40, shape).astype(float)}
+    for key in figlib.METRICS:
+        out[key] = level + 0.1 * rng.random(shape)
+        out[f'{key}_null_lo'], out[f'{key}_null_hi'] = out[key] - 0.5, out[key] - 0.3
+        out[f'{key}_null_p'] = np.full(shape, 0.05)
+    for key in ('ccgp_mean', 'ps_mean'):
+        out[f'{key}_geo_lo'], out[f'{key}_geo_hi'] = out[key] - 0.6, out[key] - 0.2
+    return out
+
+
+def add_metrics(path, rng, level=0.6):
+    """A results file with the disentanglement keys added (a file generalize.py writes now)."""
+    with np.load(path, allow_pickle=False) as f:
+        data = {k: f[k] for k in f.files}
+    np.savez(path, **data, **metric_arrays(rng, data['r_sq'].shape[:2], level))
 
 
 def sparsity_file(path, rng, n_runs=3, n_tasks=N_TASKS):
@@ -85,6 +106,7 @@ def make_data(root, n_tasks=N_TASKS):
         generalize_file(results / f'Corr_{c}.npz', rng, n_tasks=n_tasks)
     for label in ('RNN', 'RNN_NoLeak', 'LSTM'):
         sparsity_file(results / f'sparsity_{label}.npz', rng, n_tasks=n_tasks)
+    add_metrics(results / 'RNN.npz', rng)  # LSTM.npz and gpt-2.npz without: made before the metrics existed
     # as analyze.py and analyze_transformer.py write them (6 heads × 8: not a square unit grid)
     (analysis / RNN_RUN).mkdir(parents=True)
     np.savez(analysis / RNN_RUN / 'rate_maps.npz', rate_maps=rng.random((8, 8, 64)),
@@ -92,6 +114,9 @@ def make_data(root, n_tasks=N_TASKS):
     (analysis / GPT_RUN).mkdir(parents=True)
     np.savez(analysis / GPT_RUN / 'values_rate_maps.npz', rate_maps=rng.random((6, 8, 8, 8)),
              correlations=rng.uniform(-1, 1, (6, 8, 2)))
+    for run, name in ((RNN_RUN, 'summary.json'), (GPT_RUN, 'values_summary.json')):  # analyze*.py's summaries
+        units = {key: float(value) for key, value in metric_arrays(rng).items()}
+        (analysis / run / name).write_text(json.dumps({'disentanglement': units}))
     for run in (RNN_RUN, 'nTask2_run0'):
         (analysis / run).mkdir(exist_ok=True)
         eigvals = -rng.random((5, 16)) + 0.3j * rng.standard_normal((5, 16))
@@ -114,6 +139,8 @@ def test_every_notebook_writes_png_and_pdf(data, tmp_path, capsys):
         for ext in ('png', 'pdf'):
             assert (out / f'{name}.{ext}').stat().st_size > 1000, f'{name}.{ext}'
     assert 'FreeRT_T30.npz not found, skipped' in printed.out
+    note, = [line for line in printed.out.splitlines() if 'LSTM.npz has no disentanglement metrics' in line]
+    assert 'not drawn; make them with: python generalize.py --runs_dir=trained_networks/LSTM' in note
 
 
 @pytest.mark.slow
@@ -471,3 +498,81 @@ def test_every_ood_notebook_draws_the_baselines_and_both_decoders(data, tmp_path
     assert 'tasks, lstsq r_sq' in printed.out and 'RNN, lstsq' not in printed.err
     assert run_notebooks.main(['fig3b', '--decoder=lsq', f'--results_dir={results_dir}', f'--out_dir={out}']) == 2
     assert "decoder='lsq' is not allowed" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------
+# The disentanglement metrics figure (beyond the paper)
+
+def test_metric_panels_draw_each_network_its_null_bands_and_its_untrained_value(tmp_path):
+    rng = np.random.default_rng(0)
+    generalize_file(tmp_path / 'RNN.npz', rng, n_runs=3)
+    add_metrics(tmp_path / 'RNN.npz', rng)
+    res = results.load_results(tmp_path, 'RNN')
+    res['dci_d_null_lo'][:, 2] = np.nan  # a network not evaluated: left out of the band
+    generalize_file(tmp_path / 'RNN_untrained.npz', rng, n_runs=3)
+    add_metrics(tmp_path / 'RNN_untrained.npz', rng, level=0.2)
+    untrained = results.load_results(tmp_path, 'RNN_untrained')
+    fig, ax = plots.subplots()
+    bands = figlib.plot_metric_vs_tasks(ax, tmp_path, {'RNN': res}, {'LSTM': 'LSTM', 'RNN': 'RNN'}, 'ccgp_mean')
+    assert set(bands['RNN']) == {'null', 'geo'}  # CCGP has both nulls
+    lo, hi = bands['RNN']['geo']
+    np.testing.assert_allclose(lo, np.median(res['ccgp_mean_geo_lo'], axis=1))
+    np.testing.assert_allclose(hi, np.median(res['ccgp_mean_geo_hi'], axis=1))
+    hatched = [c for c in ax.collections if c.get_hatch()]
+    assert sorted(c.get_hatch() for c in hatched) == ['....', '////']
+    for c in hatched:  # each band spans its lows to its highs, in the curve's colour (RNN is the 2nd type: C1)
+        ys = c.get_paths()[0].vertices[:, 1]
+        kind = 'geo' if c.get_hatch() == '////' else 'null'
+        assert np.isclose(ys.min(), bands['RNN'][kind][0].min()) and np.isclose(ys.max(), bands['RNN'][kind][1].max())
+        np.testing.assert_allclose(c.get_edgecolor()[0][:3], plt.matplotlib.colors.to_rgb('C1'))
+    base, = [line for line in ax.lines if line.get_label() == '_RNN, untrained']
+    assert np.isclose(base.get_ydata()[0], np.median(results.per_network(untrained['ccgp_mean'])))
+    assert ax.get_title() == 'CCGP'
+    fig, ax = plots.subplots()
+    bands = figlib.plot_metric_vs_tasks(ax, tmp_path, {'RNN': res}, {'RNN': 'RNN'}, 'dci_d')
+    assert set(bands['RNN']) == {'null'}  # DCI has the shuffle null only
+    np.testing.assert_allclose(bands['RNN']['null'][0], np.nanmedian(res['dci_d_null_lo'], axis=1))
+    fig, ax = plots.subplots()
+    assert figlib.plot_metric_vs_tasks(ax, tmp_path, {}, {'RNN': 'RNN'}, 'mig') == {}
+    assert 'no network holds this metric' in [t.get_text() for t in ax.texts]
+
+
+def test_metric_files_skip_files_without_the_metrics_naming_the_command(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for label in ('RNN', 'LSTM'):
+        generalize_file(tmp_path / f'{label}.npz', rng)
+    add_metrics(tmp_path / 'RNN.npz', rng)
+    files = figlib.metric_files(tmp_path, {'RNN': 'RNN', 'LSTM': 'LSTM', 'gpt-2': 'GPT-2'})
+    assert list(files) == ['RNN']
+    printed = capsys.readouterr().out.splitlines()
+    lstm, = [line for line in printed if 'LSTM.npz' in line]
+    assert 'has no disentanglement metrics (dci_d, dci_c, dci_i, mig, ccgp_mean, ps_mean): not drawn' in lstm
+    assert lstm.endswith('make them with: ' + figlib.recipe('LSTM').split(' && ')[-1])
+    assert any('gpt-2.npz not found' in line for line in printed)
+    with pytest.raises(FileNotFoundError, match='gpt-2.npz'):  # the first label is required
+        figlib.metric_files(tmp_path, {'gpt-2': 'GPT-2'})
+
+
+def test_unit_metrics_of_figure_4_read_the_first_summary_that_holds_them(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    run = tmp_path / GPT_RUN
+    run.mkdir()
+    (run / 'values_summary.json').write_text(json.dumps({'n_head': 8}))  # made before the metrics existed
+    command = figlib.analysis_recipe('analyze_transformer.py', 'gpt-2', GPT_RUN)
+    files = ['values_summary.json', 'alone.json']
+    assert figlib.load_unit_metrics(tmp_path, GPT_RUN, files, command) == (None, None)
+    assert f'not drawn; make them with: {command}' in capsys.readouterr().out
+    alone = {key: float(value) for key, value in metric_arrays(rng).items()}
+    (run / 'alone.json').write_text(json.dumps({'disentanglement': alone}))
+    assert figlib.load_unit_metrics(tmp_path, GPT_RUN, files, command) == (alone, 'alone.json')
+    rnn = {key: float(value) for key, value in metric_arrays(rng, level=0.2).items()}
+    fig, ax = plots.subplots()
+    drawn = figlib.plot_unit_metrics(ax, {'RNN': rnn, 'GPT-2': alone})
+    assert drawn == {'RNN': [rnn[k] for k in figlib.METRICS], 'GPT-2': [alone[k] for k in figlib.METRICS]}
+    dots = [line for line in ax.lines if line.get_label().startswith('RNN')]
+    assert dots[0].get_label() == f'RNN: {rnn["n_silent"]:.0f} of 64 units silent'
+    np.testing.assert_allclose(dots[0].get_ydata(), drawn['RNN'])
+    bars = sorted((p.get_y(), p.get_height()) for p in ax.patches if p.get_hatch() == '////')
+    expected = sorted((d[f'{k}_geo_lo'], d[f'{k}_geo_hi'] - d[f'{k}_geo_lo']) for d in (rnn, alone)
+                      for k in ('ccgp_mean', 'ps_mean'))
+    np.testing.assert_allclose(bars, expected)  # the geometric null: CCGP and PS of each network

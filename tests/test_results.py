@@ -4,11 +4,15 @@ their median."""
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import results
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_per_network_means_over_splits_and_fits_and_skips_nans():
@@ -142,6 +146,18 @@ def test_the_one_writer_is_atomic_for_arrays_json_and_text(tmp_path):
     assert json.load(open(tmp_path / 'a.json')) == {'x': [0, 1, 2]}
     assert sorted(os.listdir(tmp_path)) == ['a.html', 'a.json', 'a.npz']
 
+
+
+def test_the_writer_needs_no_torch_and_is_the_one_checkpoints_uses(tmp_path):
+    code = ('import sys, numpy as np, results; results.save(sys.argv[1] + "/a.npz", {"x": np.arange(2)}); '
+            'results.save(sys.argv[1] + "/a.json", {"x": np.float32(1)}); assert "torch" not in sys.modules, "torch"')
+    subprocess.run([sys.executable, '-c', code, str(tmp_path)], check=True, cwd=REPO)
+    assert json.load(open(tmp_path / 'a.json')) == {'x': 1.0}
+    import checkpoints
+    import torch
+    assert checkpoints.save_json is results.save_json and checkpoints.atomic_write is results.atomic_write
+    results.save(str(tmp_path / 't.json'), {'t': torch.arange(3)})  # a tensor, where torch is loaded
+    assert json.load(open(tmp_path / 't.json')) == {'t': [0, 1, 2]}
 
 def made_from(tmp_path, networks, batches, broken=None):
     """results/RNN.npz and the JSON saying it was made from `networks` ({n_task: [folder]})."""
