@@ -11,8 +11,10 @@ import torch
 
 import checkpoints
 import decoding
+import evaluation
 import generalize
 import metrics
+import networks
 import results
 import tasks
 import train
@@ -300,3 +302,48 @@ def test_an_unconverged_adam_decoder_is_reported_naming_the_network(runs, tmp_pa
     assert json.load(open(tmp_path / 'fast_ID.json'))['adam_unconverged'] == {
         'fits': 0, 'of': 8, 'networks': [], 'gap_max': decoding.GAP_MAX,
         'fall': {'window': metrics.FALL_WINDOW, 'rel_min': metrics.FALL_REL, 'z_min': metrics.FALL_Z}}
+
+
+# ---------------------------------------------------------------------------------
+# Throughput: cache-sized simulation, each network loaded once
+
+def test_chunked_simulation_writes_the_numbers_of_one_pass_per_call(runs, tmp_path, monkeypatch):
+    # hidden_states runs CPU evaluations in chunks of networks.CHUNK trials; every array and
+    # JSON entry of all four files (Adam and lstsq, both protocols) must equal those of the
+    # path the committed results were made with (4096 trials per pass: one pass per call here)
+    hp = settings(runs, tmp_path, n_tasks=[4], n_runs=1, decoder='both', protocol='both', n_abstraction=100)
+    sizes, simulate = [], networks.hidden_states
+    monkeypatch.setattr(networks, 'hidden_states', lambda net, enc, env, ob, **kw: sizes.append(len(ob)) or
+                        simulate(net, enc, env, ob, **kw))
+    generalize.generalize(dict(hp, label='new'))
+    assert max(sizes) > 3 * networks.CHUNK['cpu']  # the pools were simulated in several chunks
+    monkeypatch.setattr(networks, 'CHUNK', {})  # every device: CHUNK_OTHER = 4096 trials per pass
+    generalize.generalize(dict(hp, label='old'))
+    for name in ('', '_paper', '_lstsq', '_paper_lstsq'):
+        new, old = (results.load_results(str(tmp_path), label + name) for label in ('new', 'old'))
+        assert list(new) == list(old)
+        for key in old:
+            np.testing.assert_array_equal(new[key], old[key], err_msg=f'{name} {key}')
+        new, old = (json.load(open(tmp_path / f'{label}{name}.json')) for label in ('new', 'old'))
+        for summary in (new, old):
+            del summary['seconds'], summary['config']['label']
+        assert new == old
+
+
+def test_a_sweep_loads_each_network_once_unless_its_checkpoint_changes(runs, tmp_path, monkeypatch):
+    calls, load = [], checkpoints._load_network
+    monkeypatch.setattr(checkpoints, '_load_network', lambda path, *a, **kw: calls.append(path) or load(path, *a, **kw))
+    sweep = evaluation.Sweep(settings(runs, tmp_path), 'generalize.py', ['once'], {})
+    folders = [f for k in sweep.n_tasks for f in sweep.folders[k]]
+    assert sorted(calls) == sorted(folders) and len(folders) == 4  # find_sweep loads each to classify it
+    changed = os.path.join(folders[-1], checkpoints.CHECKPOINT)
+    stat = os.stat(changed)
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # retrained after find_sweep looked
+    try:
+        seen = []
+        sweep.evaluate(lambda net, encoder, config, k: seen.append((net.training, config['run'])) or {'x': np.zeros(1)},
+                       lambda arrays: '')
+    finally:
+        os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert calls[len(folders):] == [folders[-1]]  # only the changed one is loaded again
+    assert seen == [(False, 0), (False, 1)] * 2 and sweep.loaded == {}  # in eval mode; none held after
