@@ -347,3 +347,15 @@ def test_a_sweep_loads_each_network_once_unless_its_checkpoint_changes(runs, tmp
         os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert calls[len(folders):] == [folders[-1]]  # only the changed one is loaded again
     assert seen == [(False, 0), (False, 1)] * 2 and sweep.loaded == {}  # in eval mode; none held after
+
+
+def test_the_papers_files_are_loaded_again_when_evaluated_where_their_warning_is_said(runs, tmp_path):
+    folder = checkpoints.find_runs(runs, network='RNN', n_task=4)[0]
+    paper_checkpoint(folder, tmp_path / 'RNN16batch1e5LR0.001Noise2NetN0nTrial1CElossnTask4Mix.pth')
+    kept = {}
+    checkpoints.find_sweep(str(tmp_path), {}, [4], 1, loaded=kept)
+    assert kept == {}  # find_sweep silenced the warning while classifying the file
+    sweep = evaluation.Sweep(settings(str(tmp_path), tmp_path / 'out', select={}, n_tasks=[4], n_runs=1),
+                             'generalize.py', ['paper'], {})
+    with pytest.warns(UserWarning, match='did not save it'):
+        sweep.evaluate(lambda net, encoder, config, k: {'x': np.zeros(1)}, lambda arrays: '')
