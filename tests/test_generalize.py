@@ -233,7 +233,7 @@ def test_both_protocols_in_one_pass_write_the_two_files(runs, tmp_path):
 
 def test_help_states_the_measured_cost_of_the_lstsq_decoder():
     out = subprocess.run([sys.executable, 'generalize.py', '--help'], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0 and '6-15 s/network' in out.stdout and '~1 s' not in out.stdout
+    assert out.returncode == 0 and '5-13 s/network' in out.stdout and '~1 s' not in out.stdout
 
 
 def test_lstsq_results_have_their_own_name_and_plot_beside_their_in_distribution_file(runs, tmp_path):
