@@ -198,7 +198,7 @@ class BrokenRuns(ValueError):
 
 
 
-def find_sweep(root, select, n_tasks, n_runs, unfinished=False):
+def find_sweep(root, select, n_tasks, n_runs, unfinished=False, loaded=None):
     """The networks an evaluation over task counts takes: for each task count, the
     first n_runs runs under root whose config matches `select`. Before any work:
     - task counts without any network are left out with a note (an error when no
@@ -215,7 +215,12 @@ def find_sweep(root, select, n_tasks, n_runs, unfinished=False):
       skips them, finishes the rest and reports them at the end (BrokenRuns); when
       no readable run matches, BrokenRuns lists them at once.
     Returns (folders {n_task: [run folder or .pth, ...]} of the task counts found,
-    batches {where: batches trained}, broken {where: problem})."""
+    batches {where: batches trained}, broken {where: problem}). `loaded`, a dict when
+    given, receives {run folder: (fingerprint, (net, encoder, config))} of the
+    networks loaded to classify them (on the CPU; `placed` puts one on a device), so
+    an evaluation loads each network once (again only if its fingerprint changed
+    since). The paper's files are not kept: they load again when evaluated, where
+    their warning is said."""
     scanned = _scan(root)
     folders = {k: _matching(scanned, {**select, 'n_task': k}, root)[:n_runs] for k in n_tasks}
     missing = [k for k, f in folders.items() if not f]
@@ -239,9 +244,12 @@ def find_sweep(root, select, n_tasks, n_runs, unfinished=False):
         state, batches[where], problem = run_state(where)
         if state not in (runs.BROKEN, runs.MISSING):  # the network must build from its config and load, with finite weights
             try:
+                weights = fingerprint(where)
                 with warnings.catch_warnings():  # what a paper's file lacks is said when it is evaluated
                     warnings.simplefilter('ignore')
-                    _load_network(where)  # classifying a run is not evaluating it
+                    network = _load_network(where)  # classifying a run is not evaluating it
+                if loaded is not None and os.path.isdir(where):
+                    loaded[where] = weights, network
             except (OSError, ValueError) as e:
                 state, problem = runs.BROKEN, str(e)
         if state in (runs.BROKEN, runs.MISSING):
@@ -348,6 +356,13 @@ def _load_network(path, device='cpu', noise_free=False):
             ensemble.load_member_state_dict(encoder, 0, enc_state)
     except ValueError as e:
         raise ValueError(f"{path}: its checkpoint does not fit the network its config describes ({e})") from None
+    return placed((net, encoder, config), device, noise_free)
+
+
+def placed(network, device='cpu', noise_free=False):
+    """A loaded (net, encoder or None, config) on `device`, both modules in eval mode;
+    `noise_free` switches the RNN's network noise off."""
+    net, encoder, config = network
     if noise_free and hasattr(net, 'n_sd'):
         net.n_sd = 0
     if encoder is not None:

@@ -31,8 +31,9 @@ class Sweep:
     def __init__(self, hp, script, names, settings):
         self.hp, self.script = hp, script
         checkpoints.check_output('results_dir', hp['results_dir'], keep=False)
+        self.loaded = {}  # the networks find_sweep loaded to classify them: evaluated without loading again
         self.folders, self.batches, self.broken = checkpoints.find_sweep(
-            hp['runs_dir'], hp['select'], hp['n_tasks'], hp['n_runs'], hp['unfinished'])
+            hp['runs_dir'], hp['select'], hp['n_tasks'], hp['n_runs'], hp['unfinished'], loaded=self.loaded)
         self.n_tasks = list(self.folders)  # the task counts found
         self.stems = [os.path.join(hp['results_dir'], name) for name in names]
         evaluated = {where: self.batches.get(where) for found in self.folders.values() for where in found
@@ -61,8 +62,10 @@ class Sweep:
                     t1, network = time.time(), checkpoints.fingerprint(folder)
                     arrays = self.partial.load(folder, network)
                     reused = arrays is not None
+                    weights, kept = self.loaded.pop(folder, (None, None))  # held no longer than needed
                     if not reused:
-                        net, encoder, config = checkpoints.load_network(folder, self.device, noise_free=noise_free)
+                        net, encoder, config = (checkpoints.placed(kept, self.device, noise_free) if weights == network
+                                                else checkpoints.load_network(folder, self.device, noise_free=noise_free))
                         arrays = {key: np.asarray(value) for key, value in measure(net, encoder, config, k).items()}
                         self.partial.save(folder, network, **arrays)
                     done[i, j] = arrays

@@ -5,7 +5,7 @@ x*. The decoder is fit on trials from three quadrants and tested on the fourth (
 on all four with --out_of_distribution=False); r² = 1 − MSE/(1/12).
 
     python generalize.py                                   # paper protocol, RNN sweep
-    python generalize.py --decoder=lstsq                   # exact least squares (6-15 s/network) -> results/RNN_lstsq.*
+    python generalize.py --decoder=lstsq                   # exact least squares (5-13 s/network) -> results/RNN_lstsq.*
     python generalize.py --select="{'network': 'LSTM'}" --label=LSTM
     python generalize.py --protocol=paper                  # the paper's test sets -> results/RNN_paper.*
     python generalize.py --decoder=both                    # Adam and least squares on the same trials -> RNN.*, RNN_lstsq.*

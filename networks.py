@@ -74,11 +74,22 @@ def build_network(config, n_in, n_out, n_members=1):
     raise ValueError(f"network={kind!r} is not allowed: expected 'RNN', 'LSTM' or 'gpt-2'")
 
 
-def hidden_states(net, encoder, env, ob, last_only=False, chunk=4096):
+# Trials per forward pass of hidden_states, per device type. On a CPU a pass's encoder
+# activations (chunk × T × enc_hidden floats) should stay in the core's 2 MiB L2 cache:
+# 256 trials run 1.4-1.6× faster than 4096 (paper-sized RNN and LSTM, 1 thread), with
+# bit-identical states (each trial's arithmetic does not depend on the others in its pass).
+# A GPU needs large passes to be busy.
+CHUNK = {'cpu': 256}
+CHUNK_OTHER = 4096  # cuda and any other device
+
+
+def hidden_states(net, encoder, env, ob, last_only=False, chunk=None):
     """Hidden states of a single trained network for observations `ob` (B, T, n_obs)
     (numpy or torch): (B, T, N), or (B, N) at the last step with `last_only`.
-    Runs without gradients, in chunks so large evaluations fit in memory."""
+    Runs without gradients, `chunk` trials at a time (default: CHUNK for the
+    network's device), so large evaluations fit in memory and in cache."""
     device = next(net.parameters()).device
+    chunk = chunk or CHUNK.get(device.type, CHUNK_OTHER)
     ob = torch.as_tensor(ob, dtype=torch.float32)
     out = []
     with torch.no_grad():

@@ -11,8 +11,10 @@ import torch
 
 import checkpoints
 import decoding
+import evaluation
 import generalize
 import metrics
+import networks
 import results
 import tasks
 import train
@@ -231,7 +233,7 @@ def test_both_protocols_in_one_pass_write_the_two_files(runs, tmp_path):
 
 def test_help_states_the_measured_cost_of_the_lstsq_decoder():
     out = subprocess.run([sys.executable, 'generalize.py', '--help'], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0 and '6-15 s/network' in out.stdout and '~1 s' not in out.stdout
+    assert out.returncode == 0 and '5-13 s/network' in out.stdout and '~1 s' not in out.stdout
 
 
 def test_lstsq_results_have_their_own_name_and_plot_beside_their_in_distribution_file(runs, tmp_path):
@@ -300,3 +302,60 @@ def test_an_unconverged_adam_decoder_is_reported_naming_the_network(runs, tmp_pa
     assert json.load(open(tmp_path / 'fast_ID.json'))['adam_unconverged'] == {
         'fits': 0, 'of': 8, 'networks': [], 'gap_max': decoding.GAP_MAX,
         'fall': {'window': metrics.FALL_WINDOW, 'rel_min': metrics.FALL_REL, 'z_min': metrics.FALL_Z}}
+
+
+# ---------------------------------------------------------------------------------
+# Throughput: cache-sized simulation, each network loaded once
+
+def test_chunked_simulation_writes_the_numbers_of_one_pass_per_call(runs, tmp_path, monkeypatch):
+    # hidden_states runs CPU evaluations in chunks of networks.CHUNK trials; every array and
+    # JSON entry of all four files (Adam and lstsq, both protocols) must equal those of the
+    # path the committed results were made with (4096 trials per pass: one pass per call here)
+    hp = settings(runs, tmp_path, n_tasks=[4], n_runs=1, decoder='both', protocol='both', n_abstraction=100)
+    sizes, simulate = [], networks.hidden_states
+    monkeypatch.setattr(networks, 'hidden_states', lambda net, enc, env, ob, **kw: sizes.append(len(ob)) or
+                        simulate(net, enc, env, ob, **kw))
+    generalize.generalize(dict(hp, label='new'))
+    assert max(sizes) > 3 * networks.CHUNK['cpu']  # the pools were simulated in several chunks
+    monkeypatch.setattr(networks, 'CHUNK', {})  # every device: CHUNK_OTHER = 4096 trials per pass
+    generalize.generalize(dict(hp, label='old'))
+    for name in ('', '_paper', '_lstsq', '_paper_lstsq'):
+        new, old = (results.load_results(str(tmp_path), label + name) for label in ('new', 'old'))
+        assert list(new) == list(old)
+        for key in old:
+            np.testing.assert_array_equal(new[key], old[key], err_msg=f'{name} {key}')
+        new, old = (json.load(open(tmp_path / f'{label}{name}.json')) for label in ('new', 'old'))
+        for summary in (new, old):
+            del summary['seconds'], summary['config']['label']
+        assert new == old
+
+
+def test_a_sweep_loads_each_network_once_unless_its_checkpoint_changes(runs, tmp_path, monkeypatch):
+    calls, load = [], checkpoints._load_network
+    monkeypatch.setattr(checkpoints, '_load_network', lambda path, *a, **kw: calls.append(path) or load(path, *a, **kw))
+    sweep = evaluation.Sweep(settings(runs, tmp_path), 'generalize.py', ['once'], {})
+    folders = [f for k in sweep.n_tasks for f in sweep.folders[k]]
+    assert sorted(calls) == sorted(folders) and len(folders) == 4  # find_sweep loads each to classify it
+    changed = os.path.join(folders[-1], checkpoints.CHECKPOINT)
+    stat = os.stat(changed)
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # retrained after find_sweep looked
+    try:
+        seen = []
+        sweep.evaluate(lambda net, encoder, config, k: seen.append((net.training, config['run'])) or {'x': np.zeros(1)},
+                       lambda arrays: '')
+    finally:
+        os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert calls[len(folders):] == [folders[-1]]  # only the changed one is loaded again
+    assert seen == [(False, 0), (False, 1)] * 2 and sweep.loaded == {}  # in eval mode; none held after
+
+
+def test_the_papers_files_are_loaded_again_when_evaluated_where_their_warning_is_said(runs, tmp_path):
+    folder = checkpoints.find_runs(runs, network='RNN', n_task=4)[0]
+    paper_checkpoint(folder, tmp_path / 'RNN16batch1e5LR0.001Noise2NetN0nTrial1CElossnTask4Mix.pth')
+    kept = {}
+    checkpoints.find_sweep(str(tmp_path), {}, [4], 1, loaded=kept)
+    assert kept == {}  # find_sweep silenced the warning while classifying the file
+    sweep = evaluation.Sweep(settings(str(tmp_path), tmp_path / 'out', select={}, n_tasks=[4], n_runs=1),
+                             'generalize.py', ['paper'], {})
+    with pytest.warns(UserWarning, match='did not save it'):
+        sweep.evaluate(lambda net, encoder, config, k: {'x': np.zeros(1)}, lambda arrays: '')

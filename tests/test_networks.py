@@ -48,3 +48,20 @@ def test_build_network_follows_the_config():
     assert isinstance(networks.build_network(dict(CONFIG, network='LSTM'), 41, 24), LSTM)
     gpt = networks.build_network(dict(CONFIG, network='gpt-2', dropout=0.25, n_neu=32), 41, 24, n_members=2)
     assert isinstance(gpt, GPT) and gpt.drop.p == 0.25 and gpt.n_members == 2 and gpt.hidden_size == 32
+
+
+def test_hidden_states_do_not_depend_on_how_the_trials_are_chunked():
+    # hidden_states runs CPU evaluations in cache-sized chunks (CHUNK); the states must be
+    # bit-identical to one large pass (the per-network path generalize.py's numbers were made with)
+    env = tasks.training_env(CONFIG)
+    ob = env.sample(np.random.default_rng(0), 600)['ob']
+    enc = networks.build_encoder(CONFIG)
+    for config in (CONFIG, dict(CONFIG, network='LSTM'), dict(CONFIG, network='gpt-2', n_neu=32)):
+        torch.manual_seed(0)
+        net = networks.build_network(config, networks.n_inputs(env, config), 24).eval()
+        whole = networks.hidden_states(net, enc, env, ob, chunk=4096)
+        assert whole.shape == (600, 22, net.hidden_size)
+        for chunk in (None, 7, 256):  # None: the device's default, CHUNK['cpu']
+            assert torch.equal(networks.hidden_states(net, enc, env, ob, chunk=chunk), whole), (config['network'], chunk)
+        assert torch.equal(networks.hidden_states(net, enc, env, ob, last_only=True), whole[:, -1])
+    assert networks.CHUNK['cpu'] < 600  # the default splits these trials
