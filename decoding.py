@@ -29,10 +29,12 @@ GAP_MAX = 0.05  # an Adam decoder whose training r² is further below least squa
 def splits(n_dim, out_of_distribution, split=None, split_var=False):
     """(train orthants, test orthants) per split. Orthant k (1-based) is the k-th sign
     pattern of itertools.product([-.5, .5], repeat=D); for D = 2 these are the
-    paper's quadrants 1:(+,+) 2:(−,+) 3:(−,−) 4:(+,−)."""
+    paper's quadrants 1:(+,+) 2:(−,+) 3:(−,−) 4:(+,−). split_var: for each variable q,
+    test on the orthants where x_q > 0 (train on the rest), for every D, D = 2 included, so
+    a D sweep holds out the same kind of set (a half-space) at each D."""
     if n_dim == 2:
-        tests = [[q] for q in (1, 2, 3, 4)]
         everything = [1, 2, 3, 4]
+        tests = [[1, 4], [1, 2]] if split_var else [[q] for q in everything]  # x1 > 0, x2 > 0
     else:
         signs = list(itertools.product([-1, 1], repeat=n_dim))
         everything = list(range(1, len(signs) + 1))
@@ -68,7 +70,7 @@ def test_orthants(config, test, hp, protocol=None):
     entry of that orthant's sign row, i.e. the all-positive or all-negative orthant in
     proportion to the row's signs (listing an orthant twice doubles its weight).
     `protocol` defaults to hp['protocol']."""
-    single = config['n_dim'] == 2 or (hp['split'] is None and not hp['split_var'])
+    single = not hp['split_var'] and (config['n_dim'] == 2 or hp['split'] is None)
     if (protocol or hp['protocol']) == 'correct' or not single:
         return test
     signs = tasks.decoding_env(config, test).signs[0]
@@ -103,7 +105,8 @@ def evaluate_network(net, encoder, config, hp, n_train_batches, net_seed):
     if config['n_dim'] == 2:
         per_slice = max(per_slice, hp['n_abstraction'])
     pools = {}
-    for k in sorted({k for train, _ in pairs for k in train}):
+    # D = 2: every quadrant, also one no split trains on (split_var), for the abstraction metrics
+    for k in sorted({k for train, _ in pairs for k in train} | ({1, 2, 3, 4} if config['n_dim'] == 2 else set())):
         env = tasks.decoding_env(config, [k], hp['timing'])
         H, X = final_states(net, encoder, env, env.sample(rng, n_fit * per_slice))
         pools[k] = H.view(n_fit, per_slice, -1), X.view(n_fit, per_slice, -1)

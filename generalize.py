@@ -38,7 +38,7 @@ batch_sz = 16  # trials per decoder batch
 lr = 3e-3  # decoder Adam learning rate
 n_test = 40  # test batches per fit
 split = None  # D > 2: hold out every split-th orthant (None: one orthant at a time up to 2^D)
-split_var = False  # D > 2: train on x_q < 0, test on x_q > 0, for each variable q
+split_var = False  # train on x_q < 0, test on x_q > 0, for each variable q (any D; D = 2 otherwise holds out each quadrant)
 timing = None  # evaluation timing (dict of ms); None: the network's training timing
 n_abstraction = 500  # trials per quadrant for CCGP and the parallelism score (as analyze.py's: CCGP rises with it); D > 2: at most that many per orthant for the disentanglement metrics
 seed = 0  # seed of the evaluation trials and decoder inits

@@ -22,6 +22,20 @@ def test_splits_hold_out_each_quadrant_or_orthant():
     assert per_var[2] == ([1, 3, 5, 7], [2, 4, 6, 8])  # x3 > 0 held out
 
 
+def test_split_var_holds_out_half_planes_at_d2_too():
+    """split_var is one scheme at every D: at D = 2 the half-planes x1 > 0 (quadrants 1, 4)
+    and x2 > 0 (quadrants 1, 2), tested on themselves under either protocol, so a D
+    sweep's D = 2 point is the same kind of test as the others."""
+    pairs = decoding.splits(2, True, split_var=True)
+    assert pairs == [([2, 3], [1, 4]), ([3, 4], [1, 2])]
+    config = train.defaults()
+    hp = {'protocol': 'paper', 'split': None, 'split_var': True}
+    for _, test in pairs:
+        assert decoding.test_orthants(config, test, hp) == test
+    x = tasks.decoding_env(config, [1, 4]).sample(np.random.default_rng(0), 2000)['stim']
+    assert np.all(x[:, 0] > 0) and 0.4 < np.mean(x[:, 1] > 0) < 0.6
+
+
 def test_paper_protocol_reproduces_the_release_test_sets():
     """'paper': held-out quadrants 2 and 4 are tested on an even mix of quadrants 1 and
     3 (coordinates of equal sign), 1 and 3 on themselves; 'correct' on the held-out one."""
