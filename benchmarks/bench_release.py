@@ -167,8 +167,9 @@ if __name__ == '__main__':
     torch.set_num_threads(hp['n_threads'])
     stub_missing_packages()
     adapt_to_installed_neurogym()
-    print(f"release {release}, {hp['n_threads']} thread(s), {hp['n_batch']} batches after {hp['n_warmup']} warm-up",
-          flush=True)
+    import neurogym
+    print(f"release {release}, neurogym {neurogym.__version__}, torch {torch.__version__}, {hp['n_threads']} thread(s), "
+          f"{hp['n_batch']} batches after {hp['n_warmup']} warm-up", flush=True)
     wall, cpu = run_release(os.path.join(release, 'train.py'), hp['n_warmup'], hp['n_batch'])
     print(f"RESULT release RNN: 1 network {hp['n_batch'] / wall:.0f} network-batches/s "
           f"({hp['n_batch'] / cpu:.0f} per CPU-second)", flush=True)
