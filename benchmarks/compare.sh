@@ -2,12 +2,15 @@
 # Every benchmark of the Performance table (docs/performance.md), for this checkout and for the
 # previous implementation (the commit before the throughput work), in one run on one
 # machine, then the profile of this checkout's training batch. Needs trained networks
-# to evaluate (the Figure 3a sweep in trained_networks/RNN).
+# to evaluate (the Figure 3a sweep in trained_networks/RNN). Given a checkout of the
+# paper's code release (panvaf/DisentangleRes) as the second argument or in RELEASE_DIR,
+# it also times the release's own training loop in the same run (bench_release.py).
 #
-#     bash benchmarks/compare.sh [previous commit, default 9e20e74] > benchmarks/compare.txt
+#     bash benchmarks/compare.sh [previous commit, default 9e20e74] [release checkout] > benchmarks/compare.txt
 set -u
 cd "$(dirname "$0")/.."
 previous=${1:-9e20e74}
+release=${2:-${RELEASE_DIR:-}}
 old=$(mktemp -d)/previous
 git worktree add -q --detach "$old" "$previous"
 trap 'git worktree remove --force "$old"' EXIT
@@ -18,6 +21,11 @@ for repo in "$old" .; do
   python benchmarks/bench_shared.py --repo="$repo"
   python benchmarks/bench_generalize.py --repo="$repo" --runs_dir=trained_networks/RNN | grep -E 'RESULT'
 done
+if [ -n "$release" ]; then
+  echo "=== the release's loop ($release)"
+  # the release's own prints (loss, accuracy) go to stderr; keep the results and any error
+  python benchmarks/bench_release.py --release_dir="$release" --n_batch=300 2>&1 | grep -E 'RESULT|^release |^error|Error'
+fi
 echo "=== Figure 3a evaluation (this checkout): 25 networks (n_task 2-24 x runs 0-4), both OOD protocols in one pass, 1 thread"
 start=$(date +%s)
 python generalize.py --runs_dir=trained_networks/RNN --n_runs=5 --protocol=both --label=bench --results_dir="$(mktemp -d)" > /dev/null
