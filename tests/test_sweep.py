@@ -188,6 +188,34 @@ def test_recipe_gives_the_commands_of_a_result_file():
 # ---------------------------------------------------------------------------------
 # Networks on disk and grouping them into train.py calls
 
+def test_figure_5a_rows_are_how_the_committed_results_were_made():
+    """The matched design's rows reproduce the committed sets, so a sweep counts them as done:
+    the run folders the results were computed from carry the names the rows' settings give
+    (task, timing, bound, budget), trained as long as the row says, evaluated as the row says."""
+    defaults = dict(experiments.script_defaults('train.py'), n_batch=runs.DEFAULT_BATCHES['RNN'])
+    labels = [label for label in experiments.EXPERIMENTS if label.startswith('FreeRT5a_')]
+    assert {f'FreeRT5a_T{T}' for T in experiments.DURATIONS} <= set(labels)
+    assert experiments.EXPERIMENTS['FreeRT5a_T20']['train']['n_batch'] == experiments.FIG5A_BATCHES
+    assert 'FreeRT5a_nobound_T20_untrained' not in labels  # the control's baseline is FreeRT5a_T20_untrained
+    checked = 0
+    for label in labels:
+        path = os.path.join(REPO, 'results', label + '.json')
+        if not os.path.exists(path):  # baselines at T = 5 and 30 are not committed: the sweep makes them
+            assert label.endswith('_untrained'), label
+            continue
+        with open(path, encoding='utf-8') as f:
+            made = json.load(f)
+        row, expected = experiments.EXPERIMENTS[label], experiments.expected_config(label)
+        names = [runs.run_name(expected, defaults, k, r) for k in row['n_task'] for r in range(row['runs'])]
+        assert [os.path.basename(p) for k in row['n_task'] for p in made['networks'][str(k)]] == names, label
+        assert np.all(np.asarray(made['batches']) == expected['n_batch']), label
+        config = made['config']
+        assert (config['n_tasks'], config['n_runs'], config['decoder']) == (row['n_task'], row['runs'], 'both'), label
+        assert config['timing'] == row['evaluate'].get('timing'), label  # each set at its own T
+        checked += 1
+    assert checked == len(labels) - 2
+
+
 def test_rectangles_cover_the_cells_exactly():
     rng = random.Random(0)
     for _ in range(200):
