@@ -24,7 +24,7 @@ import train
 from configurator import hyperparameters
 from runs import resume_command
 
-pytestmark = pytest.mark.slow  # trains networks and starts processes
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('quick_metrics')]  # trains networks and starts processes; the metrics' null draws cut (conftest.quick_metrics)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT = {'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100}
