@@ -20,7 +20,7 @@ import tasks
 import train
 from configurator import hyperparameters
 
-pytestmark = pytest.mark.slow  # every test here trains networks
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('quick_metrics')]  # every test here trains networks; the metrics' null draws cut (conftest.quick_metrics)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT = {'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100}

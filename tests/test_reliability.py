@@ -24,7 +24,7 @@ import train
 from configurator import hyperparameters
 from runs import resume_command
 
-pytestmark = pytest.mark.slow  # trains networks and starts processes
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('quick_metrics')]  # trains networks and starts processes; the metrics' null draws cut (conftest.quick_metrics)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT = {'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100}
@@ -342,11 +342,10 @@ def test_changed_settings_are_not_mixed_with_saved_networks(sweep, tmp_path, mon
 # ---------------------------------------------------------------------------------
 # item 14: partial sweeps
 
-def test_partial_sweep_evaluates_the_task_counts_found(sweep, tmp_path):
-    proc = script('generalize.py', f'--runs_dir={sweep}', '--n_tasks=[2, 3, 4, 24]', '--n_runs=2',
-                  '--n_fit=1', '--n_test=5', '--decoder_batches={2: 20, 4: 20}', f'--results_dir={tmp_path}', '--label=p')
-    assert proc.returncode == 0, proc.stderr
-    assert 'note: no trained networks' in proc.stdout and 'n_task in [3, 24]' in proc.stdout
+def test_partial_sweep_evaluates_the_task_counts_found(sweep, tmp_path, capsys):
+    generalize.generalize(gen_hp(sweep, tmp_path, n_tasks=[2, 3, 4, 24], label='p'))
+    out = capsys.readouterr().out
+    assert 'note: no trained networks' in out and 'n_task in [3, 24]' in out
     res = results.load_results(str(tmp_path), 'p')
     assert res['n_tasks'].tolist() == [2, 4] and res['r_sq'].shape[:2] == (2, 2)
 

@@ -26,7 +26,7 @@ TIMING = {'fixation': 100, 'stimulus': 500, 'delay': 0, 'decision': 100}
 # two task counts, one run, few batches, tiny networks, short trials, a quick decoder
 TINY = ['--n_tasks=[2,24]', '--runs=1', '--n_batch=200', '--n_threads=1', '--out_dir=figs',
         f'--protocols={PROTOCOLS}', f"--train_overrides={{'n_neu': 8, 'timing': {TIMING}}}",
-        "--eval_overrides={'decoder_batches': {2: 20, 24: 20}, 'n_fit': 1, 'n_test': 5}"]
+        "--eval_overrides={'decoder_batches': {2: 20, 24: 20}, 'n_fit': 1, 'n_test': 5, 'n_abstraction': 20}"]
 
 
 def sweep(cwd, *args, check=None):
@@ -188,6 +188,34 @@ def test_recipe_gives_the_commands_of_a_result_file():
 # ---------------------------------------------------------------------------------
 # Networks on disk and grouping them into train.py calls
 
+def test_figure_5a_rows_are_how_the_committed_results_were_made():
+    """The matched design's rows reproduce the committed sets, so a sweep counts them as done:
+    the run folders the results were computed from carry the names the rows' settings give
+    (task, timing, bound, budget), trained as long as the row says, evaluated as the row says."""
+    defaults = dict(experiments.script_defaults('train.py'), n_batch=runs.DEFAULT_BATCHES['RNN'])
+    labels = [label for label in experiments.EXPERIMENTS if label.startswith('FreeRT5a_')]
+    assert {f'FreeRT5a_T{T}' for T in experiments.DURATIONS} <= set(labels)
+    assert experiments.EXPERIMENTS['FreeRT5a_T20']['train']['n_batch'] == experiments.FIG5A_BATCHES
+    assert 'FreeRT5a_nobound_T20_untrained' not in labels  # the control's baseline is FreeRT5a_T20_untrained
+    checked = 0
+    for label in labels:
+        path = os.path.join(REPO, 'results', label + '.json')
+        if not os.path.exists(path):  # baselines at T = 5 and 30 are not committed: the sweep makes them
+            assert label.endswith('_untrained'), label
+            continue
+        with open(path, encoding='utf-8') as f:
+            made = json.load(f)
+        row, expected = experiments.EXPERIMENTS[label], experiments.expected_config(label)
+        names = [runs.run_name(expected, defaults, k, r) for k in row['n_task'] for r in range(row['runs'])]
+        assert [os.path.basename(p) for k in row['n_task'] for p in made['networks'][str(k)]] == names, label
+        assert np.all(np.asarray(made['batches']) == expected['n_batch']), label
+        config = made['config']
+        assert (config['n_tasks'], config['n_runs'], config['decoder']) == (row['n_task'], row['runs'], 'both'), label
+        assert config['timing'] == row['evaluate'].get('timing'), label  # each set at its own T
+        checked += 1
+    assert checked == len(labels) - 2
+
+
 def test_rectangles_cover_the_cells_exactly():
     rng = random.Random(0)
     for _ in range(200):
@@ -247,11 +275,20 @@ def test_network_states_and_the_train_calls_they_need(tmp_path):
 # ---------------------------------------------------------------------------------
 # The command line
 
-def test_dry_run_all_lists_every_figures_work(tmp_path):
-    out = sweep(tmp_path, 'all', '--dry_run=True', f'--protocols={PROTOCOLS}', check=0).out
-    assert not os.listdir(tmp_path)  # nothing made
+@pytest.fixture(scope='module')
+def dry_run_all(tmp_path_factory):
+    """The folder and output of `sweep.py all --dry_run=True --n_threads=3`, planned once for
+    the tests that read it (each pending step's check is an interpreter start)."""
+    root = tmp_path_factory.mktemp('all')
+    return root, sweep(root, 'all', '--dry_run=True', f'--protocols={PROTOCOLS}', '--n_threads=3', check=0).out
+
+
+@pytest.mark.slow  # checks every step of every figure: an interpreter start each
+def test_dry_run_all_lists_every_figures_work(dry_run_all):
+    root, out = dry_run_all
+    assert not os.listdir(root)  # nothing made
     read = {label for figure in experiments.FIGURES for _, label, _ in experiments.reads(figure)}
-    assert {label for label in experiments.EXPERIMENTS if label not in read} == {f'HighDim5b_D{D}' for D in experiments.DIMS}
+    assert {label for label in experiments.EXPERIMENTS if label not in read} == {f'HighDim5b_D{D}' for D in experiments.DIMS} | {'FreeRT5a_1e5_T5'}
     for label, row in experiments.EXPERIMENTS.items():
         src = experiments.source(label)
         if label not in read:  # read by no figure yet: not part of `all`, made by its recipe
@@ -402,6 +439,7 @@ def test_bad_input_stops_before_any_work(tmp_path, args, message):
         assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow  # starts the scripts
 def test_a_device_without_a_gpu_is_refused_in_planning(tmp_path):
     import torch
     if torch.cuda.is_available():  # the refusal needs a machine without a GPU
@@ -415,8 +453,9 @@ def test_a_device_without_a_gpu_is_refused_in_planning(tmp_path):
     assert sweep(tmp_path, 'fig3a', '--dry_run=True', '--executor=slurm', *args).returncode == 0
 
 
-def test_every_step_gets_the_sweeps_threads(tmp_path):
-    out = sweep(tmp_path, 'fig3a', 'fig4', 'S6', '--dry_run=True', '--n_threads=3', check=0).out
+@pytest.mark.slow  # checks every step of every figure: an interpreter start each
+def test_every_step_gets_the_sweeps_threads(dry_run_all):
+    _, out = dry_run_all
     steps = [line for line in out.splitlines() if re.match(r'\s+python (train|generalize|sparsity|analyze)', line)]
     assert len(steps) > 10 and all('--n_threads=3' in line for line in steps)
 
@@ -429,16 +468,19 @@ def test_the_notebooks_get_the_sweeps_task_counts(tmp_path):
     assert '--n_task' not in [line for line in out.splitlines() if 'run_notebooks.py' in line][0]
 
 
-def test_the_notebook_estimate_is_per_notebook(tmp_path):
-    out = sweep(tmp_path, 'all', '--dry_run=True', check=0).out
+@pytest.mark.slow  # checks every step of every figure: an interpreter start each
+def test_the_notebook_estimate_is_per_notebook(dry_run_all):
+    _, out = dry_run_all
     estimate = re.search(r'run_notebooks\.py .*\[(\d+) s\]', out).group(1)
     assert int(estimate) == len(experiments.FIGURES) * experiments.NOTEBOOK_SECONDS
     assert experiments.NOTEBOOK_SECONDS <= 3  # measured: the 13 notebooks take ~1 s each, not 15
 
 
 def test_dry_run_into_a_closed_pipe_exits_quietly(tmp_path):
-    proc = subprocess.run(f'{shlex.quote(sys.executable)} {SWEEP} all --dry_run=True | head -n 2', shell=True,
-                          cwd=tmp_path, capture_output=True, text=True)
+    # a Slurm plan lists every network: 200 runs print ~200 KB, more than a pipe holds, so
+    # the plan is still being written when `head` leaves (a plan of every figure is 30 KB)
+    proc = subprocess.run(f'{shlex.quote(sys.executable)} {SWEEP} fig3a --dry_run=True --executor=slurm --runs=200 '
+                          '| head -n 2', shell=True, cwd=tmp_path, capture_output=True, text=True)
     assert proc.stdout.startswith('figures: fig3a') and len(proc.stdout.splitlines()) == 2
     assert proc.stderr == '', proc.stderr
 
@@ -455,12 +497,14 @@ def test_a_corrupt_result_file_is_named_and_remade(tmp_path):
     assert not experiments.exists(str(tmp_path / 'results' / 'RNN_ID.npz'))
 
 
+@pytest.mark.slow  # starts the scripts
 def test_a_failed_evaluation_stops_the_notebooks_that_read_it(tmp_path):
     """A real run (no training: the network is there): the evaluation fails on a
     broken checkpoint, and fig3a's notebook does not run on the missing result."""
     fake_network(str(tmp_path / 'trained_networks' / 'RNN'), experiments.expected_config('RNN'), 2, 0, 'finished')
     os.makedirs(tmp_path / 'results')
     np.savez(tmp_path / 'results' / 'RNN_paper.npz', r_sq=np.zeros(2))  # the OOD result exists, the ID one not
+    np.savez(tmp_path / 'results' / 'RNN_untrained_paper.npz', r_sq=np.zeros(2))  # so does the baseline: nothing else runs
     proc = sweep(tmp_path, 'fig3a', '--n_tasks=[2]', '--runs=1', '--n_threads=1', '--out_dir=figs')
     assert proc.returncode == 1, proc.out
     summary = proc.out[proc.out.rindex('failed or not run'):]
@@ -578,8 +622,11 @@ def test_tiny_sweep_through_submitit_local_executor(tmp_path):
 
 @pytest.mark.slow
 def test_killed_sweep_resumes_a_failed_step_is_reported_and_reruns_do_only_what_is_missing(tmp_path):
-    args = [*TINY, '--n_batch=3000', "--train_overrides={'n_neu': 8, 'timing': %r, 'ckpt_every': 200}" % TIMING,
+    batches = 1000  # the first checkpoint at 100: the kill comes long before the end
+    args = [*TINY, f'--n_batch={batches}', "--train_overrides={'n_neu': 8, 'timing': %r, 'ckpt_every': 100}" % TIMING,
             '--notebooks=False']  # the notebooks run in the tests above
+    os.makedirs(tmp_path / 'results')  # the untrained baseline exists: only the RNN's networks and results are made
+    np.savez(tmp_path / 'results' / 'RNN_untrained_paper.npz', r_sq=np.zeros(2))
     proc = subprocess.Popen([sys.executable, SWEEP, 'fig3a', *args], cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sweep_dir = tmp_path / 'trained_networks' / 'RNN'
@@ -603,7 +650,7 @@ def test_killed_sweep_resumes_a_failed_step_is_reported_and_reruns_do_only_what_
     assert proc.returncode == 1, proc.out
     assert '] run: python train.py' in proc.out and '--resume=True' in proc.out
     for f in os.listdir(sweep_dir):
-        assert json.load(open(sweep_dir / f / 'metrics.json'))['batches_done'] == 3000
+        assert json.load(open(sweep_dir / f / 'metrics.json'))['batches_done'] == batches
     summary = proc.out[proc.out.rindex('failed or not run'):]
     assert '[RNN] FAILED (exit 1): python generalize.py' in summary and '--out_of_distribution=False' in summary
     assert os.path.exists(tmp_path / 'results' / 'RNN.npz')
