@@ -60,7 +60,18 @@ class Objective:
         the targets gt, averaged over the active outputs (mask broadcastable to logits:
         each network's current task family), weighted over the steps by `weights`
         (T,) or (M, B, T) (`step_weights`) and averaged over the trials."""
-        per_step = (self.step_losses(logits, gt) * active).sum(-1) / active.sum(-1)
+        if logits.device.type == 'cpu':
+            # The paper's BCE costs two scalar logarithms per output on the CPU, most of the
+            # loss's time, and a sweep's members leave most of their padded outputs inactive:
+            # the step losses are computed on the active outputs alone and the rest are zeros,
+            # the same values as the full losses times the mask (on a GPU, finding the active
+            # outputs would wait for the device).
+            at = active.bool().expand_as(logits).flatten().nonzero().squeeze(1)
+            picked = self.step_losses(logits.flatten().index_select(0, at), gt.flatten().index_select(0, at))
+            losses = logits.new_zeros(logits.numel()).index_copy(0, at, picked).view_as(logits)
+        else:
+            losses = self.step_losses(logits, gt) * active
+        per_step = losses.sum(-1) / active.sum(-1)
         return (per_step * weights).sum(-1).mean(-1)
 
     def decision_scores(self, logits, gt, active, decision):
