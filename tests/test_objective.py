@@ -130,6 +130,11 @@ def test_batch_loss_on_active_outputs_alone_equals_the_full_loss_times_the_mask(
     expected.sum().backward()
     assert torch.equal(ours, expected) and torch.equal(logits.grad, full.grad)
     assert (logits.grad[0, ..., 2:] == 0).all() and (logits.grad[0, ..., :2] != 0).any()
+    # a mask that varies over trials and steps too (the general path of active_indices)
+    varied = torch.rand(3, 4, 5, 6, generator=gen).round()
+    varied[..., 0] = 1
+    expected = ((obj.step_losses(full, gt) * varied).sum(-1) / varied.sum(-1) * weights).sum(-1).mean(-1)
+    assert torch.equal(obj.batch_loss(logits, gt, varied, weights), expected)
     logits.data[1, 0, 0, 3] = float('nan')  # a diverged member's loss is NaN, the others' stay finite
     nan = obj.batch_loss(logits, gt, active, weights)
     assert nan[1].isnan() and nan[[0, 2]].isfinite().all()
