@@ -652,8 +652,9 @@ def run_ensemble(config, members, ckpts, stop):
                 interrupt(j)
         if step in records:
             check_finite(step)
-            n = accum['n']  # every member's means in one op each: a record costs no op per member
-            means = zip((accum['loss'] / n).tolist(), (accum['acc'] / n).tolist(), (accum['conf'] / n[:, None]).tolist())
+            count = accum['n']  # every member's means in one op each: a record costs no op per member
+            means = zip((accum['loss'] / count).tolist(), (accum['acc'] / count).tolist(),
+                        (accum['conf'] / count[:, None]).tolist())
             for m, (loss, acc, conf) in zip(members, means):
                 m.history['loss'].append(loss)
                 m.history['acc'].append(acc)
