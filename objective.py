@@ -11,6 +11,8 @@ is decided once, here, from its task and configuration:
 - 'bound_tanh' (a task whose `readout` says so: the free-RT task): MSE of bound·tanh
   against the accumulators.
 """
+import math
+
 import torch
 from torch import nn
 
@@ -60,7 +62,18 @@ class Objective:
         the targets gt, averaged over the active outputs (mask broadcastable to logits:
         each network's current task family), weighted over the steps by `weights`
         (T,) or (M, B, T) (`step_weights`) and averaged over the trials."""
-        per_step = (self.step_losses(logits, gt) * active).sum(-1) / active.sum(-1)
+        if logits.device.type == 'cpu':
+            # The paper's BCE costs two scalar logarithms per output on the CPU, most of the
+            # loss's time, and a sweep's members leave most of their padded outputs inactive:
+            # the step losses are computed on the active outputs alone and the rest are zeros,
+            # the same values as the full losses times the mask (on a GPU, finding the active
+            # outputs would wait for the device).
+            at = active_indices(active, logits.shape)
+            picked = self.step_losses(logits.flatten().index_select(0, at), gt.flatten().index_select(0, at))
+            losses = logits.new_zeros(logits.numel()).index_copy(0, at, picked).view_as(logits)
+        else:
+            losses = self.step_losses(logits, gt) * active
+        per_step = losses.sum(-1) / active.sum(-1)
         return (per_step * weights).sum(-1).mean(-1)
 
     def decision_scores(self, logits, gt, active, decision):
@@ -99,3 +112,17 @@ class Objective:
         """What a checkpoint records about its readout (the `decoder` entry)."""
         families = config['task'] if isinstance(config['task'], list) else [config['task']]
         return {'activation': self.kind, 'loss': self.loss, 'bound': self.bound, 'families': families}
+
+
+def active_indices(active, shape):
+    """The flat indices of the entries of a tensor of `shape` where the mask `active`
+    (broadcastable to it) is non-zero, in no particular order."""
+    M, n_out = shape[0], shape[-1]
+    if active.shape != (M,) + (1,) * (len(shape) - 2) + (n_out,):
+        return active.bool().expand(shape).flatten().nonzero().squeeze(1)
+    # the training loop's mask, one value per member and output: its (member, output) pairs
+    # spread over the steps, a sixth of the time of nonzero() on the whole expanded mask
+    rows = math.prod(shape[1:-1])
+    member, output = active.reshape(M, n_out).nonzero().unbind(1)
+    starts = member * (rows * n_out) + output
+    return (starts[:, None] + torch.arange(0, rows * n_out, n_out, device=active.device)).flatten()

@@ -558,7 +558,7 @@ class BatchSource:
         if key not in self._on_device:  # made once per device: copies from the host would stall a CUDA graph
             self._on_device[key] = (self._decision.to(*key)[:, None], self._trial_of_step.to(targets.device))
         decision, trial_of_step = self._on_device[key]
-        return targets[..., trial_of_step, :] * decision
+        return targets.index_select(-2, trial_of_step) * decision  # index_select: a third of indexing's time
 
     def next_many(self, n):
         """The next n batches, as n calls of next() give them, with every family's outputs

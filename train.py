@@ -652,11 +652,13 @@ def run_ensemble(config, members, ckpts, stop):
                 interrupt(j)
         if step in records:
             check_finite(step)
-            for i, m in enumerate(members):
-                c = accum['n'][i]
-                m.history['loss'].append(float(accum['loss'][i] / c))
-                m.history['acc'].append(float(accum['acc'][i] / c))
-                m.history['conf'].append((accum['conf'][i] / c).tolist())
+            count = accum['n']  # every member's means in one op each: a record costs no op per member
+            means = zip((accum['loss'] / count).tolist(), (accum['acc'] / count).tolist(),
+                        (accum['conf'] / count[:, None]).tolist())
+            for m, (loss, acc, conf) in zip(members, means):
+                m.history['loss'].append(loss)
+                m.history['acc'].append(acc)
+                m.history['conf'].append(conf)
             for v in accum.values():
                 v.zero_()
             bar.set_postfix(loss=f"{np.mean([m.history['loss'][-1] for m in members]):.4f}",

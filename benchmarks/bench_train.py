@@ -2,7 +2,8 @@
 encoder, batch 16 × 22 steps, BCE, Adam), end to end: data, encoder, forward,
 backward, optimiser, checkpoints. Prints network-batches per second (networks ×
 batches per second) for one network and for the paper's 25-member sweep ensemble
-(n_task = [2, 3, 6, 12, 24] × 5 runs), per network type.
+(n_task = [2, 3, 6, 12, 24] × 5 runs), per network type; in brackets the same per
+second of the process's CPU time, steadier on a machine that other jobs load.
 
     python benchmarks/bench_train.py                          # this checkout, 1 thread
     python benchmarks/bench_train.py --repo=/path/to/other    # another checkout of the project
@@ -44,7 +45,9 @@ if __name__ == '__main__':
     base = train.defaults()
 
     def throughput(network, size):
-        """Network-batches per second of one train.train call, warm-up excluded."""
+        """Network-batches per second of one train.train call, warm-up excluded: per second
+        of wall time, and per second of the process's CPU time (what a loaded machine's
+        other processes take from the wall-time figure does not count in it)."""
         n_tasks, runs = (24, 1) if size == 1 else ([2, 3, 6, 12, 24], size // 5)
         with tempfile.TemporaryDirectory() as out:
             config = dict(base, n_task=n_tasks, runs=runs, device=hp['device'], network=network,
@@ -52,12 +55,14 @@ if __name__ == '__main__':
             if 'n_threads' in base:
                 config['n_threads'] = hp['n_threads']
             train.train(dict(config, n_batch=20, out_dir=os.path.join(out, 'warmup')))
-            t0 = time.time()
+            t0, cpu0 = time.time(), time.process_time()
             folders = train.train(config)
-            return len(folders) * hp['n_batch'] / (time.time() - t0)
+            done = len(folders) * hp['n_batch']
+            return done / (time.time() - t0), done / (time.process_time() - cpu0)
 
     print(f"checkout {root}, device {hp['device']}, {hp['n_threads']} thread(s), {hp['n_batch']} batches")
     for network in hp['networks']:
         rates = {size: throughput(network, size) for size in hp['sizes']}
         print(f"RESULT {network}: " + ', '.join(f"{size} network{'s' * (size > 1)} {rate:.0f} network-batches/s"
-                                                 for size, rate in rates.items()), flush=True)
+                                                 f" ({cpu:.0f} per CPU-second)"
+                                                 for size, (rate, cpu) in rates.items()), flush=True)

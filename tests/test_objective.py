@@ -108,3 +108,33 @@ def test_batch_loss_averages_active_outputs_weighted_steps_and_trials():
     acc, conf = obj.decision_scores(logits, gt, active, torch.tensor([3]))
     assert acc.tolist() == [0.0, 1.0]  # the inactive outputs 2-4 do not count
     assert conf.tolist() == [[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]  # true x predicted
+
+
+@pytest.mark.parametrize('over', [dict(loss='paper'), dict(loss='logits'), dict(CE_loss=False)],
+                         ids=['paper', 'logits', 'mse'])
+def test_batch_loss_on_active_outputs_alone_equals_the_full_loss_times_the_mask(over):
+    # On the CPU batch_loss computes the step losses of the active outputs only: the loss
+    # and the gradient must be exactly those of every output's loss times the mask.
+    obj = objective(**over)
+    gen = torch.Generator().manual_seed(0)
+    logits = (3 * torch.randn(3, 4, 5, 6, generator=gen)).requires_grad_()
+    logits.data[0, 1, 2, 0] = 40.0  # the paper's BCE: a sigmoid that rounds to 1
+    gt = torch.randint(-1, 2, (3, 4, 5, 6), generator=gen).float()
+    active = torch.zeros(3, 1, 1, 6)
+    active[0, ..., :2], active[1, ..., 2:5], active[2] = 1, 1, 1  # a slice per member, or all
+    weights = torch.rand(3, 4, 5, generator=gen)
+    ours = obj.batch_loss(logits, gt, active, weights)
+    ours.sum().backward()
+    full = logits.detach().clone().requires_grad_()
+    expected = ((obj.step_losses(full, gt) * active).sum(-1) / active.sum(-1) * weights).sum(-1).mean(-1)
+    expected.sum().backward()
+    assert torch.equal(ours, expected) and torch.equal(logits.grad, full.grad)
+    assert (logits.grad[0, ..., 2:] == 0).all() and (logits.grad[0, ..., :2] != 0).any()
+    # a mask that varies over trials and steps too (the general path of active_indices)
+    varied = torch.rand(3, 4, 5, 6, generator=gen).round()
+    varied[..., 0] = 1
+    expected = ((obj.step_losses(full, gt) * varied).sum(-1) / varied.sum(-1) * weights).sum(-1).mean(-1)
+    assert torch.equal(obj.batch_loss(logits, gt, varied, weights), expected)
+    logits.data[1, 0, 0, 3] = float('nan')  # a diverged member's loss is NaN, the others' stay finite
+    nan = obj.batch_loss(logits, gt, active, weights)
+    assert nan[1].isnan() and nan[[0, 2]].isfinite().all()

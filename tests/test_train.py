@@ -143,19 +143,19 @@ def spy(monkeypatch):
     """Record what the training step sees: the task, the network inputs, the noise
     after the encoder, the objective and the logits."""
     seen = {}
-    inputs, losses = train.networks.network_inputs, train.Objective.step_losses
+    inputs, losses = train.networks.network_inputs, train.Objective.batch_loss
 
     def network_inputs(ob, env, encoder=None, enc_noise=None):
         u = inputs(ob, env, encoder, enc_noise)
         seen.update(env=env, u=u, enc_noise=enc_noise)
         return u
 
-    def step_losses(self, logits, gt):
+    def batch_loss(self, logits, *args):
         seen.update(objective=self, logits=logits)
-        return losses(self, logits, gt)
+        return losses(self, logits, *args)
 
     monkeypatch.setattr(train.networks, 'network_inputs', network_inputs)
-    monkeypatch.setattr(train.Objective, 'step_losses', step_losses)
+    monkeypatch.setattr(train.Objective, 'batch_loss', batch_loss)
     return seen
 
 
