@@ -59,7 +59,8 @@ base gpt-2 [2,24] --network=gpt-2; ev gpt-2 [2,24] --select="{'network': 'gpt-2'
 base Quad [2,24] --activ_enc=Quad; ev Quad [2,24] --select="{'activ_enc': 'Quad'}"
 for D in 2 4 6 8 10; do
   base HighDim_D$D [24] --task=LinearClassificationHighDim --n_dim=$D
-  ev HighDim_D$D [24] --select="{'task': 'LinearClassificationHighDim'}" --split_var=True --save_decoders=False
+  # split_var at D > 2 only: D = 2 held out each quadrant (split_var now holds out half-planes there)
+  ev HighDim_D$D [24] --select="{'task': 'LinearClassificationHighDim'}" --split_var=$([ $D -gt 2 ] && echo True || echo False) --save_decoders=False
 done
 for n in 1 3 4 6; do base Noise_$n [24] --n_sd_in=$n; ev Noise_$n [24] --select="{'n_sd_in': $n}"; done
 python -c "import results; print('\n'.join(results.baseline_report()))"   # the table of docs/baseline.md
@@ -67,6 +68,12 @@ python -c "import train, linearity; c = train.defaults(); linearity.main(c, [tra
 # Figure 4 quantified: a GPT-2 network with Figure 4's seed, trained alone (not bit-identical to the sweep's)
 python train.py --network=gpt-2 --n_task=24 --run=0 --runs=1 --out_dir=trained_networks/gpt-2_alone
 python analyze_transformer.py --runs_dir=trained_networks/gpt-2_alone --out_dir=analysis_alone
+
+# Session 17: the free-RT baselines (S5c, and 5a's set trained at T = 20 evaluated at each T;
+# the sweep's own commands), 5a's matched-design baselines at T = 5 and 30, and D = 2 with
+# half-planes held out (docs/deviations.md, held-out sets)
+python sweep.py S5c fig5a
+python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,24] --n_runs=5 --split_var=True --decoder=both --protocol=both --label=RNN_halfplanes
 
 # 5. Every figure from the result files (Figures/out/), and the copies the README and docs/ show (docs/figures/)
 python Figures/run_notebooks.py
