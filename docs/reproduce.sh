@@ -72,7 +72,17 @@ python analyze_transformer.py --runs_dir=trained_networks/gpt-2_alone --out_dir=
 # Session 17: the free-RT baselines (S5c, and 5a's set trained at T = 20 evaluated at each T;
 # the sweep's own commands), 5a's matched-design baselines at T = 5 and 30, and D = 2 with
 # half-planes held out (docs/deviations.md, held-out sets)
-python sweep.py S5c fig5a
+python train.py --task=LinearClassificationBound --CE_loss=False --n_batch=0 --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/FreeRT_untrained
+python generalize.py --runs_dir=trained_networks/FreeRT_untrained --n_runs=5 --decoder=both --protocol=both --label=FreeRT_untrained
+for T in 5 10 20 30 40; do
+  python generalize.py --runs_dir=trained_networks/FreeRT_untrained --n_runs=5 --decoder=both --protocol=both \
+    --timing="{'fixation': 100, 'stimulus': ${T}00, 'delay': 0, 'decision': 100}" --label=FreeRT_T${T}_untrained
+done
+for T in 5 30; do
+  python train.py --task=LinearClassificationBound --CE_loss=False --timing="{'fixation': 0, 'stimulus': ${T}00, 'delay': 0, 'decision': 0}" \
+    --n_batch=0 --n_task=24 --runs=5 --out_dir=trained_networks/FreeRT5a_T${T}_untrained
+  python generalize.py --runs_dir=trained_networks/FreeRT5a_T${T}_untrained --n_tasks=[24] --n_runs=5 --decoder=both --protocol=both --label=FreeRT5a_T${T}_untrained
+done
 python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,24] --n_runs=5 --split_var=True --decoder=both --protocol=both --label=RNN_halfplanes
 
 # 5. Every figure from the result files (Figures/out/), and the copies the README and docs/ show (docs/figures/)
