@@ -391,7 +391,9 @@ BASELINES = [('RNN', 'RNN_untrained'), ('RNN_NoLeak', 'RNN_NoLeak_untrained'), (
              *[(f'HighDim_D{d}', f'HighDim_D{d}_untrained') for d in (2, 4, 6, 8, 10)],
              ('Noise_1', 'Noise_1_untrained'), ('Noise_2', 'RNN_untrained'),
              *[(f'Noise_{n}', f'Noise_{n}_untrained') for n in (3, 4, 6)],
-             *[(f'FreeRT5a_T{t}', f'FreeRT5a_T{t}_untrained') for t in (10, 20, 40)]]
+             ('FreeRT', 'FreeRT_untrained'),
+             *[(f'FreeRT_T{t}', f'FreeRT_T{t}_untrained') for t in (5, 10, 20, 30, 40)],
+             *[(f'FreeRT5a_T{t}', f'FreeRT5a_T{t}_untrained') for t in (5, 10, 20, 30, 40)]]
 
 
 def baseline_report(results_dir='results', pairs=BASELINES):
