@@ -52,8 +52,8 @@ def splits(n_dim, out_of_distribution, split=None, split_var=False):
 
 def decoders(hp):
     """The decoders an evaluation fits: 'both' is least squares and Adam on the same
-    trial pools (Adam's files last: the sweep takes <label>_paper.npz as the sign that
-    an evaluation is complete)."""
+    trial pools (Adam's files last; the sweep counts a step done when every file it
+    writes is there)."""
     return ['lstsq', 'adam'] if hp['decoder'] == 'both' else [hp['decoder']]
 
 

@@ -142,7 +142,8 @@ EXPERIMENTS = {
     # its task counts {3, 6, 9, 12}, with 24 added; half-spaces held out at every D, D = 2 included
     # (decoding.splits), so each D is the same kind of test; no figure reads them yet
     **{f'HighDim5b_D{D}': experiment({'task': 'LinearClassificationHighDim', 'n_dim': D, 'boundary_seed': None},
-                                     {'split_var': True, 'save_decoders': False}, n_task=HIGHDIM_TASKS)
+                                     {'split_var': True, 'save_decoders': False, 'decoder': 'both'},
+                                     n_task=HIGHDIM_TASKS)
        for D in DIMS},
     # n_sd_in = 2 and corr = 0 are the RNN sweep itself: evaluated from its folder, never trained twice
     **{f'Noise_{n}': experiment(*(() if n == 2 else ({'n_sd_in': n},)), networks='RNN' if n == 2 else None,
@@ -454,6 +455,11 @@ def _execute(argv, cwd, threads, log):
             out.close()
 
 
+def step_outputs(step):
+    """Every file a script step writes (plans made before `outputs` existed: `output` alone)."""
+    return list(step.get('outputs') or ([step['output']] if step.get('output') else []))
+
+
 def _say(message, log):
     print(message, flush=True)
     if log:
@@ -480,11 +486,12 @@ def run_steps(steps, cwd=None, threads=None, log=None, raise_on_failure=False):
     def run(step, outputs=()):
         _say(f"[{step['label']}] run: {show(step)}", log)
         t0 = time.time()
+        before = {path for path in outputs if os.path.exists(os.path.join(cwd, path))}
         status = _execute(argv(step), cwd, threads, log)
         ok = status == 0
         if not ok:
-            for path in outputs:  # half-written: a rerun makes it again
-                if path and os.path.exists(os.path.join(cwd, path)):
+            for path in set(outputs) - before:  # made by the failed run: a rerun makes it again
+                if os.path.exists(os.path.join(cwd, path)):
                     os.remove(os.path.join(cwd, path))
         record(step, 'done' if ok else f'FAILED (exit {status})', outputs, time.time() - t0)
         return ok
@@ -509,10 +516,10 @@ def run_steps(steps, cwd=None, threads=None, log=None, raise_on_failure=False):
                     record(step, 'skipped')
                 else:
                     run(step)
-            elif step.get('output') and exists(os.path.join(cwd, step['output'])):
+            elif step_outputs(step) and all(exists(os.path.join(cwd, o)) for o in step_outputs(step)):
                 record(step, 'skipped')
             else:
-                run(step, [step.get('output')])
+                run(step, step_outputs(step))
         except (ValueError, OSError) as e:  # a folder of other settings, an unreadable config
             _say(f"[{step['label']}] FAILED: {e}", log)
             records.append({'label': step['label'], 'command': show(step), 'status': f'FAILED ({e})',

@@ -172,10 +172,12 @@ def plan(hp, figs, overrides):
                           'expected': experiments.expected_config(src, hp['train_overrides'], hp['n_batch'])}
         return units[src]
 
-    def script_step(label, script, args, output):
+    def script_step(label, script, args, outputs):
         values = {**experiments.eval_values(script, label, row, u['sweep_dir'], hp['results_dir'], ks, n_runs,
                                             overrides[script]), **args, **extra}
-        u['steps'].append({'kind': 'script', 'label': label, 'script': script, 'values': values, 'output': output,
+        # `output`: the file written last, the sign that the step is complete; `outputs`: every one
+        u['steps'].append({'kind': 'script', 'label': label, 'script': script, 'values': values,
+                           'output': outputs[-1], 'outputs': outputs,
                            'n_dim': u['expected']['n_dim']})
 
     wanted = [item for f in figs for item in experiments.reads(f)]
@@ -187,26 +189,27 @@ def plan(hp, figs, overrides):
         ks, n_runs = hp['n_tasks'] or row['n_task'], hp['runs'] or row['runs']
         u = unit(src)
         u['cells'] |= {(k, r) for k in ks for r in range(n_runs)}
-        # the row's decoder wins (as in eval_values); with 'both' the least-squares file is
-        # the one to look for (both are written in the same pass)
+        # the row's decoder wins (as in eval_values); 'both' writes the least-squares files,
+        # then Adam's
         decoder = row['evaluate'].get('decoder') or overrides['generalize.py'].get('decoder', 'adam')
-        decoder = 'lstsq' if decoder == 'both' else decoder
+        decoders = ['lstsq', 'adam'] if decoder == 'both' else [decoder]
 
-        def output(label=label, **name):
-            return os.path.join(hp['results_dir'], results.result_name(label, **name) + '.npz')
+        def outputs(protocols=('correct',), label=label, **name):
+            """Every file a step writes, in the order it writes them (the last one last)."""
+            return [os.path.join(hp['results_dir'], results.result_name(label, protocol=p, decoder=d, **name) + '.npz')
+                    for d in decoders for p in protocols]
 
         if ('results', None) in kinds:
-            if len(hp['protocols']) == 2:  # one pass: the same decoders tested both ways, two files
-                script_step(label, 'generalize.py', {'protocol': 'both'}, output(protocol='paper', decoder=decoder))
+            if len(hp['protocols']) == 2:  # one pass: the same decoders tested both ways
+                script_step(label, 'generalize.py', {'protocol': 'both'}, outputs(('correct', 'paper')))
             else:
                 paper = hp['protocols'] == ['paper']
-                script_step(label, 'generalize.py', {'protocol': 'paper'} if paper else {},
-                            output(protocol=hp['protocols'][0], decoder=decoder))
+                script_step(label, 'generalize.py', {'protocol': 'paper'} if paper else {}, outputs(hp['protocols']))
         if ('ID', None) in kinds:
-            script_step(label, 'generalize.py', {'out_of_distribution': False},
-                        output(out_of_distribution=False, decoder=decoder))
+            script_step(label, 'generalize.py', {'out_of_distribution': False}, outputs(out_of_distribution=False))
         if ('sparsity', None) in kinds:
-            script_step(label, 'sparsity.py', {}, output(sparsity=True))
+            script_step(label, 'sparsity.py', {},
+                        [os.path.join(hp['results_dir'], results.result_name(label, sparsity=True) + '.npz')])
         for kind, detail in sorted(kinds, key=str):
             if kind != 'analysis':
                 continue
@@ -272,7 +275,7 @@ def pending(step, states):
         return step['needed'] and any(s != 'finished' for s, _, _ in states.values())
     if step['kind'] == 'analysis':
         return not os.path.exists(experiments.analysis_output(step, states))
-    return not experiments.exists(step['output'])
+    return not all(experiments.exists(o) for o in experiments.step_outputs(step))
 
 
 def notebook_step(hp, figs, units):
@@ -374,10 +377,11 @@ def describe(hp, figs, units, nb_step, missing_nb, notes):
         if slurm_like and any(pending(s, states) for s in evals):
             print(f"  job sweep-{src}-eval" + (' (after the array succeeds)' if pending(train, states) else '') + ':')
         for step, sec in zip(evals, secs[1:]):
-            problem = step['kind'] == 'script' and os.path.exists(step['output']) and \
-                experiments.result_problem(step['output'])
-            if problem:
-                print(f"  remake ({step['output']} is corrupt: {problem}): {experiments.show(step)}   [{hours(sec)}]")
+            corrupt = [(o, experiments.result_problem(o)) for o in experiments.step_outputs(step)
+                       if step['kind'] == 'script' and os.path.exists(o)]
+            corrupt = [(o, problem) for o, problem in corrupt if problem]
+            if corrupt:
+                print(f"  remake ({corrupt[0][0]} is corrupt: {corrupt[0][1]}): {experiments.show(step)}   [{hours(sec)}]")
             elif pending(step, states):
                 print(f"  {experiments.show(step)}   [{hours(sec)}]")
             else:

@@ -327,7 +327,7 @@ def test_recipes_name_the_producing_commands():
     assert figlib.recipe('LSTM') == (
         "python train.py --network=LSTM --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/LSTM && "
         "python generalize.py --runs_dir=trained_networks/LSTM --n_tasks=[2,3,6,12,24] --n_runs=5 "
-        "--select=\"{'network': 'LSTM'}\" --label=LSTM --results_dir=results")
+        "--select=\"{'network': 'LSTM'}\" --decoder=both --label=LSTM --results_dir=results")
     assert figlib.recipe('RNN_ID').endswith('--label=RNN --results_dir=results --out_of_distribution=False')
     assert figlib.recipe('RNN_paper').endswith('--label=RNN --results_dir=results --protocol=paper')
     assert "'stimulus': 1000" in figlib.recipe('FreeRT_T10') and 'trained_networks/FreeRT' in figlib.recipe('FreeRT_T10')

@@ -17,6 +17,7 @@ import pytest
 
 import configurator
 import experiments
+import results
 import runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -178,7 +179,7 @@ def test_recipe_gives_the_commands_of_a_result_file():
     assert experiments.recipe('LSTM') == (
         "python train.py --network=LSTM --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/LSTM && "
         "python generalize.py --runs_dir=trained_networks/LSTM --n_tasks=[2,3,6,12,24] --n_runs=5 "
-        "--select=\"{'network': 'LSTM'}\" --label=LSTM --results_dir=results")
+        "--select=\"{'network': 'LSTM'}\" --decoder=both --label=LSTM --results_dir=results")
     assert experiments.recipe('RNN_ID').endswith('--out_of_distribution=False')
     assert '--out_dir=trained_networks/RNN ' in experiments.recipe('Noise_2')
     assert "'stimulus': 1000" in experiments.recipe('FreeRT_T10')
@@ -200,10 +201,7 @@ def test_figure_5a_rows_are_how_the_committed_results_were_made():
     checked = 0
     for label in labels:
         path = os.path.join(REPO, 'results', label + '.json')
-        if not os.path.exists(path):  # baselines at T = 5 and 30 are not committed: the sweep makes them
-            assert label.endswith('_untrained'), label
-            continue
-        with open(path, encoding='utf-8') as f:
+        with open(path, encoding='utf-8') as f:  # every set of the matched design is committed
             made = json.load(f)
         row, expected = experiments.EXPERIMENTS[label], experiments.expected_config(label)
         names = [runs.run_name(expected, defaults, k, r) for k in row['n_task'] for r in range(row['runs'])]
@@ -213,7 +211,7 @@ def test_figure_5a_rows_are_how_the_committed_results_were_made():
         assert (config['n_tasks'], config['n_runs'], config['decoder']) == (row['n_task'], row['runs'], 'both'), label
         assert config['timing'] == row['evaluate'].get('timing'), label  # each set at its own T
         checked += 1
-    assert checked == len(labels) - 2
+    assert checked == len(labels)
 
 
 def test_rectangles_cover_the_cells_exactly():
@@ -360,7 +358,7 @@ def test_dry_run_names_results_made_from_other_networks(tmp_path):
     out = sweep(tmp_path, 'S5c', '--dry_run=True', '--runs_dir=small', '--n_batch=20000', check=0).out
     rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
     assert rnn.startswith('  skip (exists, made from trained_networks/RNN/, not small/RNN/: kept; '
-                          'delete results/RNN_paper_lstsq.npz to remake it): python generalize.py')
+                          'delete results/RNN_paper.npz to remake it): python generalize.py')
     free, = [line for line in out.splitlines() if '--label=FreeRT ' in line]
     assert free.startswith('  skip (exists): python generalize.py')  # made from this sweep's networks
 
@@ -488,7 +486,7 @@ def test_dry_run_into_a_closed_pipe_exits_quietly(tmp_path):
 def test_a_corrupt_result_file_is_named_and_remade(tmp_path):
     os.makedirs(tmp_path / 'results')
     (tmp_path / 'results' / 'RNN_ID.npz').write_bytes(b'PK\x03\x04 truncated')
-    np.savez(tmp_path / 'results' / 'RNN_paper.npz', r_sq=np.zeros(2))
+    evaluated(tmp_path / 'results', 'RNN')
     out = sweep(tmp_path, 'fig3a', '--dry_run=True', check=0).out
     corrupt, = [line for line in out.splitlines() if 'out_of_distribution=False' in line]
     assert corrupt.startswith('  remake (results/RNN_ID.npz is corrupt: ') and 'python generalize.py' in corrupt
@@ -503,8 +501,8 @@ def test_a_failed_evaluation_stops_the_notebooks_that_read_it(tmp_path):
     broken checkpoint, and fig3a's notebook does not run on the missing result."""
     fake_network(str(tmp_path / 'trained_networks' / 'RNN'), experiments.expected_config('RNN'), 2, 0, 'finished')
     os.makedirs(tmp_path / 'results')
-    np.savez(tmp_path / 'results' / 'RNN_paper.npz', r_sq=np.zeros(2))  # the OOD result exists, the ID one not
-    np.savez(tmp_path / 'results' / 'RNN_untrained_paper.npz', r_sq=np.zeros(2))  # so does the baseline: nothing else runs
+    evaluated(tmp_path / 'results', 'RNN')  # the OOD results exist, the ID ones not
+    evaluated(tmp_path / 'results', 'RNN_untrained')  # so does the baseline: nothing else runs
     proc = sweep(tmp_path, 'fig3a', '--n_tasks=[2]', '--runs=1', '--n_threads=1', '--out_dir=figs')
     assert proc.returncode == 1, proc.out
     summary = proc.out[proc.out.rindex('failed or not run'):]
@@ -586,9 +584,19 @@ def outputs(root):
     return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files)
 
 
+def evaluated(results_dir, label):
+    """Stand-ins for every OOD file of `label` (both protocols, both decoders): the step is done."""
+    os.makedirs(results_dir, exist_ok=True)
+    for protocol in ('correct', 'paper'):
+        for decoder in ('adam', 'lstsq'):
+            name = results.result_name(label, protocol=protocol, decoder=decoder)
+            np.savez(os.path.join(results_dir, name + '.npz'), r_sq=np.zeros(2))
+
+
 def assert_fig3a_made(root):
-    results = {'results/RNN.npz', 'results/RNN_ID.npz', 'results/RNN_paper.npz'}
-    assert results <= set(outputs(root))
+    made = {'results/RNN.npz', 'results/RNN_ID.npz', 'results/RNN_paper.npz', 'results/RNN_lstsq.npz',
+            'results/RNN_ID_lstsq.npz', 'results/RNN_paper_lstsq.npz'}
+    assert made <= set(outputs(root))
     assert os.path.exists(root / 'figs' / 'fig3a.png')
     folders = sorted(os.listdir(root / 'trained_networks' / 'RNN'))
     assert len(folders) == 2 and all(os.path.exists(root / 'trained_networks' / 'RNN' / f / 'metrics.json')
@@ -625,8 +633,7 @@ def test_killed_sweep_resumes_a_failed_step_is_reported_and_reruns_do_only_what_
     batches = 1000  # the first checkpoint at 100: the kill comes long before the end
     args = [*TINY, f'--n_batch={batches}', "--train_overrides={'n_neu': 8, 'timing': %r, 'ckpt_every': 100}" % TIMING,
             '--notebooks=False']  # the notebooks run in the tests above
-    os.makedirs(tmp_path / 'results')  # the untrained baseline exists: only the RNN's networks and results are made
-    np.savez(tmp_path / 'results' / 'RNN_untrained_paper.npz', r_sq=np.zeros(2))
+    evaluated(tmp_path / 'results', 'RNN_untrained')  # the baseline exists: only the RNN's networks and results are made
     proc = subprocess.Popen([sys.executable, SWEEP, 'fig3a', *args], cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sweep_dir = tmp_path / 'trained_networks' / 'RNN'
