@@ -84,6 +84,12 @@ for T in 5 30; do
   python generalize.py --runs_dir=trained_networks/FreeRT5a_T${T}_untrained --n_tasks=[24] --n_runs=5 --decoder=both --protocol=both --label=FreeRT5a_T${T}_untrained
 done
 python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,24] --n_runs=5 --split_var=True --decoder=both --protocol=both --label=RNN_halfplanes
+python generalize.py --runs_dir=trained_networks/RNN --n_runs=10 --out_of_distribution=False --decoder=both --label=RNN   # RNN_ID(_lstsq)
+# GPT-2's sweep retrained as the same ensemble (reproduces the committed files) and evaluated with both decoders
+python train.py --network=gpt-2 --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/gpt-2
+python generalize.py --runs_dir=trained_networks/gpt-2 --n_runs=5 --select="{'network': 'gpt-2'}" --decoder=both --protocol=both --label=gpt-2
+python analyze_transformer.py --runs_dir=trained_networks/gpt-2
+python Figures/run_notebooks.py metrics && cp Figures/out/metrics*.png docs/figures/
 
 # 5. Every figure from the result files (Figures/out/), and the copies the README and docs/ show (docs/figures/)
 python Figures/run_notebooks.py
