@@ -422,8 +422,9 @@ def made_from(output):
 #   {'kind': 'train', 'label', 'script', 'values' (train.py's without n_task/run/runs/resume),
 #    'sweep_dir', 'cells', 'expected', 'needed'}: trains what is not finished, resuming
 #    partial ones, when `needed` (some result that reads the networks is missing);
-#   {'kind': 'script', 'label', 'script', 'values', 'output'}: runs unless `output` exists
-#    and loads (None: always), removing a half-written output when it fails;
+#   {'kind': 'script', 'label', 'script', 'values', 'outputs'}: runs unless every file of
+#    `outputs` (those it writes, the last written last) exists and loads ([]: always),
+#    removing what it wrote when it fails;
 #   {'kind': 'analysis', 'label', 'script', 'values', 'sweep_dir', 'cell', 'expected',
 #    'analysis_dir', 'file'}: runs unless analysis_dir/<run>/<file> exists.
 
@@ -453,11 +454,6 @@ def _execute(argv, cwd, threads, log):
     finally:
         if out:
             out.close()
-
-
-def step_outputs(step):
-    """Every file a script step writes (plans made before `outputs` existed: `output` alone)."""
-    return list(step.get('outputs') or ([step['output']] if step.get('output') else []))
 
 
 def _say(message, log):
@@ -516,10 +512,10 @@ def run_steps(steps, cwd=None, threads=None, log=None, raise_on_failure=False):
                     record(step, 'skipped')
                 else:
                     run(step)
-            elif step_outputs(step) and all(exists(os.path.join(cwd, o)) for o in step_outputs(step)):
+            elif step['outputs'] and all(exists(os.path.join(cwd, o)) for o in step['outputs']):
                 record(step, 'skipped')
             else:
-                run(step, step_outputs(step))
+                run(step, step['outputs'])
         except (ValueError, OSError) as e:  # a folder of other settings, an unreadable config
             _say(f"[{step['label']}] FAILED: {e}", log)
             records.append({'label': step['label'], 'command': show(step), 'status': f'FAILED ({e})',

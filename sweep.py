@@ -175,9 +175,7 @@ def plan(hp, figs, overrides):
     def script_step(label, script, args, outputs):
         values = {**experiments.eval_values(script, label, row, u['sweep_dir'], hp['results_dir'], ks, n_runs,
                                             overrides[script]), **args, **extra}
-        # `output`: the file written last, the sign that the step is complete; `outputs`: every one
-        u['steps'].append({'kind': 'script', 'label': label, 'script': script, 'values': values,
-                           'output': outputs[-1], 'outputs': outputs,
+        u['steps'].append({'kind': 'script', 'label': label, 'script': script, 'values': values, 'outputs': outputs,
                            'n_dim': u['expected']['n_dim']})
 
     wanted = [item for f in figs for item in experiments.reads(f)]
@@ -275,7 +273,7 @@ def pending(step, states):
         return step['needed'] and any(s != 'finished' for s, _, _ in states.values())
     if step['kind'] == 'analysis':
         return not os.path.exists(experiments.analysis_output(step, states))
-    return not all(experiments.exists(o) for o in experiments.step_outputs(step))
+    return not all(experiments.exists(o) for o in step['outputs'])
 
 
 def notebook_step(hp, figs, units):
@@ -300,7 +298,7 @@ def notebook_step(hp, figs, units):
         values.update({'n_tasks': hp['n_tasks']} if 'n_tasks' in having else {})
         values.update({'n_task': max(hp['n_tasks'])} if 'n_task' in having else {})
     return {'kind': 'script', 'label': 'figures', 'script': 'Figures/run_notebooks.py', 'words': names,
-            'values': values, 'output': None}, missing
+            'values': values, 'outputs': []}, missing
 
 
 # ---------------------------------------------------------------------------------
@@ -339,10 +337,11 @@ def hours(seconds):
 def kept_from(step, sweep_dir):
     """', made from <other>/ ...' when an existing result file was computed from other
     networks than this sweep's (a reduced-budget sweep keeps the full one's results/RNN.npz)."""
-    other = experiments.made_from(step['output']) if step['kind'] == 'script' and step['output'] else None
+    last = step['outputs'][-1] if step['kind'] == 'script' and step['outputs'] else None  # the file written last
+    other = experiments.made_from(last) if last else None
     if other is None or os.path.normpath(other) == os.path.normpath(sweep_dir):
         return ''
-    return f", made from {other}/, not {sweep_dir}/: kept; delete {step['output']} to remake it"
+    return f", made from {other}/, not {sweep_dir}/: kept; delete {last} to remake it"
 
 
 def describe(hp, figs, units, nb_step, missing_nb, notes):
@@ -377,9 +376,8 @@ def describe(hp, figs, units, nb_step, missing_nb, notes):
         if slurm_like and any(pending(s, states) for s in evals):
             print(f"  job sweep-{src}-eval" + (' (after the array succeeds)' if pending(train, states) else '') + ':')
         for step, sec in zip(evals, secs[1:]):
-            corrupt = [(o, experiments.result_problem(o)) for o in experiments.step_outputs(step)
-                       if step['kind'] == 'script' and os.path.exists(o)]
-            corrupt = [(o, problem) for o, problem in corrupt if problem]
+            corrupt = [(o, problem) for o in step.get('outputs', ())
+                       if os.path.exists(o) and (problem := experiments.result_problem(o))]
             if corrupt:
                 print(f"  remake ({corrupt[0][0]} is corrupt: {corrupt[0][1]}): {experiments.show(step)}   [{hours(sec)}]")
             elif pending(step, states):

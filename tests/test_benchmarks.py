@@ -8,19 +8,12 @@ import sys
 import textwrap
 
 import pytest
+from test_reliability import PROBE  # runs a script, prints its exit status and what it imported
 
 pytestmark = pytest.mark.slow  # starts processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, 'benchmarks', 'bench_release.py')
-PROBE = """import runpy, sys
-sys.argv = [{path!r}] + {args!r}
-try:
-    runpy.run_path({path!r}, run_name='__main__')
-except SystemExit as e:
-    code = e.code
-print('STATUS', code, 'torch' in sys.modules)
-"""
 
 
 def bench(*args, cwd=ROOT):
@@ -31,7 +24,7 @@ def bench(*args, cwd=ROOT):
 def test_a_missing_release_checkout_is_one_line_before_any_work(args):
     proc = subprocess.run([sys.executable, '-c', PROBE.format(path=BENCH, args=args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
-    assert proc.stdout.strip().splitlines()[-1] == 'STATUS 2 False', proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == 'STATUS 2 False False', proc.stdout + proc.stderr  # no torch, no matplotlib
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: release_dir'), proc.stderr
 

@@ -514,7 +514,7 @@ def test_a_failed_evaluation_stops_the_notebooks_that_read_it(tmp_path):
 def test_figures_that_read_a_failed_step_are_not_drawn():
     module = load_sweep_module()
     nb_step = {'kind': 'script', 'label': 'figures', 'script': 'Figures/run_notebooks.py',
-               'words': ['fig3a', 'fig5c', 'S1'], 'values': {'out_dir': 'x'}, 'output': None}
+               'words': ['fig3a', 'fig5c', 'S1'], 'values': {'out_dir': 'x'}, 'outputs': []}
     records = [{'label': 'Quad', 'command': 'python generalize.py --label=Quad', 'status': 'FAILED (exit 1)',
                 'outputs': []},
                {'label': 'RNN', 'command': 'python generalize.py --label=RNN', 'status': 'done', 'outputs': []}]
@@ -566,7 +566,7 @@ def test_checkpoint_hook_stops_the_script_and_requeues_the_same_call():
     proc = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
     experiments._RUNNING.append(proc)
     try:
-        steps = [{'kind': 'script', 'label': 'x', 'script': 'generalize.py', 'values': {}, 'output': None}]
+        steps = [{'kind': 'script', 'label': 'x', 'script': 'generalize.py', 'values': {}, 'outputs': []}]
         delayed = experiments._checkpoint(steps, '/somewhere', 1, None, True)
         assert proc.poll() == -signal.SIGTERM
         assert delayed.function is experiments.run_steps and delayed.args == (steps, '/somewhere', 1, None, True)
