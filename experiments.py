@@ -62,14 +62,14 @@ CORRS = [0, 0.3, 0.5, 0.7, 0.9]  # latent correlations c
 # always written; a notebook reruns when it is missing or an input was remade)
 FIGURES = {
     'fig3a': ['fig3a'], 'fig3b': ['fig3b'], 'fig3c': ['fig3c'], 'fig4': ['fig4_RNN', 'fig4_gpt-2'],
-    'fig5a': ['fig5a'], 'fig5b_S12': ['fig5b', 'S12'], 'fig5c': ['fig5c'], 'S1': ['S1'], 'S3b': ['S3b'],
+    'fig5a': ['fig5a'], 'fig5b_S12': ['fig5b', 'S12', 'fig5b_gpt-2', 'S12_gpt-2'], 'fig5c': ['fig5c'], 'S1': ['S1'], 'S3b': ['S3b'],
     'S5c': ['S5c'], 'S6': ['S6a', 'S6b'], 'fixed_points': ['fixed_points'], 'loss': ['loss'],
     'metrics': ['metrics', 'metrics_fig4'],  # beyond the paper: the disentanglement metrics (issue 21)
 }
 
 
 def experiment(train=None, evaluate=None, networks=None, n_task=None, runs=5, figures=(),
-               id_figures=(), sparsity=(), analysis=()):
+               id_figures=(), sparsity=(), analysis=(), fallback=False):
     """One row of the table.
 
     train: train.py hyperparameters of the networks (the rest keep train.py's defaults).
@@ -79,10 +79,13 @@ def experiment(train=None, evaluate=None, networks=None, n_task=None, runs=5, fi
     figures / id_figures / sparsity: figures reading results/<label>.npz (and
     <label>_paper.npz), <label>_ID.npz, sparsity_<label>.npz.
     analysis: (script, n_task, run, figures) for each network analysed into analysis/<run>/.
+    fallback: committed results of an earlier design, which its figures draw only while the
+    design they now show has no file: the sweep never plans the row (its recipe still makes it).
     """
     return {'train': dict(train or {}), 'evaluate': dict(evaluate or {}), 'networks': networks,
             'n_task': list(n_task or N_TASKS), 'runs': runs, 'figures': tuple(figures),
-            'id_figures': tuple(id_figures), 'sparsity': tuple(sparsity), 'analysis': tuple(analysis)}
+            'id_figures': tuple(id_figures), 'sparsity': tuple(sparsity), 'analysis': tuple(analysis),
+            'fallback': fallback}
 
 
 def free_rt_timing(T):
@@ -135,15 +138,27 @@ EXPERIMENTS = {
     # committed results/HighDim_D<D>.npz were made
     # D = 2 holds out each quadrant: split_var was D > 2 only when the committed
     # results/HighDim_D2.npz were made (its JSON records split_var=True all the same)
+    # fallback: Figures 5b/S12 and S6b now show the release's design (HighDim5b_D<D> below) and
+    # draw these committed files only while it has none, so the sweep no longer makes them; the
+    # rows stay so that their files (and their baselines HighDim_D<D>_untrained) keep their recipes
     **{f'HighDim_D{D}': experiment({'task': 'LinearClassificationHighDim', 'n_dim': D, 'boundary_seed': 0},
                                    {'split_var': D > 2, 'save_decoders': False},
-                                   figures=('fig5b_S12',), sparsity=('S6',)) for D in DIMS},
+                                   figures=('fig5b_S12',), sparsity=('S6',), fallback=True) for D in DIMS},
     # the release's design: each network its own boundaries (boundary_seed=None, from its seed) and
     # its task counts {3, 6, 9, 12}, with 24 added; half-spaces held out at every D, D = 2 included
-    # (decoding.splits), so each D is the same kind of test; no figure reads them yet
+    # (decoding.splits), so each D is the same kind of test; S6b too (the release's sparsity.py
+    # was left at these task counts)
     **{f'HighDim5b_D{D}': experiment({'task': 'LinearClassificationHighDim', 'n_dim': D, 'boundary_seed': None},
                                      {'split_var': True, 'save_decoders': False, 'decoder': 'both'},
-                                     n_task=HIGHDIM_TASKS)
+                                     n_task=HIGHDIM_TASKS, figures=('fig5b_S12',), sparsity=('S6',))
+       for D in DIMS},
+    # the GPT-2 panel of 5b / S12 (the release has one): the same design, at GPT-2's paper budget
+    # (train.py's default for gpt-2, runs.DEFAULT_BATCHES)
+    **{f'HighDim5b_gpt-2_D{D}': experiment({'network': 'gpt-2', 'task': 'LinearClassificationHighDim', 'n_dim': D,
+                                            'boundary_seed': None},
+                                           {'select': {'network': 'gpt-2'}, 'split_var': True, 'save_decoders': False,
+                                            'decoder': 'both'},
+                                           n_task=HIGHDIM_TASKS, figures=('fig5b_S12',))
        for D in DIMS},
     # n_sd_in = 2 and corr = 0 are the RNN sweep itself: evaluated from its folder, never trained twice
     **{f'Noise_{n}': experiment(*(() if n == 2 else ({'n_sd_in': n},)), networks='RNN' if n == 2 else None,
@@ -170,7 +185,8 @@ def untrained(label):
     row = EXPERIMENTS[label]
     return experiment({} if row['networks'] else {**row['train'], 'n_batch': 0}, {**row['evaluate'], 'decoder': 'both'},
                       networks=row['networks'] and row['networks'] + '_untrained', n_task=row['n_task'],
-                      runs=max(row['runs'], 5), figures=[f for f in row['figures'] if f in OOD_FIGURES])
+                      runs=max(row['runs'], 5), figures=[f for f in row['figures'] if f in OOD_FIGURES],
+                      fallback=row['fallback'])
 
 
 # Every OOD figure's networks are evaluated with both decoders on the same trials: the
@@ -352,7 +368,7 @@ def train_calls(states):
         if state != runs.FINISHED:
             groups.setdefault(state, []).append(cell)
     return [(ks, r0, n, state == runs.PARTIAL) for state, cells in sorted(groups.items())
-            for ks, r0, n in rectangles(cells)]
+            for ks, r0, n in rectangles(cells, order=sorted({k for k, _ in cells}))]  # task counts ascending (9 too)
 
 
 def train_values(base, n_tasks, r0, n, resume):

@@ -389,6 +389,8 @@ def versus_baseline(trained, untrained, n_boot=N_BOOT, level=LEVEL, seed=0):
 BASELINES = [('RNN', 'RNN_untrained'), ('RNN_NoLeak', 'RNN_NoLeak_untrained'), ('LSTM', 'LSTM_untrained'),
              ('gpt-2', 'gpt-2_untrained'), ('Quad', 'Quad_untrained'),
              *[(f'HighDim_D{d}', f'HighDim_D{d}_untrained') for d in (2, 4, 6, 8, 10)],
+             *[(f'HighDim5b{net}_D{d}', f'HighDim5b{net}_D{d}_untrained') for net in ('', '_gpt-2')
+               for d in (2, 4, 6, 8, 10)],
              ('Noise_1', 'Noise_1_untrained'), ('Noise_2', 'RNN_untrained'),
              *[(f'Noise_{n}', f'Noise_{n}_untrained') for n in (3, 4, 6)],
              ('FreeRT', 'FreeRT_untrained'),

@@ -179,9 +179,13 @@ def plan(hp, figs, overrides):
                            'n_dim': u['expected']['n_dim']})
 
     wanted = [item for f in figs for item in experiments.reads(f)]
+    kept = []  # rows the figures read only as a fallback: never made here
     for label in experiments.EXPERIMENTS:  # table order
         kinds = {(kind, detail) for kind, lab, detail in wanted if lab == label}
         if not kinds:
+            continue
+        if experiments.EXPERIMENTS[label]['fallback']:
+            kept.append(label)
             continue
         row, src = experiments.EXPERIMENTS[label], experiments.source(label)
         ks, n_runs = hp['n_tasks'] or row['n_task'], hp['runs'] or row['runs']
@@ -221,6 +225,9 @@ def plan(hp, figs, overrides):
                                'sweep_dir': u['sweep_dir'], 'cell': [k, r], 'expected': u['expected'],
                                'analysis_dir': hp['analysis_dir'],
                                'file': 'values_summary.json' if script == 'analyze_transformer.py' else 'summary.json'})
+    if kept:
+        notes.append(f"not made: {', '.join(kept)} (committed results of an earlier design, drawn only while "
+                     "the design the figure shows has no file; experiments.recipe(label) makes one)")
     if (hp['train_overrides'] or hp['n_batch']) and {'fig4', 'fixed_points'} & set(figs):
         notes.append('fig4 and fixed_points read analysis/nTask24_run0 (and network-gpt-2_nTask24_run0, '
                      'nTask2_run0): with train_overrides or n_batch the run folders are named otherwise, '

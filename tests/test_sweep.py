@@ -286,11 +286,15 @@ def test_dry_run_all_lists_every_figures_work(dry_run_all):
     root, out = dry_run_all
     assert not os.listdir(root)  # nothing made
     read = {label for figure in experiments.FIGURES for _, label, _ in experiments.reads(figure)}
-    assert {label for label in experiments.EXPERIMENTS if label not in read} == {f'HighDim5b_D{D}' for D in experiments.DIMS} | {'FreeRT5a_1e5_T5'}
+    assert {label for label in experiments.EXPERIMENTS if label not in read} == {'FreeRT5a_1e5_T5'}
+    # the committed shared-boundary design: read by 5b/S12 and S6b only while the release's has no file
+    fallback = {f'HighDim_D{D}{x}' for D in experiments.DIMS for x in ('', '_untrained')}
+    assert {label for label, row in experiments.EXPERIMENTS.items() if row['fallback']} == fallback
     for label, row in experiments.EXPERIMENTS.items():
         src = experiments.source(label)
-        if label not in read:  # read by no figure yet: not part of `all`, made by its recipe
-            assert f'--out_dir=trained_networks/{label} ' not in out and 'generalize.py' in experiments.recipe(label)
+        if label not in read or row['fallback']:  # not part of `all`, made by its recipe
+            assert f'--out_dir=trained_networks/{label} ' not in out and f'--label={label} ' not in out
+            assert 'generalize.py' in experiments.recipe(label)
             continue
         evaluations = [line for line in out.splitlines() if f'--runs_dir=trained_networks/{src} ' in line]
         ours = [line for line in evaluations if f'--label={label} ' in line]
@@ -527,6 +531,50 @@ def test_figures_that_read_a_failed_step_are_not_drawn():
     assert step is None  # fig3a and fig5c read the RNN networks, S1 too (RNN vs Quad)
     assert [s['command'].split()[2] for s in skipped] == ['fig3a', 'fig5c', 'S1']
     assert all('[RNN] FAILED (boom): submitit job 7' in s['status'] for s in skipped)
+
+
+def test_the_sweep_of_5b_s12_and_s6b_makes_the_releases_design_not_the_committed_one(tmp_path):
+    """`sweep.py fig5b_S12 S6` trains and evaluates the release's design (HighDim5b_D<D>, each
+    network its own boundaries, its task counts) and its GPT-2 panel at GPT-2's budget,
+    each with its untrained baseline, and plans nothing of the committed HighDim_D<D> rows."""
+    module = load_sweep_module()
+    hp = {**configurator.hyperparameters(vars(module)), 'figures': ['fig5b_S12', 'S6'],
+          'runs_dir': str(tmp_path / 'nets'), 'results_dir': str(tmp_path / 'results')}
+    figs, overrides = module.check(hp)
+    units, notes = module.plan(hp, figs, overrides)
+    assert not [src for src in units if src.startswith('HighDim_D')]
+    note, = [n for n in notes if 'HighDim_D4_untrained' in n]
+    assert note.startswith('not made: HighDim_D2, HighDim_D4')
+    cells = {(k, r) for k in experiments.HIGHDIM_TASKS for r in range(5)}
+    for D in experiments.DIMS:
+        for label in (f'HighDim5b_D{D}', f'HighDim5b_gpt-2_D{D}'):
+            for src in (label, label + '_untrained'):
+                u = units[src]
+                assert u['cells'] == cells and u['expected']['n_dim'] == D and u['expected']['boundary_seed'] is None
+                train, *evals = u['steps']
+                assert train['kind'] == 'train' and train['needed'] and train['values']['out_dir'] == u['sweep_dir']
+                assert [s['values']['label'] for s in evals if s['script'] == 'generalize.py'] == [src]
+                assert all(s['values']['split_var'] and s['values']['decoder'] == 'both' for s in evals
+                           if s['script'] == 'generalize.py')
+            sparsity = [s for s in units[label]['steps'] if s['script'] == 'sparsity.py']
+            assert len(sparsity) == (label == f'HighDim5b_D{D}')  # S6b: the RNN's
+        gpt = units[f'HighDim5b_gpt-2_D{D}']
+        assert gpt['expected']['network'] == 'gpt-2' and gpt['expected']['n_batch'] == runs.DEFAULT_BATCHES['gpt-2']
+        assert units[f'HighDim5b_D{D}']['expected']['n_batch'] == runs.DEFAULT_BATCHES['RNN']
+        assert units[f'HighDim5b_gpt-2_D{D}_untrained']['expected']['n_batch'] == 0
+        assert gpt['steps'][1]['values']['select'] == {'network': 'gpt-2'}
+    # one train.py call per folder, the task counts in ascending order (9 among them)
+    calls = experiments.train_calls(units['HighDim5b_D4']['states'])
+    assert calls == [(experiments.HIGHDIM_TASKS, 0, 5, False)]
+
+
+def test_every_baseline_row_is_in_the_baseline_report():
+    """results.BASELINES pairs each trained row that has an untrained baseline row with a
+    baseline row of the table (the report skips pairs whose files do not exist yet)."""
+    with_baseline = {label for label in experiments.EXPERIMENTS if label + '_untrained' in experiments.EXPERIMENTS}
+    assert {trained for trained, _ in results.BASELINES} == with_baseline
+    assert all(base in experiments.EXPERIMENTS for _, base in results.BASELINES)
+    assert ('HighDim5b_gpt-2_D10', 'HighDim5b_gpt-2_D10_untrained') in results.BASELINES
 
 
 def load_sweep_module():
