@@ -252,6 +252,45 @@ def plot_ood_sweep(ax, results_dir, labels, protocol, decoder='adam', n_tasks=No
     return main
 
 
+# ---------------------------------------------------------------------------------
+# The D sweep (5b, S12, S6b): two designs, told apart by the prefix of their labels
+# (<prefix>_D<D>). The figures show the release's; the committed files are the earlier one.
+
+HIGHDIM_DESIGNS = {'HighDim5b': 'boundaries per network (release)', 'HighDim': 'one shared boundary set (committed)'}
+HIGHDIM_FALLBACK = 'HighDim'  # the committed design, drawn while the release's has no file
+
+
+def any_file(results_dir, names):
+    """Whether results/<name>.npz exists for one of `names`."""
+    return any(os.path.exists(os.path.join(results_dir, name + '.npz')) for name in names)
+
+
+def highdim_prefix(results_dir, prefix, dims, name, figure):
+    """The prefix of the D sweep a notebook draws: `prefix` when one of its files exists
+    (`name`: how a label's file is named, a format string such as 'sparsity_{}' or
+    ood('{}', protocol, decoder)), else the committed design HIGHDIM_FALLBACK when one of
+    its files does, with one printed line naming the design drawn and the command that
+    makes `prefix`'s files. With neither, `prefix` (its missing files are then named)."""
+    def files(p):
+        return [name.format(f'{p}_D{D}') for D in dims]
+
+    if prefix == HIGHDIM_FALLBACK or any_file(results_dir, files(prefix)) \
+            or not any_file(results_dir, files(HIGHDIM_FALLBACK)):
+        return prefix
+    print(f'note: no {name.format(prefix + "_D<D>")}.npz in {results_dir}: drawing {HIGHDIM_FALLBACK}_D<D>, '
+          f'{design_title(HIGHDIM_FALLBACK)}; make the files of {prefix} with: python sweep.py {figure}')
+    return HIGHDIM_FALLBACK
+
+
+def design_title(prefix, protocol='correct'):
+    """A D-sweep figure's title: the design drawn (GPT-2's named as such), and the paper's
+    test sets under that protocol."""
+    design = HIGHDIM_DESIGNS.get(prefix.removesuffix('_gpt-2'), prefix)
+    if prefix.endswith('_gpt-2'):
+        design = 'GPT-2: ' + design
+    return '\n'.join(filter(None, [design, protocol_title(protocol)]))
+
+
 def save(fig, out_dir, name):
     """Write out_dir/<name>.png and .pdf; inside Jupyter also show the PNG (the
     project style draws off-screen)."""

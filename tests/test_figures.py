@@ -474,6 +474,81 @@ def test_sweep_images_plot_the_per_network_median_the_tables_quote(tmp_path, cap
     assert np.allclose(np.sort(dots[np.isfinite(dots)]), np.sort(nets[np.isfinite(nets)]))  # a dot per network
 
 
+def test_the_d_sweep_draws_the_releases_design_else_the_committed_one(tmp_path, capsys):
+    """figlib.highdim_prefix: HighDim5b (the release's design) when one of its files exists
+    under the file naming asked for, else the committed HighDim with one note, else
+    HighDim5b (whose missing files the figure then names)."""
+    def touch(name):
+        np.savez(tmp_path / f'{name}.npz', r_sq=np.zeros(1))
+
+    correct, paper = figlib.ood('{}', 'correct'), figlib.ood('{}', 'paper', 'lstsq')
+    assert figlib.highdim_prefix(tmp_path, 'HighDim5b', [2, 4], correct, 'fig5b_S12') == 'HighDim5b'
+    assert capsys.readouterr().out == ''  # neither design: nothing to say here
+    touch('HighDim_D4')
+    touch('HighDim_D4_paper_lstsq')
+    assert figlib.highdim_prefix(tmp_path, 'HighDim5b', [2, 4], correct, 'fig5b_S12') == 'HighDim'
+    note = capsys.readouterr().out
+    assert note.count('\n') == 1 and note.startswith(f'note: no HighDim5b_D<D>.npz in {tmp_path}: drawing HighDim_D<D>')
+    assert note.strip().endswith('python sweep.py fig5b_S12')
+    touch('HighDim5b_D2')  # the release's design, correct protocol, Adam
+    assert figlib.highdim_prefix(tmp_path, 'HighDim5b', [2, 4], correct, 'fig5b_S12') == 'HighDim5b'
+    assert figlib.highdim_prefix(tmp_path, 'HighDim5b', [4], correct, 'fig5b_S12') == 'HighDim'  # D = 2 not drawn
+    assert figlib.highdim_prefix(tmp_path, 'HighDim5b', [2, 4], paper, 'fig5b_S12') == 'HighDim'  # its own files
+    assert 'no HighDim5b_D<D>_paper_lstsq.npz' in capsys.readouterr().out
+    assert figlib.highdim_prefix(tmp_path, 'HighDim5b', [2, 4], 'sparsity_{}', 'S6') == 'HighDim5b'  # no fallback file
+    assert figlib.design_title('HighDim5b') == 'boundaries per network (release)'
+    assert figlib.design_title('HighDim', 'paper') == "one shared boundary set (committed)\nthe paper's test sets"
+    assert figlib.design_title('HighDim5b_gpt-2') == 'GPT-2: boundaries per network (release)'
+
+
+@pytest.mark.slow  # runs the notebooks
+def test_5b_s12_and_s6b_notebooks_draw_the_releases_design_and_the_gpt2_panels_when_there(tmp_path, capsys):
+    results_dir, out = tmp_path / 'results', tmp_path / 'out'
+    results_dir.mkdir()
+    rng = np.random.default_rng(0)
+    sparsity_file(results_dir / 'sparsity_RNN.npz', rng)  # S6a's required input
+    for D in (2, 4):  # the committed design only
+        generalize_file(results_dir / f'HighDim_D{D}.npz', rng, n_dim=D, n_split=D)
+        sparsity_file(results_dir / f'sparsity_HighDim_D{D}.npz', rng)
+
+    def run(name):
+        ns = run_notebooks.run_notebook(os.path.join(FIGURES, f'{name}.ipynb'),
+                                        {'results_dir': str(results_dir), 'out_dir': str(out)})
+        return ns, capsys.readouterr().out
+
+    ns, printed = run('fig5b_S12')
+    assert ns['drawn'] == 'HighDim' and sorted(ns['files']) == [2, 4]
+    assert ns['files'][4]['n_tasks'].tolist() == N_TASKS
+    fallback, = [line for line in printed.splitlines() if 'drawing HighDim_D<D>' in line]
+    assert fallback.endswith('make the files of HighDim5b with: python sweep.py fig5b_S12')
+    assert ns['ax'].get_title() == 'one shared boundary set (committed)'
+    assert 'the GPT-2 panels (fig5b_gpt-2, S12_gpt-2) are not drawn' in printed
+    assert (out / 'fig5b.png').exists() and (out / 'S12.png').exists() and not (out / 'fig5b_gpt-2.png').exists()
+    ns, printed = run('S6')
+    assert ns['drawn'] == 'HighDim' and 'python sweep.py S6' in printed and (out / 'S6b.png').exists()
+
+    release = [3, 6, 9, 12, 24]
+    for D in (2, 4, 6):  # the release's design: drawn, no fallback
+        generalize_file(results_dir / f'HighDim5b_D{D}.npz', rng, n_dim=D, n_split=D, n_tasks=release)
+        sparsity_file(results_dir / f'sparsity_HighDim5b_D{D}.npz', rng, n_tasks=release)
+    generalize_file(results_dir / 'HighDim5b_gpt-2_D4.npz', rng, n_dim=4, n_split=4, n_tasks=release)
+    untrained_file(results_dir / 'HighDim5b_gpt-2_D4_untrained.npz', 0.2, n_tasks=release)
+    for name in ('fig5b', 'S12'):
+        os.remove(out / f'{name}.png')
+    ns, printed = run('fig5b_S12')
+    assert ns['drawn'] == 'HighDim5b' and sorted(ns['files']) == [2, 4, 6] and 'drawing HighDim_D' not in printed
+    assert ns['files'][6]['n_tasks'].tolist() == release
+    assert sorted(ns['gpt2_files']) == [4] and 'GPT-2 panels' not in printed
+    assert ns['ax'].get_title() == 'GPT-2: boundaries per network (release)'  # the last panel drawn
+    baseline, = [line for line in printed.splitlines() if line.startswith('untrained r_sq')]  # GPT-2's only
+    assert baseline.startswith('untrained r_sq (median [IQR]): 4: 0.20')
+    for name in ('fig5b', 'S12', 'fig5b_gpt-2', 'S12_gpt-2'):
+        assert (out / f'{name}.png').stat().st_size > 1000, name
+    ns, printed = run('S6')
+    assert ns['drawn'] == 'HighDim5b' and 'drawing HighDim_D' not in printed
+    assert sorted(ns['high_dim']) == [2, 4, 6] and ns['ax'].get_title() == 'boundaries per network (release)'
+
+
 def legend_texts(fig):
     return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
 
