@@ -159,7 +159,7 @@ def plot_vs_tasks(ax, results_dir, curves, decoder='adam', required='first'):
         print(f'note: not drawn (no file in {results_dir}): {", ".join(absent)}')
     plots.compare(ax, files, names, styles=styles)
     n_ood = sum(protocol != 'ID' for _, protocol in curves)
-    floor = _floor(ax)
+    floor = _floor(ax, [res['r_sq'] for res in files.values() if res is not None])
     for i, ((label, protocol), legend) in enumerate(curves.items()):
         if protocol == 'ID':  # the baselines are of OOD r²
             continue
@@ -178,12 +178,30 @@ def plot_vs_tasks(ax, results_dir, curves, decoder='adam', required='first'):
     plots.legend(ax)
 
 
-def _floor(ax):
+def _floor(ax, r_sq=None):
     """The lowest r² a baseline may stretch the y-axis to: 0 (r² below it: worse than
     predicting the mean), or lower where the trained curves' own range reaches below
-    it. Lower baselines are written at the bottom of the axes instead."""
+    it. Lower baselines are written at the bottom of the axes instead.
+
+    With `r_sq` (the trained curves' arrays), the floor follows their medians over
+    networks instead (0, or 0.1 below the lowest median), and the axes are cut there:
+    a few networks far below their curve's median (an exact decoder extrapolating
+    badly: r² = -3.5) would otherwise squeeze every curve into a sliver. How many
+    networks are cut off, and the lowest, is written at the bottom of the axes."""
     bottom, top = ax.get_ylim()
-    return min(0.0, bottom - (top - bottom))
+    if r_sq is None or not r_sq:
+        return min(0.0, bottom - (top - bottom))
+    per_net = [results.per_network(v) for v in r_sq]
+    floor = min(0.0, min(float(np.nanmin(np.nanmedian(v, axis=1))) for v in per_net) - 0.1)
+    if bottom < floor:
+        ax.set_ylim(floor, top)
+        cut = np.concatenate([v.ravel() for v in per_net])
+        cut = cut[cut < floor]
+        if cut.size:
+            ax.annotate(f'{cut.size} network(s) below {floor:.1f}, lowest {cut.min():.2f} ↓', xy=(0.02, 0.02),
+                        xycoords='axes fraction', ha='left', va='bottom', fontsize=6, color='0.3',
+                        bbox={'fc': 'white', 'ec': 'none', 'alpha': 0.8, 'pad': 0.5})
+    return floor
 
 
 def plot_sweep(ax, files, key='r_sq', n_tasks=None, suffix='', style=None, side=0.0):

@@ -406,6 +406,26 @@ def test_vs_tasks_with_several_curves_colours_each_baseline_and_explains_them_on
     assert legend_texts(fig).count('untrained (dashed)') == 1
 
 
+def test_a_few_networks_far_below_their_curve_are_cut_off_and_counted(tmp_path):
+    """One network at r² = -3.5 (an exact decoder extrapolating badly) would squeeze every
+    curve into a sliver: the axes stop 0.1 below the lowest median (here 0), and the
+    networks cut off are counted at the bottom; without it the axes are left alone."""
+    rng = np.random.default_rng(0)
+    generalize_file(tmp_path / 'RNN.npz', rng, n_runs=5)
+    fig, ax = plots.subplots()
+    figlib.plot_vs_tasks(ax, tmp_path, {('RNN', 'correct'): 'RNN'})
+    assert ax.get_ylim()[0] > 0 and not [t for t in ax.texts if 'below' in t.get_text()]
+    with np.load(tmp_path / 'RNN.npz') as f:
+        data = dict(f)
+    data['r_sq'][2, 0] = -3.5  # one network of N_task = 6, every split and fit
+    np.savez(tmp_path / 'RNN.npz', **data)
+    fig, ax = plots.subplots()
+    figlib.plot_vs_tasks(ax, tmp_path, {('RNN', 'correct'): 'RNN'})
+    assert ax.get_ylim()[0] == 0.0
+    note, = [t.get_text() for t in ax.texts if 'below' in t.get_text()]
+    assert note.startswith('1 network(s) below 0.0, lowest -3.50')
+
+
 def test_lstsq_curves_beside_adam(tmp_path):
     rng = np.random.default_rng(0)
     generalize_file(tmp_path / 'RNN.npz', rng)
