@@ -91,11 +91,29 @@ python generalize.py --runs_dir=trained_networks/gpt-2 --n_runs=5 --select="{'ne
 python analyze_transformer.py --runs_dir=trained_networks/gpt-2
 python Figures/run_notebooks.py metrics && cp Figures/out/metrics*.png docs/figures/
 
+# Session 18: the non-leaky RNN, LSTM and quadratic-encoder sweeps retrained (bit-identical Adam
+# files) and evaluated with both decoders and the metrics; the release's D-sweep design (5b) begun
+python train.py --leaky=False --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/RNN_NoLeak
+python generalize.py --runs_dir=trained_networks/RNN_NoLeak --n_runs=5 --decoder=both --protocol=both --label=RNN_NoLeak
+python train.py --network=LSTM --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/LSTM --resume=True
+python generalize.py --runs_dir=trained_networks/LSTM --n_runs=5 --select="{'network': 'LSTM'}" --decoder=both --protocol=both --label=LSTM
+python train.py --activ_enc=Quad --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/Quad
+python generalize.py --runs_dir=trained_networks/Quad --n_runs=5 --decoder=both --protocol=both --label=Quad
+for D in 2 4; do  # the rest: python sweep.py fig5b_S12 (D = 6, 8, 10 and the GPT-2 panel)
+  python train.py --task=LinearClassificationHighDim --n_dim=$D --boundary_seed=None --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_D$D
+  python generalize.py --runs_dir=trained_networks/HighDim5b_D$D --n_tasks=[3,6,9,12,24] --n_runs=5 --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_D$D
+done
+for D in 2 4 6 8 10; do  # their untrained baselines
+  python train.py --task=LinearClassificationHighDim --n_dim=$D --boundary_seed=None --n_batch=0 --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_D${D}_untrained
+  python generalize.py --runs_dir=trained_networks/HighDim5b_D${D}_untrained --n_tasks=[3,6,9,12,24] --n_runs=5 --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_D${D}_untrained
+done
+python generalize.py --runs_dir=trained_networks/RNN --n_runs=5 --decoder=both --protocol=both --label=Noise_2
+
 # 5. Every figure from the result files (Figures/out/), and the copies the README and docs/ show (docs/figures/)
-python Figures/run_notebooks.py
-python Figures/run_notebooks.py fig3b fig3c fig5a fig5b_S12 fig5c S1 S3b S5c --protocol=paper --out_dir=Figures/out/paper
-python Figures/run_notebooks.py fig3a fig3b S1 fig5a fig5b_S12 fig5c --decoder=both --out_dir=Figures/out/both   # the OOD images of docs/figures
-python Figures/run_notebooks.py fig3b S1 fig5a fig5b_S12 fig5c --decoder=both --protocol=paper --out_dir=Figures/out/both/paper
+python Figures/run_notebooks.py --prefix=HighDim   # 5b/S12/S6b: the committed design until HighDim5b_D<D> is complete for every D
+python Figures/run_notebooks.py fig3b fig3c fig5a fig5b_S12 fig5c S1 S3b S5c --protocol=paper --out_dir=Figures/out/paper --prefix=HighDim
+python Figures/run_notebooks.py fig3a fig3b S1 fig5a fig5b_S12 fig5c --decoder=both --out_dir=Figures/out/both --prefix=HighDim   # the OOD images of docs/figures
+python Figures/run_notebooks.py fig3b S1 fig5a fig5b_S12 fig5c --decoder=both --protocol=paper --out_dir=Figures/out/both/paper --prefix=HighDim
 python Figures/run_notebooks.py S5c --labels="{'RNN_2e4': 'fixed RT', 'FreeRT': 'free RT'}" --out_dir=Figures/out/2e4
 python Figures/run_notebooks.py fig3b --labels="{'RNN': 'RNN', 'RNN_2e4': 'RNN'}" --out_dir=Figures/out/2e4
 python Figures/run_notebooks.py S6 --labels="{'RNN': 'RNN', 'RNN_2e4': 'RNN'}" --out_dir=Figures/out/2e4
