@@ -254,12 +254,14 @@ def plot_ood_sweep(ax, results_dir, labels, protocol, decoder='adam', n_tasks=No
     used = decoders(decoder)
     main = load_sweep(results_dir, {x: ood(label, protocol, used[0]) for x, label in labels.items()})
     plot_sweep(ax, main, n_tasks=n_tasks, suffix=_second(used[0]))
+    drawn = list(main.values())
     if len(used) > 1:
         second = {x: optional(results_dir, ood(label, protocol, 'lstsq')) for x, label in labels.items()}
         second = {x: res for x, res in second.items() if res is not None}
         if second:
             plot_sweep(ax, second, n_tasks=n_tasks, suffix=_second('lstsq'), style=SECOND, side=0.5)
-    floor = _floor(ax)
+            drawn += list(second.values())
+    floor = _floor(ax, [res['r_sq'] for res in drawn])
     for d in used:
         found = {x: optional(results_dir, ood(label, protocol, d, untrained=True)) for x, label in labels.items()}
         xs = sorted(x for x, res in found.items() if res is not None)

@@ -426,6 +426,20 @@ def test_a_few_networks_far_below_their_curve_are_cut_off_and_counted(tmp_path):
     assert note.startswith('1 network(s) below 0.0, lowest -3.50')
 
 
+def test_the_sweeps_cut_off_a_few_networks_far_below_their_curve_too(tmp_path):
+    rng = np.random.default_rng(0)
+    for D in (2, 4):
+        generalize_file(tmp_path / f'HighDim_D{D}.npz', rng, n_dim=D, n_split=D, n_runs=5)
+    with np.load(tmp_path / 'HighDim_D4.npz') as f:
+        data = dict(f)
+    data['r_sq'][1, 0] = -20.0
+    np.savez(tmp_path / 'HighDim_D4.npz', **data)
+    fig, ax = plots.subplots()
+    figlib.plot_ood_sweep(ax, tmp_path, {D: f'HighDim_D{D}' for D in (2, 4)}, 'correct')
+    assert ax.get_ylim()[0] == 0.0
+    assert [t.get_text() for t in ax.texts if 'below' in t.get_text()] == ['1 network(s) below 0.0, lowest -20.00 ↓']
+
+
 def test_lstsq_curves_beside_adam(tmp_path):
     rng = np.random.default_rng(0)
     generalize_file(tmp_path / 'RNN.npz', rng)
