@@ -103,7 +103,7 @@ for D in 2 4; do  # the rest: python sweep.py fig5b_S12 (D = 6, 8, 10 and the GP
   python train.py --task=LinearClassificationHighDim --n_dim=$D --boundary_seed=None --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_D$D
   python generalize.py --runs_dir=trained_networks/HighDim5b_D$D --n_tasks=[3,6,9,12,24] --n_runs=5 --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_D$D
 done
-for D in 2 4; do  # their untrained baselines
+for D in 2 4 6 8 10; do  # their untrained baselines
   python train.py --task=LinearClassificationHighDim --n_dim=$D --boundary_seed=None --n_batch=0 --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_D${D}_untrained
   python generalize.py --runs_dir=trained_networks/HighDim5b_D${D}_untrained --n_tasks=[3,6,9,12,24] --n_runs=5 --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_D${D}_untrained
 done
