@@ -62,8 +62,8 @@ CORRS = [0, 0.3, 0.5, 0.7, 0.9]  # latent correlations c
 # always written; a notebook reruns when it is missing or an input was remade)
 FIGURES = {
     'fig3a': ['fig3a'], 'fig3b': ['fig3b'], 'fig3c': ['fig3c'], 'fig4': ['fig4_RNN', 'fig4_gpt-2'],
-    'fig5a': ['fig5a'], 'fig5b_S12': ['fig5b', 'S12', 'fig5b_gpt-2', 'S12_gpt-2'], 'fig5c': ['fig5c'], 'S1': ['S1'], 'S3b': ['S3b'],
-    'S5c': ['S5c'], 'S6': ['S6a', 'S6b'], 'fixed_points': ['fixed_points'], 'loss': ['loss'],
+    'fig5a': ['fig5a'], 'fig5b_S12': ['fig5b', 'S12', 'fig5b_gpt-2', 'S12_gpt-2'], 'fig5c': ['fig5c'],
+    'S1': ['S1'], 'S3b': ['S3b'], 'S5c': ['S5c'], 'S6': ['S6a', 'S6b'], 'fixed_points': ['fixed_points'], 'loss': ['loss'],
     'metrics': ['metrics', 'metrics_fig4'],  # beyond the paper: the disentanglement metrics (issue 21)
 }
 

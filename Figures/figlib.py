@@ -189,7 +189,7 @@ def _floor(ax, r_sq=None):
     badly: r² = -3.5) would otherwise squeeze every curve into a sliver. How many
     networks are cut off, and the lowest, is written at the bottom of the axes."""
     bottom, top = ax.get_ylim()
-    if r_sq is None or not r_sq:
+    if not r_sq:
         return min(0.0, bottom - (top - bottom))
     per_net = [results.per_network(v) for v in r_sq]
     floor = min(0.0, min(float(np.nanmin(np.nanmedian(v, axis=1))) for v in per_net) - 0.1)
@@ -264,7 +264,7 @@ def plot_ood_sweep(ax, results_dir, labels, protocol, decoder='adam', n_tasks=No
     floor = _floor(ax, [res['r_sq'] for res in drawn])
     for d in used:
         found = {x: optional(results_dir, ood(label, protocol, d, untrained=True)) for x, label in labels.items()}
-        xs = sorted(x for x, res in found.items() if res is not None)
+        xs = sorted(x for x, res in found.items() if res is not None and x in main)  # only where curves are
         if xs:
             plots.plot_baseline(ax, xs, [found[x]['r_sq'] for x in xs], label='untrained' + _second(d),
                                 ls=':' if d == 'lstsq' else '--', floor=floor)

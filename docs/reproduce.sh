@@ -120,4 +120,5 @@ cp Figures/out/*.png docs/figures/
 for f in S5c fig3b S6a; do cp Figures/out/2e4/$f.png docs/figures/${f}_2e4.png; done
 for f in Figures/out/paper/*.png; do cp "$f" "docs/figures/$(basename "$f" .png)_paper.png"; done
 cp Figures/out/both/*.png docs/figures/
+python Figures/run_notebooks.py fig5b_S12 --decoder=both --out_dir=Figures/out/release && cp Figures/out/release/fig5b.png docs/figures/fig5b_release.png   # the release's design, D made so far
 for f in Figures/out/both/paper/*.png; do cp "$f" "docs/figures/$(basename "$f" .png)_paper.png"; done

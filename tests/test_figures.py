@@ -476,6 +476,11 @@ def test_sweeps_draw_the_baseline_of_each_condition(tmp_path):
     assert list(line.get_xdata()) == [2, 6] and np.allclose(line.get_ydata(), [0.5, 0.3], atol=0.02)
     assert len(ax.collections) == 5 * 2 + 1  # error bars and dots per task count, and the baseline's band
     assert 'untrained' in legend_texts(fig)
+    untrained_file(tmp_path / 'HighDim_D8_untrained.npz', 0.2)  # a baseline without its trained sweep: not drawn
+    fig, ax = plots.subplots()
+    figlib.plot_ood_sweep(ax, tmp_path, {D: f'HighDim_D{D}' for D in (2, 4, 6, 8)}, 'correct')
+    line, = [line for line in ax.lines if line.get_label() == 'untrained']
+    assert list(line.get_xdata()) == [2, 6]
 
 
 def test_sweep_images_plot_the_per_network_median_the_tables_quote(tmp_path, capsys):
@@ -551,7 +556,7 @@ def test_5b_s12_and_s6b_notebooks_draw_the_releases_design_and_the_gpt2_panels_w
         return ns, capsys.readouterr().out
 
     ns, printed = run('fig5b_S12')
-    assert ns['drawn'] == 'HighDim' and sorted(ns['files']) == [2, 4]
+    assert ns['panels'] == {'': 'HighDim'} and sorted(ns['files']) == [2, 4]
     assert ns['files'][4]['n_tasks'].tolist() == N_TASKS
     fallback, = [line for line in printed.splitlines() if 'drawing HighDim_D<D>' in line]
     assert fallback.endswith('make the files of HighDim5b with: python sweep.py fig5b_S12')
@@ -565,15 +570,18 @@ def test_5b_s12_and_s6b_notebooks_draw_the_releases_design_and_the_gpt2_panels_w
     for D in (2, 4, 6):  # the release's design: drawn, no fallback
         generalize_file(results_dir / f'HighDim5b_D{D}.npz', rng, n_dim=D, n_split=D, n_tasks=release)
         sparsity_file(results_dir / f'sparsity_HighDim5b_D{D}.npz', rng, n_tasks=release)
-    generalize_file(results_dir / 'HighDim5b_gpt-2_D4.npz', rng, n_dim=4, n_split=4, n_tasks=release)
-    untrained_file(results_dir / 'HighDim5b_gpt-2_D4_untrained.npz', 0.2, n_tasks=release)
     for name in ('fig5b', 'S12'):
         os.remove(out / f'{name}.png')
     ns, printed = run('fig5b_S12')
-    assert ns['drawn'] == 'HighDim5b' and sorted(ns['files']) == [2, 4, 6] and 'drawing HighDim_D' not in printed
+    assert ns['panels'] == {'': 'HighDim5b'} and sorted(ns['files']) == [2, 4, 6] and 'drawing HighDim_D' not in printed
     assert ns['files'][6]['n_tasks'].tolist() == release
-    assert sorted(ns['gpt2_files']) == [4] and 'GPT-2 panels' not in printed
-    assert ns['ax'].get_title() == 'GPT-2: boundaries per network (release)'  # the last panel drawn
+    assert ns['ax'].get_title() == 'boundaries per network (release)'
+    generalize_file(results_dir / 'HighDim5b_gpt-2_D4.npz', rng, n_dim=4, n_split=4, n_tasks=release)
+    untrained_file(results_dir / 'HighDim5b_gpt-2_D4_untrained.npz', 0.2, n_tasks=release)
+    ns, printed = run('fig5b_S12')
+    assert ns['panels'] == {'': 'HighDim5b', '_gpt-2': 'HighDim5b_gpt-2'} and 'GPT-2 panels' not in printed
+    assert sorted(ns['files']) == [4]  # the last panel drawn: GPT-2's
+    assert ns['ax'].get_title() == 'GPT-2: boundaries per network (release)'
     baseline, = [line for line in printed.splitlines() if line.startswith('untrained r_sq')]  # GPT-2's only
     assert baseline.startswith('untrained r_sq (median [IQR]): 4: 0.20')
     for name in ('fig5b', 'S12', 'fig5b_gpt-2', 'S12_gpt-2'):
