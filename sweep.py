@@ -246,7 +246,9 @@ def check_steps(hp, units):
     """Before any work, in the dry run as in the real one: probe every output folder
     (leaving nothing behind), then give the hyperparameters of every step that will
     run to its script's own checks (the script exits after checking:
-    configurator.CHECK_ONLY). Raises ValueError naming each step its script refuses."""
+    configurator.CHECK_ONLY). Raises ValueError naming each step its script refuses, and
+    (in the real run; the dry run marks them in the plan) each step that would replace
+    result files made from other networks (`replaced`)."""
     for name in ('runs_dir', 'results_dir', 'analysis_dir', 'out_dir') + ('log_dir',) * (hp['executor'] != 'local'):
         try:
             checks.writable(name, hp[name], keep=False)
@@ -269,8 +271,14 @@ def check_steps(hp, units):
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:  # each check is an interpreter start (~0.2 s)
         refused = [r for r in pool.map(refusal, steps) if r]
+    # the dry run marks these in the plan; the real one stops here, before any training
+    if not hp['dry_run']:
+        refused += [f"[{s['label']}] {files[0][0]}{f' (and {len(files) - 1} more)' if len(files) > 1 else ''} "
+                    f"exists, made from {files[0][1]}/, not {s['values']['runs_dir']}/"
+                    for s in steps if (files := replaced(s))]
     if refused:
-        raise ValueError(f"{len(refused)} step(s) would fail:\n  " + '\n  '.join(dict.fromkeys(refused)))
+        how = f"\n{REPLACE_HOW}" if not hp['dry_run'] and any(replaced(s) for s in steps) else ''
+        raise ValueError(f"{len(refused)} step(s) would fail:\n  " + '\n  '.join(dict.fromkeys(refused)) + how)
 
 
 def pending(step, states):
@@ -346,9 +354,26 @@ def kept_from(step, sweep_dir):
     networks than this sweep's (a reduced-budget sweep keeps the full one's results/RNN.npz)."""
     last = step['outputs'][-1] if step['kind'] == 'script' and step['outputs'] else None  # the file written last
     other = experiments.made_from(last) if last else None
-    if other is None or os.path.normpath(other) == os.path.normpath(sweep_dir):
+    if other is None or os.path.abspath(other) == os.path.abspath(sweep_dir):
         return ''
     return f", made from {other}/, not {sweep_dir}/: kept; delete {last} to remake it"
+
+
+def replaced(step):
+    """[(file, runs_dir it was made from)]: the existing outputs of an evaluation step
+    made from other networks than its own. Its script refuses to replace them (unless
+    given overwrite=True), and would do so only after the training the step waits for, so
+    the sweep says so before any work."""
+    values = step['values']
+    if step['kind'] != 'script' or values.get('overwrite') or 'runs_dir' not in values:
+        return []
+    return [(o, other) for o in step['outputs'] if os.path.exists(o)
+            and (other := experiments.made_from(o)) is not None
+            and os.path.abspath(other) != os.path.abspath(values['runs_dir'])]
+
+
+REPLACE_HOW = ("""pass --eval_overrides="{'overwrite': True}" to replace them with this sweep's networks' """
+               "results, delete them, or give another --results_dir")
 
 
 def describe(hp, figs, units, nb_step, missing_nb, notes):
@@ -387,6 +412,9 @@ def describe(hp, figs, units, nb_step, missing_nb, notes):
                        if os.path.exists(o) and (problem := experiments.result_problem(o))]
             if corrupt:
                 print(f"  remake ({corrupt[0][0]} is corrupt: {corrupt[0][1]}): {experiments.show(step)}   [{hours(sec)}]")
+            elif pending(step, states) and (other := replaced(step)):
+                print(f"  refused ({other[0][0]} exists, made from {other[0][1]}/, not {u['sweep_dir']}/; "
+                      f"see the note below): {experiments.show(step)}   [{hours(sec)}]")
             elif pending(step, states):
                 print(f"  {experiments.show(step)}   [{hours(sec)}]")
             else:
@@ -400,6 +428,8 @@ def describe(hp, figs, units, nb_step, missing_nb, notes):
         print(f'note: no notebook Figures/{f}.ipynb yet: its results are made, the figure is not')
     for note in notes:
         print(f'note: {note}')
+    if any(replaced(s) for u in units.values() for s in u['steps'] if pending(s, u['states'])):
+        print(f'note: the steps marked refused would replace result files made from other networks: {REPLACE_HOW}')
     wall = total / min(hp['n_parallel'], max(len(units), 1)) if hp['executor'] == 'local' else None
     print(f"\ntotal: {hours(total)} of single-core work" +
           (f" (about {hours(wall)} with n_parallel={hp['n_parallel']})" if wall is not None else ''))

@@ -385,6 +385,29 @@ def test_an_adam_result_without_its_least_squares_twin_is_remade(tmp_path):
     assert rnn.startswith('  skip (exists): python generalize.py')
 
 
+def test_a_step_that_would_replace_results_of_other_networks_is_refused_before_training(tmp_path):
+    """results/RNN.npz made from other networks (a 2e4 sweep) with its least-squares twin
+    missing: generalize.py would refuse to replace it, but only after the training the step
+    waits for. The dry run marks the step, the real run stops before any work, and
+    eval_overrides overwrite=True lets the step replace them."""
+    os.makedirs(tmp_path / 'results')
+    for stem in ('RNN', 'RNN_paper'):
+        np.savez(tmp_path / 'results' / f'{stem}.npz', r_sq=np.zeros(2))
+        (tmp_path / 'results' / f'{stem}.json').write_text(json.dumps({'config': {'runs_dir': 'trained_networks_2e4/RNN'}}))
+    out = sweep(tmp_path, 'S5c', '--dry_run=True', check=0).out
+    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
+    assert rnn.startswith('  refused (results/RNN.npz exists, made from trained_networks_2e4/RNN/, '
+                          'not trained_networks/RNN/; see the note below): python generalize.py')
+    assert "pass --eval_overrides=\"{'overwrite': True}\"" in out
+    before = sorted(os.listdir(tmp_path))
+    proc = sweep(tmp_path, 'S5c', '--notebooks=False', check=2)
+    assert '[RNN] results/RNN.npz (and 1 more) exists, made from trained_networks_2e4/RNN/' in proc.out
+    assert 'Traceback' not in proc.out and sorted(os.listdir(tmp_path)) == before  # nothing trained
+    out = sweep(tmp_path, 'S5c', '--dry_run=True', "--eval_overrides={'overwrite': True}", check=0).out
+    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
+    assert rnn.startswith('  python generalize.py') and '--overwrite=True' in rnn and 'refused' not in out
+
+
 def test_networks_are_not_trained_when_every_result_that_reads_them_exists(tmp_path):
     """A fresh clone holds the result files and analyses the figures read, not the
     networks: a sweep then trains nothing and only draws."""
