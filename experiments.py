@@ -18,6 +18,7 @@ sweep stays fast.
 import difflib
 import glob
 import json
+import math
 import os
 import signal
 import subprocess
@@ -410,6 +411,38 @@ def exists(output):
     return os.path.exists(output) and not (output.endswith('.npz') and result_problem(output))
 
 
+def trained_batches(output):
+    """The fewest training batches among the networks an existing result file was made
+    from (its JSON's `batches`), or None when it records none."""
+    try:
+        with open(os.path.splitext(output)[0] + '.json', encoding='utf-8') as f:
+            rows = json.load(f)['batches']
+        values = [float(b) for row in rows for b in row if b is not None and math.isfinite(float(b))]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return min(values) if values else None
+
+
+def short_of_budget(step, cwd=''):
+    """(file, batches) for the first existing output of an evaluation step made from
+    networks trained for fewer batches than its row's budget (step['n_batch']), else None.
+    Such a step is run again: the committed 2e4 results of some figures give way to the
+    paper's 1e5 (a reduced-budget sweep, whose own budget is lower, keeps them)."""
+    budget = step.get('n_batch')
+    for o in step.get('outputs', ()) if budget else ():
+        batches = trained_batches(os.path.join(cwd, o))
+        if batches is not None and batches < budget:
+            return o, batches
+    return None
+
+
+def up_to_date(step, cwd=''):
+    """Whether every output of an evaluation step exists, loads and was made at the
+    row's budget ([] outputs: never; such a step always runs)."""
+    return (bool(step['outputs']) and all(exists(os.path.join(cwd, o)) for o in step['outputs'])
+            and short_of_budget(step, cwd) is None)
+
+
 def notebook_parameters(figure):
     """{name: value} of the parameters cell (first line `# parameters`) of the figure's
     notebook, read without running it."""
@@ -528,7 +561,7 @@ def run_steps(steps, cwd=None, threads=None, log=None, raise_on_failure=False):
                     record(step, 'skipped')
                 else:
                     run(step)
-            elif step['outputs'] and all(exists(os.path.join(cwd, o)) for o in step['outputs']):
+            elif up_to_date(step, cwd):
                 record(step, 'skipped')
             else:
                 run(step, step['outputs'])

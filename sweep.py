@@ -176,7 +176,7 @@ def plan(hp, figs, overrides):
         values = {**experiments.eval_values(script, label, row, u['sweep_dir'], hp['results_dir'], ks, n_runs,
                                             overrides[script]), **args, **extra}
         u['steps'].append({'kind': 'script', 'label': label, 'script': script, 'values': values, 'outputs': outputs,
-                           'n_dim': u['expected']['n_dim']})
+                           'n_dim': u['expected']['n_dim'], 'n_batch': u['expected']['n_batch']})
 
     wanted = [item for f in figs for item in experiments.reads(f)]
     kept = []  # rows the figures read only as a fallback: never made here
@@ -288,7 +288,7 @@ def pending(step, states):
         return step['needed'] and any(s != 'finished' for s, _, _ in states.values())
     if step['kind'] == 'analysis':
         return not os.path.exists(experiments.analysis_output(step, states))
-    return not all(experiments.exists(o) for o in step['outputs'])
+    return bool(step['outputs']) and not experiments.up_to_date(step)
 
 
 def notebook_step(hp, figs, units):
@@ -412,11 +412,15 @@ def describe(hp, figs, units, nb_step, missing_nb, notes):
                        if os.path.exists(o) and (problem := experiments.result_problem(o))]
             if corrupt:
                 print(f"  remake ({corrupt[0][0]} is corrupt: {corrupt[0][1]}): {experiments.show(step)}   [{hours(sec)}]")
-            elif pending(step, states) and (other := replaced(step)):
-                print(f"  refused ({other[0][0]} exists, made from {other[0][1]}/, not {u['sweep_dir']}/; "
-                      f"see the note below): {experiments.show(step)}   [{hours(sec)}]")
             elif pending(step, states):
-                print(f"  {experiments.show(step)}   [{hours(sec)}]")
+                short = experiments.short_of_budget(step)  # a result of a shorter training: remade
+                budget = f"{short[1]:.0f} batches, the row's budget is {step['n_batch']}" if short else ''
+                if other := replaced(step):
+                    made = f"{other[0][1]}/" + (f" ({budget})" if short else '')
+                    why = f"refused ({other[0][0]} exists, made from {made}, not {u['sweep_dir']}/; see the note below): "
+                else:
+                    why = f"remake ({short[0]}: networks of {budget}): " if short else ''
+                print(f"  {why}{experiments.show(step)}   [{hours(sec)}]")
             else:
                 print(f"  skip (exists{kept_from(step, u['sweep_dir'])}): {experiments.show(step)}")
     if nb_step:

@@ -408,6 +408,30 @@ def test_a_step_that_would_replace_results_of_other_networks_is_refused_before_t
     assert rnn.startswith('  python generalize.py') and '--overwrite=True' in rnn and 'refused' not in out
 
 
+def test_a_result_below_its_rows_budget_is_remade_and_kept_by_a_reduced_budget_sweep(tmp_path):
+    """Every file of S5c's RNN step exists, made from this sweep's folder but from networks
+    trained for 2e4 batches: at the paper's budget the step (and its training) runs again,
+    and run_steps does not skip it; a sweep at --n_batch=20000 keeps it."""
+    os.makedirs(tmp_path / 'results')
+    for stem in ('RNN', 'RNN_paper', 'RNN_lstsq', 'RNN_paper_lstsq'):
+        np.savez(tmp_path / 'results' / f'{stem}.npz', r_sq=np.zeros(2))
+        (tmp_path / 'results' / f'{stem}.json').write_text(json.dumps(
+            {'config': {'runs_dir': 'trained_networks/RNN'}, 'batches': [[20000.0, float('nan')], [20000.0, 20000.0]]}))
+    out = sweep(tmp_path, 'S5c', '--dry_run=True', check=0).out
+    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
+    assert rnn.startswith('  remake (results/RNN') and \
+        "npz: networks of 20000 batches, the row's budget is 100000): python generalize.py" in rnn
+    assert any(line.startswith('  python train.py --n_task=[2,3,6,12,24] --runs=10 --out_dir=trained_networks/RNN ')
+               for line in out.splitlines())
+    step = {'kind': 'script', 'outputs': ['results/RNN.npz', 'results/RNN_lstsq.npz'], 'n_batch': 100_000}
+    assert experiments.short_of_budget(step, str(tmp_path)) == ('results/RNN.npz', 20000.0)  # NaN: a broken run
+    assert not experiments.up_to_date(step, str(tmp_path))
+    assert experiments.up_to_date({**step, 'n_batch': 20_000}, str(tmp_path))
+    out = sweep(tmp_path, 'S5c', '--dry_run=True', '--n_batch=20000', check=0).out
+    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
+    assert rnn.startswith('  skip (exists): python generalize.py')
+
+
 def test_networks_are_not_trained_when_every_result_that_reads_them_exists(tmp_path):
     """A fresh clone holds the result files and analyses the figures read, not the
     networks: a sweep then trains nothing and only draws."""
