@@ -245,6 +245,30 @@ def networks(values):
     return table
 
 
+def budget_note(ax, files):
+    """When the conditions of a sweep (`files`: {swept value: loaded results}) were trained
+    for different numbers of batches (a figure half rerun at the paper's budget), write
+    which at the top of the axes; returns the note ('' when one budget, or none recorded)."""
+    budgets = {}
+    for x, res in files.items():
+        batches = np.asarray(res['batches'], dtype=float) if 'batches' in res else np.array([])
+        batches = batches[np.isfinite(batches)]
+        if batches.size:
+            budgets[x] = float(batches.min())
+    if len(set(budgets.values())) < 2:
+        return ''
+    def short(b):
+        return f'{b:.0e}'.replace('e+0', 'e')
+
+    top = max(budgets.values())
+    parts = [f"{short(b)} batches at {', '.join(str(x) for x in sorted(budgets) if budgets[x] == b)}"
+             for b in sorted(set(budgets.values()) - {top})]
+    note = f"trained for {'; '.join(parts)} (the rest {short(top)})"
+    ax.annotate(note, xy=(0.02, 0.98), xycoords='axes fraction', ha='left', va='top', fontsize=6, color='0.3',
+                bbox={'fc': 'white', 'ec': 'none', 'alpha': 0.8, 'pad': 0.5})
+    return note
+
+
 def plot_ood_sweep(ax, results_dir, labels, protocol, decoder='adam', n_tasks=None):
     """OOD r² across a sweep's conditions (`labels`: {swept value: label}): a curve per
     N_task (plot_sweep: per-network dots, their median and its interval) for each
@@ -254,6 +278,7 @@ def plot_ood_sweep(ax, results_dir, labels, protocol, decoder='adam', n_tasks=No
     used = decoders(decoder)
     main = load_sweep(results_dir, {x: ood(label, protocol, used[0]) for x, label in labels.items()})
     plot_sweep(ax, main, n_tasks=n_tasks, suffix=_second(used[0]))
+    budget_note(ax, main)
     drawn = list(main.values())
     if len(used) > 1:
         second = {x: optional(results_dir, ood(label, protocol, 'lstsq')) for x, label in labels.items()}

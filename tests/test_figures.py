@@ -483,6 +483,24 @@ def test_sweeps_draw_the_baseline_of_each_condition(tmp_path):
     assert list(line.get_xdata()) == [2, 6]
 
 
+def test_a_sweep_half_rerun_at_another_budget_says_which_conditions(tmp_path):
+    rng = np.random.default_rng(0)
+    for sigma, batches in ((0.1, 1e5), (0.2, 1e5), (0.4, 2e4), (0.6, 2e4)):
+        generalize_file(tmp_path / f'Noise_{sigma}.npz', rng)
+        with np.load(tmp_path / f'Noise_{sigma}.npz') as f:
+            data = dict(f)
+        data['batches'] = np.full(data['r_sq'].shape[:2], batches)
+        data['batches'][0, 0] = np.nan  # a broken run records no budget
+        np.savez(tmp_path / f'Noise_{sigma}.npz', **data)
+    labels = {sigma: f'Noise_{sigma}' for sigma in (0.1, 0.2, 0.4, 0.6)}
+    fig, ax = plots.subplots()
+    figlib.plot_ood_sweep(ax, tmp_path, labels, 'correct')
+    assert [t.get_text() for t in ax.texts] == ['trained for 2e4 batches at 0.4, 0.6 (the rest 1e5)']
+    fig, ax = plots.subplots()
+    figlib.plot_ood_sweep(ax, tmp_path, {x: labels[x] for x in (0.1, 0.2)}, 'correct')  # one budget: no note
+    assert not ax.texts
+
+
 def test_sweep_images_plot_the_per_network_median_the_tables_quote(tmp_path, capsys):
     # skewed repeats: each network's mean is not its median, so the pooled median (what the
     # sweep images drew before) differs from the median over networks of their means
