@@ -178,23 +178,27 @@ def plot_vs_tasks(ax, results_dir, curves, decoder='adam', required='first'):
     plots.legend(ax)
 
 
+LOWEST_AXIS = -1.0  # r² below it (a decoder missing by twice the variance or more) is cut off at the bottom
+
+
 def _floor(ax, r_sq=None):
     """The lowest r² a baseline may stretch the y-axis to: 0 (r² below it: worse than
     predicting the mean), or lower where the trained curves' own range reaches below
     it. Lower baselines are written at the bottom of the axes instead.
 
     With `r_sq` (the trained curves' arrays), the floor follows their medians over
-    networks instead (0, or 0.1 below the lowest median), and the axes are cut there:
-    a few networks far below their curve's median (an exact decoder extrapolating
-    badly: r² = -3.5) would otherwise squeeze every curve into a sliver. How many
-    networks are cut off, and the lowest, is written at the bottom of the axes."""
+    networks instead (0, or 0.1 below the lowest median, but not below LOWEST_AXIS), and
+    the axes are cut there: a few networks far below their curve's median (an exact
+    decoder extrapolating badly: r² = -3.5), or a whole curve of them, would otherwise
+    squeeze every curve into a sliver. How many networks are cut off, and the lowest, is
+    written at the bottom of the axes."""
     bottom, top = ax.get_ylim()
     if not r_sq:
         return min(0.0, bottom - (top - bottom))
     per_net = [results.per_network(v) for v in r_sq]
-    floor = min(0.0, min(float(np.nanmin(np.nanmedian(v, axis=1))) for v in per_net) - 0.1)
+    floor = max(LOWEST_AXIS, min(0.0, min(float(np.nanmin(np.nanmedian(v, axis=1))) for v in per_net) - 0.1))
     if bottom < floor:
-        ax.set_ylim(floor, top)
+        ax.set_ylim(floor, min(top, 1.05))  # r² ≤ 1: the margin the cut-off networks added above goes too
         cut = np.concatenate([v.ravel() for v in per_net])
         cut = cut[cut < floor]
         if cut.size:

@@ -438,6 +438,13 @@ def test_the_sweeps_cut_off_a_few_networks_far_below_their_curve_too(tmp_path):
     figlib.plot_ood_sweep(ax, tmp_path, {D: f'HighDim_D{D}' for D in (2, 4)}, 'correct')
     assert ax.get_ylim()[0] == 0.0
     assert [t.get_text() for t in ax.texts if 'below' in t.get_text()] == ['1 network(s) below 0.0, lowest -20.00 ↓']
+    data['r_sq'][1] = -4.0  # a whole curve far below (least squares at D = 2): the axes stop at -1 all the same
+    data['r_sq'][1, 0] = -20.0
+    np.savez(tmp_path / 'HighDim_D4.npz', **data)
+    fig, ax = plots.subplots()
+    figlib.plot_ood_sweep(ax, tmp_path, {D: f'HighDim_D{D}' for D in (2, 4)}, 'correct')
+    assert ax.get_ylim()[0] == figlib.LOWEST_AXIS == -1.0 and ax.get_ylim()[1] <= 1.05
+    assert [t.get_text() for t in ax.texts if 'below' in t.get_text()] == ['5 network(s) below -1.0, lowest -20.00 ↓']
 
 
 def test_lstsq_curves_beside_adam(tmp_path):
