@@ -351,37 +351,43 @@ def test_dry_run_fig3a_shows_the_exact_commands(tmp_path):
     ]
 
 
+def fake_results(tmp_path, stems, record=None):
+    """results/<stem>.npz (a file that loads) for each stem, with <stem>.json = `record`."""
+    os.makedirs(tmp_path / 'results', exist_ok=True)
+    for stem in stems:
+        np.savez(tmp_path / 'results' / f'{stem}.npz', r_sq=np.zeros(2))
+        if record is not None:
+            (tmp_path / 'results' / f'{stem}.json').write_text(json.dumps(record))
+
+
+def step_line(out, label='RNN'):
+    """The plan's one line evaluating `label`."""
+    line, = [line for line in out.splitlines() if f'--label={label} ' in line]
+    return line
+
+
 def test_dry_run_names_results_made_from_other_networks(tmp_path):
     """A reduced-budget sweep in another runs_dir keeps results/RNN.npz of the full sweep,
     and says so instead of skipping it silently."""
-    os.makedirs(tmp_path / 'results')
     for name, runs_dir in (('RNN', 'trained_networks/RNN'), ('FreeRT', 'small/FreeRT')):
-        for stem in (name, name + '_paper', name + '_lstsq', name + '_paper_lstsq'):
-            np.savez(tmp_path / 'results' / f'{stem}.npz', r_sq=np.zeros(2))
-            (tmp_path / 'results' / f'{stem}.json').write_text(json.dumps({'config': {'runs_dir': runs_dir}}))
+        fake_results(tmp_path, (name, name + '_paper', name + '_lstsq', name + '_paper_lstsq'),
+                     {'config': {'runs_dir': runs_dir}})
     out = sweep(tmp_path, 'S5c', '--dry_run=True', '--runs_dir=small', '--n_batch=20000', check=0).out
-    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
-    assert rnn.startswith('  skip (exists, made from trained_networks/RNN/, not small/RNN/: kept; '
-                          'delete results/RNN_paper.npz to remake it): python generalize.py')
-    free, = [line for line in out.splitlines() if '--label=FreeRT ' in line]
-    assert free.startswith('  skip (exists): python generalize.py')  # made from this sweep's networks
+    assert step_line(out).startswith('  skip (exists, made from trained_networks/RNN/, not small/RNN/: kept; '
+                                     'delete results/RNN_paper.npz to remake it): python generalize.py')
+    # made from this sweep's networks
+    assert step_line(out, 'FreeRT').startswith('  skip (exists): python generalize.py')
 
 
 def test_an_adam_result_without_its_least_squares_twin_is_remade(tmp_path):
     """OOD figures are evaluated with both decoders: results/RNN.npz and RNN_paper.npz
     alone (the paper's decoder) leave RNN_paper_lstsq.npz missing, so the step runs;
     with the twin present it is skipped."""
-    os.makedirs(tmp_path / 'results')
-    for stem in ('RNN', 'RNN_paper'):
-        np.savez(tmp_path / 'results' / f'{stem}.npz', r_sq=np.zeros(2))
-        (tmp_path / 'results' / f'{stem}.json').write_text(json.dumps({'config': {'runs_dir': 'trained_networks/RNN'}}))
-    out = sweep(tmp_path, 'S5c', '--dry_run=True', check=0).out
-    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
+    fake_results(tmp_path, ('RNN', 'RNN_paper'), {'config': {'runs_dir': 'trained_networks/RNN'}})
+    rnn = step_line(sweep(tmp_path, 'S5c', '--dry_run=True', check=0).out)
     assert not rnn.lstrip().startswith('skip') and '--decoder=both' in rnn
-    for stem in ('RNN_lstsq', 'RNN_paper_lstsq'):
-        np.savez(tmp_path / 'results' / f'{stem}.npz', r_sq=np.zeros(2))
-    out = sweep(tmp_path, 'S5c', '--dry_run=True', check=0).out
-    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
+    fake_results(tmp_path, ('RNN_lstsq', 'RNN_paper_lstsq'))
+    rnn = step_line(sweep(tmp_path, 'S5c', '--dry_run=True', check=0).out)
     assert rnn.startswith('  skip (exists): python generalize.py')
 
 
@@ -390,13 +396,9 @@ def test_a_step_that_would_replace_results_of_other_networks_is_refused_before_t
     missing: generalize.py would refuse to replace it, but only after the training the step
     waits for. The dry run marks the step, the real run stops before any work, and
     eval_overrides overwrite=True lets the step replace them."""
-    os.makedirs(tmp_path / 'results')
-    for stem in ('RNN', 'RNN_paper'):
-        np.savez(tmp_path / 'results' / f'{stem}.npz', r_sq=np.zeros(2))
-        (tmp_path / 'results' / f'{stem}.json').write_text(json.dumps({'config': {'runs_dir': 'trained_networks_2e4/RNN'}}))
+    fake_results(tmp_path, ('RNN', 'RNN_paper'), {'config': {'runs_dir': 'trained_networks_2e4/RNN'}})
     out = sweep(tmp_path, 'S5c', '--dry_run=True', check=0).out
-    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
-    assert rnn.startswith('  refused (results/RNN.npz exists, made from trained_networks_2e4/RNN/, '
+    assert step_line(out).startswith('  refused (results/RNN.npz exists, made from trained_networks_2e4/RNN/, '
                           'not trained_networks/RNN/; see the note below): python generalize.py')
     assert "pass --eval_overrides=\"{'overwrite': True}\"" in out
     before = sorted(os.listdir(tmp_path))
@@ -404,21 +406,18 @@ def test_a_step_that_would_replace_results_of_other_networks_is_refused_before_t
     assert '[RNN] results/RNN.npz (and 1 more) exists, made from trained_networks_2e4/RNN/' in proc.out
     assert 'Traceback' not in proc.out and sorted(os.listdir(tmp_path)) == before  # nothing trained
     out = sweep(tmp_path, 'S5c', '--dry_run=True', "--eval_overrides={'overwrite': True}", check=0).out
-    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
-    assert rnn.startswith('  python generalize.py') and '--overwrite=True' in rnn and 'refused' not in out
+    assert step_line(out).startswith('  python generalize.py') and '--overwrite=True' in step_line(out)
+    assert 'refused' not in out
 
 
 def test_a_result_below_its_rows_budget_is_remade_and_kept_by_a_reduced_budget_sweep(tmp_path):
     """Every file of S5c's RNN step exists, made from this sweep's folder but from networks
     trained for 2e4 batches: at the paper's budget the step (and its training) runs again,
     and run_steps does not skip it; a sweep at --n_batch=20000 keeps it."""
-    os.makedirs(tmp_path / 'results')
-    for stem in ('RNN', 'RNN_paper', 'RNN_lstsq', 'RNN_paper_lstsq'):
-        np.savez(tmp_path / 'results' / f'{stem}.npz', r_sq=np.zeros(2))
-        (tmp_path / 'results' / f'{stem}.json').write_text(json.dumps(
-            {'config': {'runs_dir': 'trained_networks/RNN'}, 'batches': [[20000.0, float('nan')], [20000.0, 20000.0]]}))
+    fake_results(tmp_path, ('RNN', 'RNN_paper', 'RNN_lstsq', 'RNN_paper_lstsq'),
+                 {'config': {'runs_dir': 'trained_networks/RNN'}, 'batches': [[20000.0, float('nan')], [20000.0, 20000.0]]})
     out = sweep(tmp_path, 'S5c', '--dry_run=True', check=0).out
-    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
+    rnn = step_line(out)
     assert rnn.startswith('  remake (results/RNN') and \
         "npz: networks of 20000 batches, the row's budget is 100000): python generalize.py" in rnn
     assert any(line.startswith('  python train.py --n_task=[2,3,6,12,24] --runs=10 --out_dir=trained_networks/RNN ')
@@ -428,8 +427,7 @@ def test_a_result_below_its_rows_budget_is_remade_and_kept_by_a_reduced_budget_s
     assert not experiments.up_to_date(step, str(tmp_path))
     assert experiments.up_to_date({**step, 'n_batch': 20_000}, str(tmp_path))
     out = sweep(tmp_path, 'S5c', '--dry_run=True', '--n_batch=20000', check=0).out
-    rnn, = [line for line in out.splitlines() if '--label=RNN ' in line]
-    assert rnn.startswith('  skip (exists): python generalize.py')
+    assert step_line(out).startswith('  skip (exists): python generalize.py')
 
 
 def test_networks_are_not_trained_when_every_result_that_reads_them_exists(tmp_path):
