@@ -391,8 +391,7 @@ BASELINES = [('RNN', 'RNN_untrained'), ('RNN_NoLeak', 'RNN_NoLeak_untrained'), (
              *[(f'HighDim_D{d}', f'HighDim_D{d}_untrained') for d in (2, 4, 6, 8, 10)],
              *[(f'HighDim5b{net}_D{d}', f'HighDim5b{net}_D{d}_untrained') for net in ('', '_gpt-2')
                for d in (2, 4, 6, 8, 10)],
-             ('Noise_1', 'Noise_1_untrained'), ('Noise_2', 'RNN_untrained'),
-             *[(f'Noise_{n}', f'Noise_{n}_untrained') for n in (3, 4, 6)],
+             *[(f'Noise_{n}', f'Noise_{n}_untrained') for n in (1, 2, 3, 4, 6)],
              ('FreeRT', 'FreeRT_untrained'),
              *[(f'FreeRT_T{t}', f'FreeRT_T{t}_untrained') for t in (5, 10, 20, 30, 40)],
              *[(f'FreeRT5a_T{t}', f'FreeRT5a_T{t}_untrained') for t in (5, 10, 20, 30, 40)]]
