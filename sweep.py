@@ -176,7 +176,8 @@ def plan(hp, figs, overrides):
         values = {**experiments.eval_values(script, label, row, u['sweep_dir'], hp['results_dir'], ks, n_runs,
                                             overrides[script]), **args, **extra}
         u['steps'].append({'kind': 'script', 'label': label, 'script': script, 'values': values, 'outputs': outputs,
-                           'n_dim': u['expected']['n_dim'], 'n_batch': u['expected']['n_batch']})
+                           'n_dim': u['expected']['n_dim'], 'n_batch': u['expected']['n_batch'],
+                           'network': u['expected']['network']})
 
     wanted = [item for f in figs for item in experiments.reads(f)]
     kept = []  # rows the figures read only as a fallback: never made here
@@ -332,12 +333,14 @@ def step_seconds(step, states, hp):
     if step['kind'] == 'analysis':
         return experiments.EVAL_SECONDS[script]
     networks = len(values['n_tasks']) * values['n_runs']
-    factor = 1.0
-    n_dim = step.get('n_dim', 2)
-    if script == 'generalize.py' and n_dim > 2:  # one split per orthant unless split / split_var
-        factor = (values['split'] if values.get('split') is not None else
-                  n_dim if values.get('split_var') else 2 ** n_dim) / 4
-    return experiments.EVAL_SECONDS[script] * networks * factor
+    if script != 'generalize.py':
+        return experiments.EVAL_SECONDS[script] * networks
+    n_dim = step.get('n_dim', 2)  # one split per orthant (4 at D = 2), every split-th one, or per variable
+    splits = (-(-2 ** n_dim // values['split']) if values.get('split') is not None else
+              n_dim if values.get('split_var') else 2 ** n_dim)
+    per_network = experiments.GENERALIZE_SECONDS[step.get('network', 'RNN')] * (
+        experiments.UNTRAINED_EVAL_FACTOR if step.get('n_batch') == 0 else 1)
+    return per_network * networks * splits / 4
 
 
 def hours(seconds):

@@ -108,6 +108,28 @@ for D in 2 4 6 8 10; do  # their untrained baselines
   python generalize.py --runs_dir=trained_networks/HighDim5b_D${D}_untrained --n_tasks=[3,6,9,12,24] --n_runs=5 --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_D${D}_untrained
 done
 
+# Session 19: Figure 5b (the release's design) at D = 6 and 8 with S6b's sparsity, Figure 5c at
+# the paper's budget for sigma = 0.1 to 0.4 (replacing the 2e4 files), and untrained baselines.
+# `python sweep.py fig5b_S12 S6 fig5c --eval_overrides="{'overwrite': True}"` runs what remains.
+for D in 6 8; do  # D = 10: python sweep.py fig5b_S12
+  python train.py --task=LinearClassificationHighDim --n_dim=$D --boundary_seed=None --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_D$D
+  python generalize.py --runs_dir=trained_networks/HighDim5b_D$D --n_tasks=[3,6,9,12,24] --n_runs=5 --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_D$D
+done
+for D in 2 4 6 8; do
+  python sparsity.py --runs_dir=trained_networks/HighDim5b_D$D --n_tasks=[3,6,9,12,24] --n_runs=5 --label=HighDim5b_D$D
+done
+python generalize.py --runs_dir=trained_networks/RNN --n_runs=5 --decoder=both --protocol=both --label=Noise_2 --overwrite=True
+for n in 1 3 4; do
+  python train.py --n_sd_in=$n --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/Noise_$n
+  python generalize.py --runs_dir=trained_networks/Noise_$n --n_runs=5 --decoder=both --protocol=both --label=Noise_$n --overwrite=True
+done
+python train.py --n_batch=0 --n_task=[3,6,12] --runs=5 --out_dir=trained_networks/RNN_untrained
+python generalize.py --runs_dir=trained_networks/RNN_untrained --n_runs=5 --decoder=both --protocol=both --label=Noise_2_untrained
+for D in 2; do  # the untrained baseline of the GPT-2 panel (D = 4 to 10: python sweep.py fig5b_S12)
+  python train.py --network=gpt-2 --task=LinearClassificationHighDim --n_dim=$D --boundary_seed=None --n_batch=0 --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_gpt-2_D${D}_untrained
+  python generalize.py --runs_dir=trained_networks/HighDim5b_gpt-2_D${D}_untrained --n_tasks=[3,6,9,12,24] --n_runs=5 --select="{'network': 'gpt-2'}" --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_gpt-2_D${D}_untrained
+done
+
 # 5. Every figure from the result files (Figures/out/), and the copies the README and docs/ show (docs/figures/)
 python Figures/run_notebooks.py --prefix=HighDim   # 5b/S12/S6b: the committed design until HighDim5b_D<D> is complete for every D
 python Figures/run_notebooks.py fig3b fig3c fig5a fig5b_S12 fig5c S1 S3b S5c --protocol=paper --out_dir=Figures/out/paper --prefix=HighDim

@@ -322,9 +322,10 @@ def test_dry_run_all_lists_every_figures_work(dry_run_all):
 def test_dry_run_fig3a_shows_the_exact_commands(tmp_path):
     out = sweep(tmp_path, 'fig3a', '--dry_run=True', '--protocols=["correct"]', '--n_threads=1', check=0).out
     rate = experiments.THROUGHPUT['RNN']
-    train_h, eval_h = 50 * 1e5 / rate / 3600, 50 * experiments.EVAL_SECONDS['generalize.py'] / 3600
+    train_h, eval_h = 50 * 1e5 / rate / 3600, 50 * experiments.GENERALIZE_SECONDS['RNN'] / 3600
+    untrained_h = eval_h * experiments.UNTRAINED_EVAL_FACTOR  # every unit active: the metrics take longer
     notebook_min = experiments.NOTEBOOK_SECONDS / 60
-    total = train_h + 3 * eval_h + notebook_min / 60
+    total = train_h + 2 * eval_h + untrained_h + notebook_min / 60
     assert out.splitlines() == [
         'figures: fig3a; experiments: RNN, RNN_untrained; executor: local',
         '',
@@ -337,11 +338,11 @@ def test_dry_run_fig3a_shows_the_exact_commands(tmp_path):
         '  python generalize.py --runs_dir=trained_networks/RNN --n_tasks=[2,3,6,12,24] --n_runs=10 --decoder=both '
         f'--label=RNN --results_dir=results --out_of_distribution=False --n_threads=1   [{eval_h:.2f} h]',
         '',  # the untrained baseline: the same networks as initialised (no training), both decoders
-        f'RNN_untrained: trained_networks/RNN_untrained/ 50 networks (0 finished, 0 partial, 50 missing); estimated {eval_h:.2f} h',
+        f'RNN_untrained: trained_networks/RNN_untrained/ 50 networks (0 finished, 0 partial, 50 missing); estimated {untrained_h:.2f} h',
         '  python train.py --n_batch=0 --n_task=[2,3,6,12,24] --runs=10 --out_dir=trained_networks/RNN_untrained --n_threads=1',
         f'    [50 networks, 0 s at {rate} network-batches/s]',
         '  python generalize.py --runs_dir=trained_networks/RNN_untrained --n_tasks=[2,3,6,12,24] --n_runs=10 '
-        f'--decoder=both --label=RNN_untrained --results_dir=results --n_threads=1   [{eval_h:.2f} h]',
+        f'--decoder=both --label=RNN_untrained --results_dir=results --n_threads=1   [{untrained_h:.2f} h]',
         '',
         'figures:',
         '  python Figures/run_notebooks.py fig3a --results_dir=results --analysis_dir=analysis '
