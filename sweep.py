@@ -10,8 +10,11 @@ What each figure needs is the table in experiments.py (Figures/README.md shows i
 Every experiment trains into its own folder <runs_dir>/<experiment>/ and is evaluated
 from there, under each OOD protocol (results/<label>.npz and results/<label>_paper.npz).
 A rerun does only what is missing: finished networks (metrics.json) and existing result
-files are skipped, partly trained networks (net.pth only) resume with --resume=True, and
-networks are trained only where a result that reads them is missing. Before any work,
+files are skipped (a result of networks trained for fewer batches than its row's budget
+counts as missing), partly trained networks (net.pth only) resume with --resume=True, and
+networks are trained only where a result that reads them is missing. A step that would
+replace result files made from other networks is refused before any work unless
+--eval_overrides="{'overwrite': True}". Before any work,
 every step's hyperparameters go through its script's own checks (the dry run refuses
 what the real run would), and every output folder is probed. A failed step is reported
 and the others go on, except those that read its output (the notebooks of a figure whose
