@@ -119,7 +119,7 @@ for D in 2 4 6 8; do
   python sparsity.py --runs_dir=trained_networks/HighDim5b_D$D --n_tasks=[3,6,9,12,24] --n_runs=5 --label=HighDim5b_D$D
 done
 python generalize.py --runs_dir=trained_networks/RNN --n_runs=5 --decoder=both --protocol=both --label=Noise_2 --overwrite=True
-for n in 1 3 4; do
+for n in 1 3 4 6; do
   python train.py --n_sd_in=$n --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/Noise_$n
   python generalize.py --runs_dir=trained_networks/Noise_$n --n_runs=5 --decoder=both --protocol=both --label=Noise_$n --overwrite=True
 done
