@@ -416,6 +416,13 @@ def exists(output):
     return os.path.exists(output) and not (output.endswith('.npz') and result_problem(output))
 
 
+def made_elsewhere(output, runs_dir):
+    """The runs_dir an existing result file was made from when that is not `runs_dir`
+    (None: made from `runs_dir`, or unknown)."""
+    other = made_from(output)
+    return None if other is None or results.same_place(other, runs_dir) else other
+
+
 def trained_batches(output):
     """The fewest training batches among the networks an existing result file was made
     from (its JSON's `batches`), or None when it records none."""

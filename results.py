@@ -175,7 +175,8 @@ def recorded_networks(summary):
     return {summary['network']: summary.get('batches')}
 
 
-def _same_place(a, b):
+def same_place(a, b):
+    """Whether two paths name the same folder (as written, or resolved from here)."""
     return os.path.normpath(a) == os.path.normpath(b) or os.path.abspath(a) == os.path.abspath(b)
 
 
@@ -184,7 +185,7 @@ def not_evaluated_again(old, new):
     trained at least as long: another folder, or fewer batches than before."""
     lost = []
     for where, batches in old.items():
-        match = [b for w, b in new.items() if _same_place(w, where)]
+        match = [b for w, b in new.items() if same_place(w, where)]
         if not match or (batches is not None and match[0] is not None and float(match[0]) < float(batches)):
             lost.append(where)
     return lost

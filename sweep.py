@@ -276,12 +276,11 @@ def check_steps(hp, units):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:  # each check is an interpreter start (~0.2 s)
         refused = [r for r in pool.map(refusal, steps) if r]
     # the dry run marks these in the plan; the real one stops here, before any training
-    if not hp['dry_run']:
-        refused += [f"[{s['label']}] {files[0][0]}{f' (and {len(files) - 1} more)' if len(files) > 1 else ''} "
-                    f"exists, made from {files[0][1]}/, not {s['values']['runs_dir']}/"
-                    for s in steps if (files := replaced(s))]
+    replacing = [] if hp['dry_run'] else [(s, files) for s in steps if (files := replaced(s))]
+    refused += [f"[{s['label']}] {files[0][0]}{f' (and {len(files) - 1} more)' if len(files) > 1 else ''} "
+                f"exists, made from {files[0][1]}/, not {s['values']['runs_dir']}/" for s, files in replacing]
     if refused:
-        how = f"\n{REPLACE_HOW}" if not hp['dry_run'] and any(replaced(s) for s in steps) else ''
+        how = f"\n{REPLACE_HOW}" if replacing else ''
         raise ValueError(f"{len(refused)} step(s) would fail:\n  " + '\n  '.join(dict.fromkeys(refused)) + how)
 
 
@@ -359,8 +358,8 @@ def kept_from(step, sweep_dir):
     """', made from <other>/ ...' when an existing result file was computed from other
     networks than this sweep's (a reduced-budget sweep keeps the full one's results/RNN.npz)."""
     last = step['outputs'][-1] if step['kind'] == 'script' and step['outputs'] else None  # the file written last
-    other = experiments.made_from(last) if last else None
-    if other is None or os.path.abspath(other) == os.path.abspath(sweep_dir):
+    other = experiments.made_elsewhere(last, sweep_dir) if last else None
+    if other is None:
         return ''
     return f", made from {other}/, not {sweep_dir}/: kept; delete {last} to remake it"
 
@@ -373,9 +372,8 @@ def replaced(step):
     values = step['values']
     if step['kind'] != 'script' or values.get('overwrite') or 'runs_dir' not in values:
         return []
-    return [(o, other) for o in step['outputs'] if os.path.exists(o)
-            and (other := experiments.made_from(o)) is not None
-            and os.path.abspath(other) != os.path.abspath(values['runs_dir'])]
+    return [(o, other) for o in step['outputs']
+            if os.path.exists(o) and (other := experiments.made_elsewhere(o, values['runs_dir']))]
 
 
 REPLACE_HOW = ("""pass --eval_overrides="{'overwrite': True}" to replace them with this sweep's networks' """
