@@ -109,7 +109,7 @@ for D in 2 4 6 8 10; do  # their untrained baselines
 done
 
 # Session 19: Figure 5b (the release's design) at D = 6 and 8 with S6b's sparsity, Figure 5c at
-# the paper's budget for sigma = 0.1 to 0.4 (replacing the 2e4 files), and untrained baselines.
+# the paper's budget for every sigma and S3b's correlation 0 (replacing the 2e4 files), and untrained baselines.
 # `python sweep.py fig5b_S12 S6 fig5c --eval_overrides="{'overwrite': True}"` runs what remains.
 for D in 6 8; do  # D = 10: python sweep.py fig5b_S12
   python train.py --task=LinearClassificationHighDim --n_dim=$D --boundary_seed=None --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_D$D
@@ -123,6 +123,7 @@ for n in 1 3 4 6; do
   python train.py --n_sd_in=$n --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/Noise_$n
   python generalize.py --runs_dir=trained_networks/Noise_$n --n_runs=5 --decoder=both --protocol=both --label=Noise_$n --overwrite=True
 done
+python generalize.py --runs_dir=trained_networks/RNN --n_runs=5 --protocol=both --label=Corr_0 --overwrite=True   # S3b, correlation 0
 python train.py --n_batch=0 --n_task=[3,6,12] --runs=5 --out_dir=trained_networks/RNN_untrained
 python generalize.py --runs_dir=trained_networks/RNN_untrained --n_runs=5 --decoder=both --protocol=both --label=Noise_2_untrained
 for D in 2; do  # the untrained baseline of the GPT-2 panel (D = 4 to 10: python sweep.py fig5b_S12)
