@@ -110,7 +110,7 @@ done
 
 # Session 19: Figure 5b (the release's design) at D = 6 and 8 with S6b's sparsity, Figure 5c at
 # the paper's budget for every sigma and S3b's correlation 0 (replacing the 2e4 files), and untrained baselines.
-# `python sweep.py fig5b_S12 S6 fig5c --eval_overrides="{'overwrite': True}"` runs what remains.
+# `python sweep.py fig5b_S12 S6 S3b S5c --eval_overrides="{'overwrite': True}"` runs what remains.
 for D in 6 8; do  # D = 10: python sweep.py fig5b_S12
   python train.py --task=LinearClassificationHighDim --n_dim=$D --boundary_seed=None --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_D$D
   python generalize.py --runs_dir=trained_networks/HighDim5b_D$D --n_tasks=[3,6,9,12,24] --n_runs=5 --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_D$D
