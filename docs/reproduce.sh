@@ -131,17 +131,26 @@ for D in 2; do  # the untrained baseline of the GPT-2 panel (D = 4 to 10: python
   python generalize.py --runs_dir=trained_networks/HighDim5b_gpt-2_D${D}_untrained --n_tasks=[3,6,9,12,24] --n_runs=5 --select="{'network': 'gpt-2'}" --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_gpt-2_D${D}_untrained
 done
 
+# Session 20: Figure 5b's release design completed at D = 10 (with S6b's sparsity), S5c's free-RT
+# sweep at the paper's budget (replacing the 2e4 files) and 5a's trained-at-20 curve re-evaluated from it
+python train.py --task=LinearClassificationHighDim --n_dim=10 --boundary_seed=None --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_D10 --resume=True
+python generalize.py --runs_dir=trained_networks/HighDim5b_D10 --n_tasks=[3,6,9,12,24] --n_runs=5 --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_D10
+python sparsity.py --runs_dir=trained_networks/HighDim5b_D10 --n_tasks=[3,6,9,12,24] --n_runs=5 --label=HighDim5b_D10
+python train.py --task=LinearClassificationBound --CE_loss=False --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/FreeRT
+python generalize.py --runs_dir=trained_networks/FreeRT --n_runs=5 --decoder=both --protocol=both --label=FreeRT --overwrite=True
+for T in 5 10 20 30 40; do
+  python generalize.py --runs_dir=trained_networks/FreeRT --n_runs=5 --timing="{'fixation': 100, 'stimulus': $((100*T)), 'delay': 0, 'decision': 100}" --decoder=both --protocol=both --label=FreeRT_T$T --overwrite=True
+done
+
 # 5. Every figure from the result files (Figures/out/), and the copies the README and docs/ show (docs/figures/)
-python Figures/run_notebooks.py --prefix=HighDim   # 5b/S12/S6b: the committed design until HighDim5b_D<D> is complete for every D
-python Figures/run_notebooks.py fig3b fig3c fig5a fig5b_S12 fig5c S1 S3b S5c --protocol=paper --out_dir=Figures/out/paper --prefix=HighDim
-python Figures/run_notebooks.py fig3a fig3b S1 fig5a fig5b_S12 fig5c --decoder=both --out_dir=Figures/out/both --prefix=HighDim   # the OOD images of docs/figures
-python Figures/run_notebooks.py fig3b S1 fig5a fig5b_S12 fig5c --decoder=both --protocol=paper --out_dir=Figures/out/both/paper --prefix=HighDim
-python Figures/run_notebooks.py S5c --labels="{'RNN_2e4': 'fixed RT', 'FreeRT': 'free RT'}" --out_dir=Figures/out/2e4
+python Figures/run_notebooks.py   # 5b/S12/S6b: the release's design (--prefix=HighDim draws the committed one)
+python Figures/run_notebooks.py fig3b fig3c fig5a fig5b_S12 fig5c S1 S3b S5c --protocol=paper --out_dir=Figures/out/paper
+python Figures/run_notebooks.py fig3a fig3b S1 fig5a fig5b_S12 fig5c --decoder=both --out_dir=Figures/out/both   # the OOD images of docs/figures
+python Figures/run_notebooks.py fig3b S1 fig5a fig5b_S12 fig5c --decoder=both --protocol=paper --out_dir=Figures/out/both/paper
 python Figures/run_notebooks.py fig3b --labels="{'RNN': 'RNN', 'RNN_2e4': 'RNN'}" --out_dir=Figures/out/2e4
 python Figures/run_notebooks.py S6 --labels="{'RNN': 'RNN', 'RNN_2e4': 'RNN'}" --out_dir=Figures/out/2e4
 cp Figures/out/*.png docs/figures/
-for f in S5c fig3b S6a; do cp Figures/out/2e4/$f.png docs/figures/${f}_2e4.png; done
+for f in fig3b S6a; do cp Figures/out/2e4/$f.png docs/figures/${f}_2e4.png; done
 for f in Figures/out/paper/*.png; do cp "$f" "docs/figures/$(basename "$f" .png)_paper.png"; done
 cp Figures/out/both/*.png docs/figures/
-python Figures/run_notebooks.py fig5b_S12 --decoder=both --out_dir=Figures/out/release && cp Figures/out/release/fig5b.png docs/figures/fig5b_release.png   # the release's design, D made so far
 for f in Figures/out/both/paper/*.png; do cp "$f" "docs/figures/$(basename "$f" .png)_paper.png"; done
