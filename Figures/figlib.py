@@ -249,25 +249,30 @@ def networks(values):
     return table
 
 
+def short_budget(batches):
+    """A training budget as the figures write it: 20000 -> '2e4'."""
+    return f'{batches:.0e}'.replace('e+0', 'e')
+
+
+def trained_batches(files):
+    """The smallest training budget the loaded results (`files`: {swept value: results})
+    record, or None when none records one."""
+    found = [float(np.nanmin(res['batches'])) for res in files.values()
+             if 'batches' in res and np.isfinite(np.asarray(res['batches'], dtype=float)).any()]
+    return min(found) if found else None
+
+
 def budget_note(ax, files):
     """When the conditions of a sweep (`files`: {swept value: loaded results}) were trained
     for different numbers of batches (a figure half rerun at the paper's budget), write
     which at the top of the axes; returns the note ('' when one budget, or none recorded)."""
-    budgets = {}
-    for x, res in files.items():
-        batches = np.asarray(res['batches'], dtype=float) if 'batches' in res else np.array([])
-        batches = batches[np.isfinite(batches)]
-        if batches.size:
-            budgets[x] = float(batches.min())
+    budgets = {x: b for x, b in ((x, trained_batches({x: res})) for x, res in files.items()) if b is not None}
     if len(set(budgets.values())) < 2:
         return ''
-    def short(b):
-        return f'{b:.0e}'.replace('e+0', 'e')
-
     top = max(budgets.values())
-    parts = [f"{short(b)} batches at {', '.join(str(x) for x in sorted(budgets) if budgets[x] == b)}"
+    parts = [f"{short_budget(b)} batches at {', '.join(str(x) for x in sorted(budgets) if budgets[x] == b)}"
              for b in sorted(set(budgets.values()) - {top})]
-    note = f"trained for {'; '.join(parts)} (the rest {short(top)})"
+    note = f"trained for {'; '.join(parts)} (the rest {short_budget(top)})"
     ax.annotate(note, xy=(0.02, 0.98), xycoords='axes fraction', ha='left', va='top', fontsize=6, color='0.3',
                 bbox={'fc': 'white', 'ec': 'none', 'alpha': 0.8, 'pad': 0.5})
     return note

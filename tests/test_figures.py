@@ -508,6 +508,35 @@ def test_a_sweep_half_rerun_at_another_budget_says_which_conditions(tmp_path):
     assert not ax.texts
 
 
+def _with_budget(path, batches):
+    with np.load(path) as f:
+        data = dict(f)
+    data['batches'] = np.full(data['r_sq'].shape[:2], batches)
+    np.savez(path, **data)
+
+
+def test_5a_draws_the_trained_at_20_set_under_both_decoders_and_names_each_curves_budget(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    results_dir = tmp_path / 'results'
+    results_dir.mkdir()
+    for T in (5, 10, 20):  # the matched sets at 2e4, the set trained at T = 20 at 1e5, both decoders
+        for name, batches in ((f'FreeRT5a_T{T}', 2e4), (f'FreeRT5a_T{T}_lstsq', 2e4), (f'FreeRT_T{T}', 1e5),
+                              (f'FreeRT_T{T}_lstsq', 1e5)):
+            generalize_file(results_dir / f'{name}.npz', rng, n_tasks=[24])
+            _with_budget(results_dir / f'{name}.npz', batches)
+    out = tmp_path / 'out'
+    status = run_notebooks.main(['fig5a', '--decoder=both', '--durations=[5,10,20]', '--no_absorption=False',
+                                 f'--results_dir={results_dir}', f'--out_dir={out}'])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert '24 tasks (trained at 20) r_sq' in printed and '24 tasks (trained at 20), lstsq r_sq' in printed
+    assert 'batches: one set per T 2e4, trained at 20 1e5)' in printed  # also the figure's title
+    status = run_notebooks.main(['fig5a', '--decoder=adam', '--durations=[5,10,20]', '--no_absorption=False',
+                                 f'--results_dir={results_dir}', f'--out_dir={out}'])
+    printed = capsys.readouterr().out
+    assert status == 0 and '(trained at 20), lstsq' not in printed
+
+
 def test_sweep_images_plot_the_per_network_median_the_tables_quote(tmp_path, capsys):
     # skewed repeats: each network's mean is not its median, so the pooled median (what the
     # sweep images drew before) differs from the median over networks of their means
