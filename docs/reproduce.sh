@@ -145,8 +145,8 @@ done
 # 5. Every figure from the result files (Figures/out/), and the copies the README and docs/ show (docs/figures/)
 python Figures/run_notebooks.py   # 5b/S12/S6b: the release's design (--prefix=HighDim draws the committed one)
 python Figures/run_notebooks.py fig3b fig3c fig5a fig5b_S12 fig5c S1 S3b S5c --protocol=paper --out_dir=Figures/out/paper
-python Figures/run_notebooks.py fig3a fig3b S1 fig5a fig5b_S12 fig5c --decoder=both --out_dir=Figures/out/both   # the OOD images of docs/figures
-python Figures/run_notebooks.py fig3b S1 fig5a fig5b_S12 fig5c --decoder=both --protocol=paper --out_dir=Figures/out/both/paper
+python Figures/run_notebooks.py fig3a fig3b S1 S5c fig5a fig5b_S12 fig5c --decoder=both --out_dir=Figures/out/both   # the OOD images of docs/figures
+python Figures/run_notebooks.py fig3b S1 S5c fig5a fig5b_S12 fig5c --decoder=both --protocol=paper --out_dir=Figures/out/both/paper
 python Figures/run_notebooks.py fig3b --labels="{'RNN': 'RNN', 'RNN_2e4': 'RNN'}" --out_dir=Figures/out/2e4
 python Figures/run_notebooks.py S6 --labels="{'RNN': 'RNN', 'RNN_2e4': 'RNN'}" --out_dir=Figures/out/2e4
 cp Figures/out/*.png docs/figures/
