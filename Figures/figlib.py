@@ -132,7 +132,7 @@ def _name(label, protocol, decoder, untrained=False):
     return ood(label, protocol, decoder, untrained)
 
 
-def _second(d):
+def decoder_suffix(d):
     """The legend suffix of decoder d's curves: the paper's Adam has none."""
     return ', lstsq' if d == 'lstsq' else ''
 
@@ -152,7 +152,7 @@ def plot_vs_tasks(ax, results_dir, curves, decoder='adam', required='first'):
             name = _name(label, protocol, d)
             needed = d == used[0] and (required == 'all' or i == 0)
             files[name] = load(results_dir, name) if needed else optional(results_dir, name)
-            names[name] = legend + _second(d)
+            names[name] = legend + decoder_suffix(d)
             styles[name] = dict(color=f'C{i}', **(SECOND if d == 'lstsq' and len(used) > 1 else {}))
     absent = [name for name, res in files.items() if res is None]
     if absent:
@@ -168,10 +168,10 @@ def plot_vs_tasks(ax, results_dir, curves, decoder='adam', required='first'):
             if res is None:
                 continue
             if n_ood == 1:
-                plots.plot_baseline(ax, None, res['r_sq'], label='untrained' + _second(d), floor=floor,
+                plots.plot_baseline(ax, None, res['r_sq'], label='untrained' + decoder_suffix(d), floor=floor,
                                     ls=':' if d == 'lstsq' else '--')
             else:  # in the curve's colour, and one legend entry for them all (the '_' hides each)
-                plots.plot_baseline(ax, None, res['r_sq'], label=f'_{legend}, untrained{_second(d)}',
+                plots.plot_baseline(ax, None, res['r_sq'], label=f'_{legend}, untrained{decoder_suffix(d)}',
                                     color=f'C{i}', ls=':' if d == 'lstsq' else '--', floor=floor)
                 if 'untrained (dashed)' not in ax.get_legend_handles_labels()[1]:
                     ax.plot([], [], ls='--', c='gray', label='untrained (dashed)')
@@ -286,21 +286,21 @@ def plot_ood_sweep(ax, results_dir, labels, protocol, decoder='adam', n_tasks=No
     when it has none."""
     used = decoders(decoder)
     main = load_sweep(results_dir, {x: ood(label, protocol, used[0]) for x, label in labels.items()})
-    plot_sweep(ax, main, n_tasks=n_tasks, suffix=_second(used[0]))
+    plot_sweep(ax, main, n_tasks=n_tasks, suffix=decoder_suffix(used[0]))
     budget_note(ax, main)
     drawn = list(main.values())
     if len(used) > 1:
         second = {x: optional(results_dir, ood(label, protocol, 'lstsq')) for x, label in labels.items()}
         second = {x: res for x, res in second.items() if res is not None}
         if second:
-            plot_sweep(ax, second, n_tasks=n_tasks, suffix=_second('lstsq'), style=SECOND, side=0.5)
+            plot_sweep(ax, second, n_tasks=n_tasks, suffix=decoder_suffix('lstsq'), style=SECOND, side=0.5)
             drawn += list(second.values())
     floor = _floor(ax, [res['r_sq'] for res in drawn])
     for d in used:
         found = {x: optional(results_dir, ood(label, protocol, d, untrained=True)) for x, label in labels.items()}
         xs = sorted(x for x, res in found.items() if res is not None and x in main)  # only where curves are
         if xs:
-            plots.plot_baseline(ax, xs, [found[x]['r_sq'] for x in xs], label='untrained' + _second(d),
+            plots.plot_baseline(ax, xs, [found[x]['r_sq'] for x in xs], label='untrained' + decoder_suffix(d),
                                 ls=':' if d == 'lstsq' else '--', floor=floor)
     plots.legend(ax)
     return main
