@@ -141,6 +141,15 @@ python generalize.py --runs_dir=trained_networks/FreeRT --n_runs=5 --decoder=bot
 for T in 5 10 20 30 40; do
   python generalize.py --runs_dir=trained_networks/FreeRT --n_runs=5 --timing="{'fixation': 100, 'stimulus': $((100*T)), 'delay': 0, 'decision': 100}" --decoder=both --protocol=both --label=FreeRT_T$T --overwrite=True
 done
+python - <<'EOF'   # 5a: scale and conditioning of the free-RT states at T = 20 and 40 (docs/results.md)
+import numpy as np, checkpoints, tasks, networks, decoding
+for path in checkpoints.find_runs('trained_networks/FreeRT', n_task=24)[:3]:
+    net, encoder, config = checkpoints.load_network(path)[:3]
+    rng = np.random.default_rng(0)
+    for T in (20, 40):
+        env = tasks.decoding_env(config, [1, 2, 3, 4], {'fixation': 100, 'stimulus': 100 * T, 'delay': 0, 'decision': 100})
+        print(path, T, decoding.state_conditioning(networks.hidden_states(net, encoder, env, env.sample(rng, 2000)['ob'], last_only=True)))
+EOF
 
 # 5. Every figure from the result files (Figures/out/), and the copies the README and docs/ show (docs/figures/)
 python Figures/run_notebooks.py   # 5b/S12/S6b: the release's design (--prefix=HighDim draws the committed one)
