@@ -110,7 +110,7 @@ done
 
 # Session 19: Figure 5b (the release's design) at D = 6 and 8 with S6b's sparsity, Figure 5c at
 # the paper's budget for every sigma and S3b's correlation 0 (replacing the 2e4 files), and untrained baselines.
-# `python sweep.py fig5b_S12 S6 S3b S5c --eval_overrides="{'overwrite': True}"` runs what remains.
+# (What remained after it was made in session 20 below; `python sweep.py fig5b_S12` runs the GPT-2 panel still missing.)
 for D in 6 8; do  # D = 10: python sweep.py fig5b_S12
   python train.py --task=LinearClassificationHighDim --n_dim=$D --boundary_seed=None --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_D$D
   python generalize.py --runs_dir=trained_networks/HighDim5b_D$D --n_tasks=[3,6,9,12,24] --n_runs=5 --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_D$D
@@ -132,7 +132,8 @@ for D in 2; do  # the untrained baseline of the GPT-2 panel (D = 4 to 10: python
 done
 
 # Session 20: Figure 5b's release design completed at D = 10 (with S6b's sparsity), S5c's free-RT
-# sweep at the paper's budget (replacing the 2e4 files) and 5a's trained-at-20 curve re-evaluated from it
+# sweep at the paper's budget (replacing the 2e4 files), 5a's trained-at-20 curve re-evaluated from it,
+# and S3b's correlations 0.3-0.9 at the paper's budget
 python train.py --task=LinearClassificationHighDim --n_dim=10 --boundary_seed=None --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_D10 --resume=True
 python generalize.py --runs_dir=trained_networks/HighDim5b_D10 --n_tasks=[3,6,9,12,24] --n_runs=5 --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_D10
 python sparsity.py --runs_dir=trained_networks/HighDim5b_D10 --n_tasks=[3,6,9,12,24] --n_runs=5 --label=HighDim5b_D10
@@ -140,6 +141,10 @@ python train.py --task=LinearClassificationBound --CE_loss=False --n_task=[2,3,6
 python generalize.py --runs_dir=trained_networks/FreeRT --n_runs=5 --decoder=both --protocol=both --label=FreeRT --overwrite=True
 for T in 5 10 20 30 40; do
   python generalize.py --runs_dir=trained_networks/FreeRT --n_runs=5 --timing="{'fixation': 100, 'stimulus': $((100*T)), 'delay': 0, 'decision': 100}" --decoder=both --protocol=both --label=FreeRT_T$T --overwrite=True
+done
+for c in 0.3 0.5 0.7 0.9; do  # S3b at the paper's budget (replacing the 2e4 files)
+  python train.py --corr=$c --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/Corr_$c
+  python generalize.py --runs_dir=trained_networks/Corr_$c --n_runs=5 --protocol=both --label=Corr_$c --overwrite=True
 done
 python - <<'EOF'   # 5a: scale and conditioning of the free-RT states at T = 20 and 40 (docs/results.md)
 import numpy as np, checkpoints, tasks, networks, decoding
