@@ -146,6 +146,7 @@ for c in 0.3 0.5 0.7 0.9; do  # S3b at the paper's budget (replacing the 2e4 fil
   python train.py --corr=$c --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/Corr_$c
   python generalize.py --runs_dir=trained_networks/Corr_$c --n_runs=5 --protocol=both --label=Corr_$c --overwrite=True
 done
+python train.py --network=gpt-2 --task=LinearClassificationHighDim --n_dim=4 --boundary_seed=None --n_batch=0 --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_gpt-2_D4_untrained
 python generalize.py --runs_dir=trained_networks/HighDim5b_gpt-2_D4_untrained --n_tasks=[3,6,9,12,24] --n_runs=5 --select="{'network': 'gpt-2'}" --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_gpt-2_D4_untrained
 python - <<'EOF'   # 5a: scale and conditioning of the free-RT states at T = 20 and 40 (docs/results.md)
 import numpy as np, checkpoints, tasks, networks, decoding
