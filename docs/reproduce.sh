@@ -133,7 +133,7 @@ done
 
 # Session 20: Figure 5b's release design completed at D = 10 (with S6b's sparsity), S5c's free-RT
 # sweep at the paper's budget (replacing the 2e4 files), 5a's trained-at-20 curve re-evaluated from it,
-# and S3b's correlations 0.3-0.9 at the paper's budget, the GPT-2 panel's untrained baseline at D = 4 and 6
+# and S3b's correlations 0.3-0.9 at the paper's budget, the GPT-2 panel's untrained baseline at D = 4, 6 and 8
 python train.py --task=LinearClassificationHighDim --n_dim=10 --boundary_seed=None --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_D10 --resume=True
 python generalize.py --runs_dir=trained_networks/HighDim5b_D10 --n_tasks=[3,6,9,12,24] --n_runs=5 --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_D10
 python sparsity.py --runs_dir=trained_networks/HighDim5b_D10 --n_tasks=[3,6,9,12,24] --n_runs=5 --label=HighDim5b_D10
@@ -146,7 +146,7 @@ for c in 0.3 0.5 0.7 0.9; do  # S3b at the paper's budget (replacing the 2e4 fil
   python train.py --corr=$c --n_task=[2,3,6,12,24] --runs=5 --out_dir=trained_networks/Corr_$c
   python generalize.py --runs_dir=trained_networks/Corr_$c --n_runs=5 --protocol=both --label=Corr_$c --overwrite=True
 done
-for D in 4 6; do
+for D in 4 6 8; do
   python train.py --network=gpt-2 --task=LinearClassificationHighDim --n_dim=$D --boundary_seed=None --n_batch=0 --n_task=[3,6,9,12,24] --runs=5 --out_dir=trained_networks/HighDim5b_gpt-2_D${D}_untrained
   python generalize.py --runs_dir=trained_networks/HighDim5b_gpt-2_D${D}_untrained --n_tasks=[3,6,9,12,24] --n_runs=5 --select="{'network': 'gpt-2'}" --split_var=True --save_decoders=False --decoder=both --protocol=both --label=HighDim5b_gpt-2_D${D}_untrained
 done
