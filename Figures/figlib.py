@@ -254,11 +254,17 @@ def short_budget(batches):
     return f'{batches:.0e}'.replace('e+0', 'e')
 
 
+def _budget(res):
+    """The smallest training budget one loaded results file records, or None."""
+    batches = np.asarray(res['batches'], dtype=float) if 'batches' in res else np.array([])
+    batches = batches[np.isfinite(batches)]
+    return float(batches.min()) if batches.size else None
+
+
 def trained_batches(files):
     """The smallest training budget the loaded results (`files`: {swept value: results})
     record, or None when none records one."""
-    found = [float(np.nanmin(res['batches'])) for res in files.values()
-             if 'batches' in res and np.isfinite(np.asarray(res['batches'], dtype=float)).any()]
+    found = [b for b in map(_budget, files.values()) if b is not None]
     return min(found) if found else None
 
 
@@ -266,7 +272,7 @@ def budget_note(ax, files):
     """When the conditions of a sweep (`files`: {swept value: loaded results}) were trained
     for different numbers of batches (a figure half rerun at the paper's budget), write
     which at the top of the axes; returns the note ('' when one budget, or none recorded)."""
-    budgets = {x: b for x, b in ((x, trained_batches({x: res})) for x, res in files.items()) if b is not None}
+    budgets = {x: b for x, res in files.items() if (b := _budget(res)) is not None}
     if len(set(budgets.values())) < 2:
         return ''
     top = max(budgets.values())
